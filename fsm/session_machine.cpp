@@ -1,0 +1,214 @@
+// The one translation unit that instantiates the MSM back-end, and the facade over it.
+#include "fsm/session_machine.hpp"
+
+#include <boost/mpl/for_each.hpp>
+
+#include <new>
+#include <sstream>
+#include <stdexcept>
+#include <type_traits>
+
+namespace megaphone {
+
+namespace {
+
+using detail::session_machine;
+using stt = session_machine::stt;
+
+template <class State>
+constexpr int state_id = boost::msm::back::get_state_id<stt, State>::value;
+
+// The facade reports states by fsm_state; the MSM ids must line up with it.
+static_assert(state_id<detail::waiting> == static_cast<int>(fsm_state::waiting));
+static_assert(state_id<detail::have_request> == static_cast<int>(fsm_state::have_request));
+static_assert(state_id<detail::have_packet> == static_cast<int>(fsm_state::have_packet));
+static_assert(state_id<detail::closed> == static_cast<int>(fsm_state::closed));
+
+static_assert(sizeof(session_machine) <= session_fsm::storage_size,
+              "grow session_fsm::storage_size (and mind the per-session memory budget)");
+static_assert(alignof(session_machine) <= 8);
+
+session_machine& machine(std::byte* storage)
+{
+    return *std::launder(reinterpret_cast<session_machine*>(storage));
+}
+const session_machine& machine(const std::byte* storage)
+{
+    return *std::launder(reinterpret_cast<const session_machine*>(storage));
+}
+
+} // namespace
+
+std::string_view to_string(fsm_state s) noexcept
+{
+    switch (s) {
+    case fsm_state::waiting:
+        return "waiting";
+    case fsm_state::have_request:
+        return "have_request";
+    case fsm_state::have_packet:
+        return "have_packet";
+    case fsm_state::closed:
+        return "closed";
+    }
+    return "?";
+}
+
+std::string_view to_string(close_reason r) noexcept
+{
+    switch (r) {
+    case close_reason::client_terminate:
+        return "client_terminate";
+    case close_reason::server_terminate:
+        return "server_terminate";
+    case close_reason::inactivity:
+        return "inactivity";
+    case close_reason::queue_overflow:
+        return "queue_overflow";
+    case close_reason::item_not_found:
+        return "item_not_found";
+    case close_reason::policy_violation:
+        return "policy_violation";
+    case close_reason::bad_request:
+        return "bad_request";
+    case close_reason::system_shutdown:
+        return "system_shutdown";
+    }
+    return "?";
+}
+
+//--------------------------------------------------------------------------------------------------
+// Facade
+
+session_fsm::session_fsm(session_effects& effects, session_params params)
+{
+    new (storage_) session_machine(&effects, params);
+}
+
+session_fsm::~session_fsm() { machine(storage_).~session_machine(); }
+
+void session_fsm::start() { machine(storage_).start(); }
+
+template <class Event>
+void session_fsm::dispatch(const Event& e)
+{
+    // Run-to-completion without a queue: an effect that calls back in is a bug of the caller.
+    if (busy_)
+        throw std::logic_error("session_fsm: re-entrant event " + std::string(Event::name));
+    busy_ = true;
+    machine(storage_).process_event(e);
+    busy_ = false;
+}
+
+void session_fsm::process(const request_arrived& e) { dispatch(e); }
+void session_fsm::process(const packet_pushed& e) { dispatch(e); }
+void session_fsm::process(const wait_expired& e) { dispatch(e); }
+void session_fsm::process(const die_expired& e) { dispatch(e); }
+void session_fsm::process(const connection_closed& e) { dispatch(e); }
+void session_fsm::process(const terminate_session& e) { dispatch(e); }
+
+fsm_state session_fsm::state() const noexcept
+{
+    return static_cast<fsm_state>(machine(storage_).current_state()[0]);
+}
+
+std::span<const request_id> session_fsm::held() const noexcept
+{
+    const auto& held = machine(storage_).held_;
+    return {held.data(), held.size()};
+}
+
+const std::vector<packet>& session_fsm::queued() const noexcept
+{
+    return machine(storage_).queue_;
+}
+
+const session_params& session_fsm::params() const noexcept { return machine(storage_).params_; }
+
+//--------------------------------------------------------------------------------------------------
+// The table, read back from the MSM type for the diagram
+
+namespace {
+
+template <class T>
+constexpr std::string_view name_of()
+{
+    if constexpr (std::is_same_v<T, boost::msm::front::none>)
+        return "";
+    else
+        return T::name;
+}
+
+template <class RowType>
+struct row_traits;
+
+template <class S, class E, class T, class A, class G>
+struct row_traits<boost::msm::front::Row<S, E, T, A, G>> {
+    static table_row get()
+    {
+        // An internal row (Next `none`) stays in its state without exit or entry.
+        return {std::string(name_of<S>()),
+                std::string(name_of<E>()),
+                std::is_same_v<T, boost::msm::front::none> ? std::string("(stay)")
+                                                           : std::string(name_of<T>()),
+                std::string(name_of<A>()),
+                std::string(name_of<G>())};
+    }
+};
+
+template <class T>
+struct type_tag {};
+
+} // namespace
+
+std::vector<table_row> transition_table_rows()
+{
+    std::vector<table_row> rows;
+    boost::mpl::for_each<detail::session_machine_def::transition_table, type_tag<boost::mpl::_1>>(
+        [&rows]<class Row>(type_tag<Row>) { rows.push_back(row_traits<Row>::get()); });
+    return rows;
+}
+
+std::string transition_table_dot()
+{
+    std::ostringstream out;
+    out << "// Generated from fsm/session_machine.hpp by `megaphone-fsm-dot`; do not edit.\n"
+        << "digraph session {\n"
+        << "  rankdir=LR;\n"
+        << "  node [shape=box, style=rounded, fontname=\"Helvetica\"];\n"
+        << "  edge [fontname=\"Helvetica\", fontsize=10];\n"
+        << "  start [shape=point];\n"
+        << "  start -> waiting;\n";
+    auto state_line = [&out](std::string_view name, std::string_view entry) {
+        out << "  " << name << " [label=\"" << name;
+        if (!entry.empty())
+            out << "\\nentry / " << entry;
+        out << "\"";
+        if (name == "closed")
+            out << ", shape=doublecircle";
+        out << "];\n";
+    };
+    state_line(detail::waiting::name, detail::waiting::entry);
+    state_line(detail::have_request::name, detail::have_request::entry);
+    state_line(detail::have_packet::name, detail::have_packet::entry);
+    state_line(detail::closed::name, detail::closed::entry);
+    for (const table_row& row : transition_table_rows()) {
+        // Rows that only ignore a stale event are listed in the table, not drawn.
+        if (row.next == "(stay)" && row.action.empty())
+            continue;
+        const std::string& to = row.next == "(stay)" ? row.start : row.next;
+        out << "  " << row.start << " -> " << to << " [label=\"" << row.event;
+        if (!row.guard.empty())
+            out << "\\n[" << row.guard << "]";
+        if (!row.action.empty())
+            out << "\\n/ " << row.action;
+        out << "\"";
+        if (row.next == "(stay)")
+            out << ", style=dashed";
+        out << "];\n";
+    }
+    out << "}\n";
+    return out.str();
+}
+
+} // namespace megaphone
