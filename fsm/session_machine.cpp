@@ -87,7 +87,15 @@ session_fsm::session_fsm(session_effects& effects, session_params params)
 
 session_fsm::~session_fsm() { machine(storage_).~session_machine(); }
 
-void session_fsm::start() { machine(storage_).start(); }
+void session_fsm::start()
+{
+    // Entering `waiting` runs an effect (arm the die timer): the same guard as for events.
+    if (busy_)
+        throw std::logic_error("session_fsm: re-entrant start");
+    busy_ = true;
+    machine(storage_).start();
+    busy_ = false;
+}
 
 template <class Event>
 void session_fsm::dispatch(const Event& e)

@@ -1,0 +1,61 @@
+// The application API: what a push app written on Megaphone implements and calls.
+//
+// An application is a set of handlers. They run on the thread that owns the session (its
+// shard), never two at once for one session. From a handler, talk to the session you were given
+// (push, subscribe, close); to reach other sessions, channels or everyone, use the broker
+// (`s.broker()`), which is also what other threads use.
+#pragma once
+
+#include "fsm/events.hpp"
+#include "fsm/packet.hpp"
+#include "transport/protocol.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace megaphone {
+
+class session;
+
+class application {
+public:
+    virtual ~application() = default;
+    /// A session was created; what it pushes now goes out with the creation answer.
+    virtual void on_open(session&) {}
+    /// A client message, in the order the client sent it.
+    virtual void on_message(session&, const message&) {}
+    /// The session has ended (terminate, inactivity, error, shutdown). Pushing to it is a no-op.
+    virtual void on_close(session&, close_reason) {}
+};
+
+/// Thread-safe entry points to all sessions of a server (or of a test harness). Every call may
+/// be made from any thread; each call reaches its sessions asynchronously, in call order per
+/// session.
+class broker {
+public:
+    virtual ~broker() = default;
+    /// Pushes to one session; a no-op if it does not exist or has closed.
+    virtual void push(std::string_view sid, packet p) = 0;
+    /// Pushes to every session subscribed to `channel`; `done` (optional, on some server
+    /// thread) gets the number of sessions reached.
+    virtual void publish(std::string_view channel, packet p,
+                         std::function<void(std::size_t)> done = {}) = 0;
+    /// Pushes to every session.
+    virtual void broadcast(packet p) = 0;
+    virtual void subscribe(std::string_view sid, std::string_view channel) = 0;
+    virtual void unsubscribe(std::string_view sid, std::string_view channel) = 0;
+    /// Ends a session (its held requests are answered with terminate).
+    virtual void close(std::string_view sid) = 0;
+
+    /// JSON conveniences: the value is serialized once, however many sessions get it.
+    void push(std::string_view sid, const nlohmann::json& value);
+    void publish(std::string_view channel, const nlohmann::json& value,
+                 std::function<void(std::size_t)> done = {});
+    void broadcast(const nlohmann::json& value);
+};
+
+} // namespace megaphone

@@ -1,0 +1,280 @@
+#include "app/engine.hpp"
+
+#include <sys/random.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <stdexcept>
+#include <system_error>
+
+namespace megaphone {
+
+std::string random_token(std::size_t bytes)
+{
+    static constexpr char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::array<unsigned char, 64> raw{};
+    if (bytes > raw.size())
+        throw std::length_error("random_token: too many bytes");
+    for (std::size_t got = 0; got < bytes;) {
+        const ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            throw std::system_error(errno, std::generic_category(), "getrandom");
+        }
+        got += static_cast<std::size_t>(n);
+    }
+    // Base64url without padding: 6 bits per character.
+    std::string out;
+    std::uint32_t acc = 0;
+    int bits = 0;
+    for (std::size_t i = 0; i < bytes; ++i) {
+        acc = (acc << 8) | raw[i];
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out += alphabet[(acc >> bits) & 63];
+        }
+    }
+    if (bits > 0)
+        out += alphabet[(acc << (6 - bits)) & 63];
+    return out;
+}
+
+namespace {
+// Shard indexes are written as one character of this alphabet after the node prefix.
+constexpr std::string_view shard_digits = "0123456789abcdefghijklmnopqrstuvwxyz";
+} // namespace
+
+engine::engine(const engine_config& config, clock_source& clock, megaphone::broker& broker,
+               unsigned shard)
+    : config_{config}
+    , clock_{clock}
+    , broker_{broker}
+    , shard_{shard}
+{
+    if (shard >= shard_digits.size())
+        throw std::invalid_argument("engine: too many shards");
+}
+
+engine::~engine()
+{
+    // Sessions unlink their timers as they go; channels go with them.
+    sessions_.clear();
+    channels_.clear();
+}
+
+engine::operation::~operation()
+{
+    if (--e_.depth_ == 0 && !e_.reap_.empty())
+        e_.reap();
+}
+
+std::string engine::make_sid()
+{
+    // "<node>-<shard><128 random bits>": routable by node and shard, unguessable by anyone.
+    std::string sid = config_.node_id;
+    sid += '-';
+    sid += shard_digits[shard_];
+    sid += random_token(16);
+    return sid;
+}
+
+std::optional<unsigned> engine::shard_of(std::string_view sid) noexcept
+{
+    const auto dash = sid.find('-');
+    if (dash == std::string_view::npos || dash + 1 >= sid.size() || sid.size() > 32)
+        return std::nullopt;
+    const auto index = shard_digits.find(sid[dash + 1]);
+    if (index == std::string_view::npos)
+        return std::nullopt;
+    return static_cast<unsigned>(index);
+}
+
+session* engine::find(std::string_view sid) noexcept
+{
+    auto it = sessions_.find(sid);
+    return it == sessions_.end() || it->second->closed() ? nullptr : it->second.get();
+}
+
+std::size_t engine::subscribers(std::string_view name) const noexcept
+{
+    auto it = channels_.find(name);
+    return it == channels_.end() ? 0 : it->second->members.size();
+}
+
+//--------------------------------------------------------------------------------------------------
+// Transports
+
+void engine::create(client_request&& req, application& app, const session_codec& codec,
+                    exchange ex)
+{
+    operation op{*this};
+    if (config_.max_sessions != 0 && sessions_.size() >= config_.max_sessions)
+        return ex.reply({http_status(protocol_error::policy_violation), codec.kind(),
+                         codec.error(protocol_error::policy_violation)});
+
+    // The client's values, capped by ours. wait 0 or hold 0 make a polling session.
+    const auto wait = std::min<std::chrono::milliseconds>(
+        req.wait ? std::chrono::seconds(*req.wait) : config_.max_wait, config_.max_wait);
+    const auto hold = static_cast<std::uint16_t>(
+        std::min<std::uint32_t>(req.hold.value_or(1), config_.max_hold));
+    const session_settings settings{wait, config_.inactivity, config_.polling, hold,
+                                    config_.max_queue};
+
+    const std::string sid = make_sid();
+    auto s = std::make_unique<session>(*this, app, codec, sid, settings, req.rid);
+    session& ref = *s;
+    sessions_.emplace(ref.id(), std::move(s));
+    ref.open(std::move(req), std::move(ex));
+}
+
+void engine::request(client_request&& req, const session_codec& codec, exchange ex)
+{
+    operation op{*this};
+    session* s = find(req.sid);
+    if (!s)
+        return ex.reply({http_status(protocol_error::item_not_found), codec.kind(),
+                         codec.error(protocol_error::item_not_found)});
+    s->on_request(std::move(req), std::move(ex));
+}
+
+void engine::connection_lost(std::string_view sid, request_id rid, const exchange& ex)
+{
+    operation op{*this};
+    if (session* s = find(sid))
+        s->on_connection_lost(rid, ex);
+}
+
+//--------------------------------------------------------------------------------------------------
+// Broker
+
+bool engine::push(std::string_view sid, const packet& p)
+{
+    operation op{*this};
+    session* s = find(sid);
+    if (s)
+        s->push(p);
+    return s != nullptr;
+}
+
+std::size_t engine::publish(std::string_view name, const packet& p)
+{
+    operation op{*this};
+    auto it = channels_.find(name);
+    if (it == channels_.end())
+        return 0;
+    // Members that close meanwhile stay in the list until the reap at the end of this call.
+    std::size_t reached = 0;
+    for (session* s : it->second->members)
+        if (!s->closed()) {
+            s->push(p);
+            ++reached;
+        }
+    return reached;
+}
+
+std::size_t engine::broadcast(const packet& p)
+{
+    operation op{*this};
+    std::size_t reached = 0;
+    for (auto& [id, s] : sessions_)
+        if (!s->closed()) {
+            s->push(p);
+            ++reached;
+        }
+    return reached;
+}
+
+bool engine::subscribe(std::string_view sid, std::string_view name)
+{
+    operation op{*this};
+    session* s = find(sid);
+    if (s)
+        s->subscribe(name);
+    return s != nullptr;
+}
+
+bool engine::unsubscribe(std::string_view sid, std::string_view name)
+{
+    operation op{*this};
+    session* s = find(sid);
+    if (s)
+        s->unsubscribe(name);
+    return s != nullptr;
+}
+
+bool engine::close(std::string_view sid, close_reason why)
+{
+    operation op{*this};
+    session* s = find(sid);
+    if (s)
+        s->end(why);
+    return s != nullptr;
+}
+
+void engine::shutdown()
+{
+    operation op{*this};
+    for (auto& [id, s] : sessions_)
+        s->end(close_reason::system_shutdown);
+}
+
+void engine::expire_timers()
+{
+    operation op{*this};
+    timers_.expire(clock_.now());
+}
+
+//--------------------------------------------------------------------------------------------------
+// Channels and reaping
+
+void engine::join(session& s, std::string_view name)
+{
+    auto it = channels_.find(name);
+    if (it == channels_.end()) {
+        auto ch = std::make_unique<channel>();
+        ch->name = std::string(name);
+        it = channels_.emplace(ch->name, std::move(ch)).first;
+    }
+    channel& ch = *it->second;
+    s.subscriptions_.push_back({&ch, static_cast<std::uint32_t>(ch.members.size())});
+    ch.members.push_back(&s);
+}
+
+void engine::leave(session& s, std::size_t subscription_index)
+{
+    const session::subscription sub = s.subscriptions_[subscription_index];
+    s.subscriptions_.erase(s.subscriptions_.begin() +
+                           static_cast<std::ptrdiff_t>(subscription_index));
+    channel& ch = *sub.ch;
+    // Swap-remove, and tell the moved member where it now stands.
+    session* moved = ch.members.back();
+    ch.members[sub.index] = moved;
+    ch.members.pop_back();
+    if (moved != &s)
+        for (auto& other : moved->subscriptions_)
+            if (other.ch == &ch)
+                other.index = sub.index;
+    if (ch.members.empty())
+        channels_.erase(ch.name);
+}
+
+void engine::reap()
+{
+    // Runs outside every state machine: on_close may push and publish.
+    while (!reap_.empty()) {
+        session* s = reap_.back();
+        reap_.pop_back();
+        ++depth_;
+        while (!s->subscriptions_.empty())
+            leave(*s, s->subscriptions_.size() - 1);
+        s->app_.on_close(*s, s->close_reason_);
+        --depth_;
+        sessions_.erase(s->id());
+    }
+}
+
+} // namespace megaphone

@@ -1,0 +1,135 @@
+// engine: all sessions of one thread (a shard), with their channels and timers. No sockets and
+// no Asio: the server runs one engine per I/O thread, and the testing kit runs one with a manual
+// clock. Every call must come from the engine's own thread.
+//
+// Sessions that close while the engine is busy (an overflow during a publish, say) are reaped
+// when the outermost call returns: the application's on_close runs then, outside any state
+// machine, so it may push and publish freely.
+#pragma once
+
+#include "app/application.hpp"
+#include "app/session.hpp"
+#include "fsm/clock.hpp"
+#include "fsm/timer_queue.hpp"
+#include "transport/exchange.hpp"
+#include "transport/protocol.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace megaphone {
+
+/// Session limits and protocol timing. Names are BOSH's.
+struct engine_config {
+    /// Longest a request is held before an empty answer (BOSH `wait`); caps the client's value.
+    /// 60 s: the design this project comes from, and Strophe.js's default.
+    std::chrono::milliseconds max_wait{std::chrono::seconds(60)};
+    /// A session with no held request for this long is closed (BOSH `inactivity`). 45 s: long
+    /// enough for a client to come back after a lost response on a bad mobile network.
+    std::chrono::milliseconds inactivity{std::chrono::seconds(45)};
+    /// Shortest interval between two empty requests of a polling session (BOSH `polling`).
+    std::chrono::milliseconds polling{std::chrono::seconds(2)};
+    /// Most requests held at once (BOSH `hold`); caps the client's value. 1: the usual two
+    /// connections, one held and one sending.
+    std::uint16_t max_hold = 1;
+    /// Packets queued per session beyond this close it with policy-violation (queue_overflow).
+    std::uint32_t max_queue = 1000;
+    /// Sessions per engine; 0: no limit. Creations beyond it get policy-violation.
+    std::size_t max_sessions = 0;
+    /// Node-id prefix of session ids ("n0" gives "n0-...").
+    std::string node_id = "n0";
+};
+
+struct channel {
+    std::string name;
+    std::vector<session*> members;
+};
+
+class engine {
+public:
+    /// `shard` is this engine's index; it is written into its session ids so that any thread
+    /// can route a sid to its engine.
+    engine(const engine_config& config, clock_source& clock, broker& broker, unsigned shard);
+    ~engine();
+    engine(const engine&) = delete;
+    engine& operator=(const engine&) = delete;
+
+    // From the transports (requests already decoded).
+    void create(client_request&& req, application& app, const session_codec& codec, exchange ex);
+    void request(client_request&& req, const session_codec& codec, exchange ex);
+    void connection_lost(std::string_view sid, request_id rid, const exchange& ex);
+
+    // From the broker. Each returns how many sessions it reached.
+    bool push(std::string_view sid, const packet& p);
+    std::size_t publish(std::string_view channel, const packet& p);
+    std::size_t broadcast(const packet& p);
+    bool subscribe(std::string_view sid, std::string_view channel);
+    bool unsubscribe(std::string_view sid, std::string_view channel);
+    bool close(std::string_view sid, close_reason why = close_reason::server_terminate);
+    /// Ends every session with system_shutdown.
+    void shutdown();
+
+    // Time.
+    void expire_timers();
+    std::optional<time_point> next_deadline() const noexcept { return timers_.next_deadline(); }
+
+    // Introspection.
+    session* find(std::string_view sid) noexcept;
+    std::size_t size() const noexcept { return sessions_.size(); }
+    std::size_t subscribers(std::string_view channel) const noexcept;
+    template <class F>
+    void for_each(F&& f) const
+    {
+        for (const auto& [id, s] : sessions_)
+            f(*s);
+    }
+
+    const engine_config& config() const noexcept { return config_; }
+    clock_source& clock() noexcept { return clock_; }
+    timer_queue& timers() noexcept { return timers_; }
+    megaphone::broker& broker() noexcept { return broker_; }
+    unsigned shard() const noexcept { return shard_; }
+
+    /// The shard index written into `sid`, or nullopt when `sid` is not one of ours.
+    static std::optional<unsigned> shard_of(std::string_view sid) noexcept;
+
+private:
+    friend class session;
+
+    /// Counts nesting; the outermost scope reaps sessions closed meanwhile.
+    class operation {
+    public:
+        explicit operation(engine& e) : e_{e} { ++e_.depth_; }
+        ~operation();
+
+    private:
+        engine& e_;
+    };
+
+    void schedule_reap(session* s) { reap_.push_back(s); }
+    void reap();
+    void join(session& s, std::string_view channel);
+    void leave(session& s, std::size_t subscription_index);
+    std::string make_sid();
+
+    const engine_config& config_;
+    clock_source& clock_;
+    megaphone::broker& broker_;
+    unsigned shard_;
+    timer_queue timers_;
+    std::unordered_map<std::string_view, std::unique_ptr<session>> sessions_;
+    std::unordered_map<std::string_view, std::unique_ptr<channel>> channels_;
+    std::vector<session*> reap_;
+    int depth_ = 0;
+};
+
+/// `bytes` random bytes from the operating system's CSPRNG (getrandom), URL-safe base64.
+std::string random_token(std::size_t bytes);
+
+} // namespace megaphone

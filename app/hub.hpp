@@ -1,0 +1,29 @@
+// hub: the built-in publish/subscribe application of the `megaphone` binary, written on the
+// application API like any other app. Clients send {"subscribe": ch}, {"unsubscribe": ch},
+// {"publish": ch, "data": X}; subscribers of ch receive {"channel": ch, "data": X}. Backends
+// publish with POST /publish/{ch} (body: the JSON value X), answered {"sessions": N}.
+#pragma once
+
+#include "app/application.hpp"
+#include "app/server.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <string_view>
+
+namespace megaphone {
+
+class hub final : public application {
+public:
+    /// Registers POST /publish/{ch} on `srv`.
+    explicit hub(server& srv);
+
+    void on_message(session& s, const message& m) override;
+
+    /// The message subscribers of `channel` receive for `data`.
+    static nlohmann::json envelope(std::string_view channel, const nlohmann::json& data);
+    /// Channel names: 1 to 256 bytes.
+    static bool valid_channel(std::string_view channel) noexcept;
+};
+
+} // namespace megaphone

@@ -1,0 +1,301 @@
+#include "app/server.hpp"
+
+#include "transport/json_codec.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <future>
+#include <numeric>
+
+namespace megaphone {
+
+//--------------------------------------------------------------------------------------------------
+// shard: one thread, one io_context, one engine
+
+struct server::shard {
+    shard(server& srv, unsigned index)
+        : work{net::make_work_guard(ioc)}
+        , eng{srv.options_.engine, srv.clock_, srv, index}
+        , wakeup{ioc}
+    {
+    }
+
+    /// Runs `f(eng)` on this shard's thread, inline when already there.
+    template <class F>
+    void run(F&& f)
+    {
+        net::dispatch(ioc, [this, f = std::forward<F>(f)]() mutable {
+            f(eng);
+            reschedule();
+        });
+    }
+
+    /// Keeps the one OS timer of this shard at the engine's earliest deadline. It is only moved
+    /// earlier; when it fires late for a cancelled timer it simply re-arms.
+    void reschedule()
+    {
+        const auto next = eng.next_deadline();
+        if (!next || *next >= scheduled)
+            return;
+        scheduled = *next;
+        wakeup.expires_at(*next);
+        wakeup.async_wait([this](beast::error_code ec) {
+            if (ec)
+                return; // moved earlier meanwhile: that wait owns the timer now
+            scheduled = time_point::max();
+            eng.expire_timers();
+            reschedule();
+        });
+    }
+
+    net::io_context ioc{1};
+    net::executor_work_guard<net::io_context::executor_type> work;
+    engine eng;
+    net::steady_timer wakeup;
+    time_point scheduled = time_point::max();
+    std::thread thread;
+};
+
+namespace {
+thread_local void* tls_shard = nullptr; // the shard whose thread this is
+}
+
+//--------------------------------------------------------------------------------------------------
+
+server::server(server_options options)
+    : options_{std::move(options)}
+{
+    unsigned n = options_.threads ? options_.threads : std::thread::hardware_concurrency();
+    n = std::max(1u, n);
+    for (unsigned i = 0; i < n; ++i)
+        shards_.push_back(std::make_unique<shard>(*this, i));
+    if (!options_.static_dir.empty())
+        files_.emplace(options_.static_dir);
+}
+
+server::~server()
+{
+    stop();
+    wait();
+}
+
+void server::mount(std::string path, application& app) { mounts_.push_back({std::move(path), &app}); }
+
+void server::route(http::verb method, std::string prefix, route_handler handler)
+{
+    routes_.push_back({method, std::move(prefix), std::move(handler)});
+}
+
+void server::start()
+{
+    const tcp::endpoint endpoint{net::ip::make_address(options_.address), options_.port};
+    listener_ = std::make_shared<http_listener>(
+        shards_.front()->ioc, endpoint,
+        [this]() -> net::io_context& {
+            return shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()]
+                ->ioc;
+        },
+        static_cast<request_handler&>(*this), options_.http);
+    port_ = listener_->local_endpoint().port();
+    listener_->start();
+    for (auto& sh : shards_) {
+        shard* raw = sh.get();
+        sh->thread = std::thread([raw] {
+            tls_shard = raw;
+            raw->ioc.run();
+        });
+    }
+}
+
+void server::wait()
+{
+    for (auto& sh : shards_)
+        if (sh->thread.joinable())
+            sh->thread.join();
+}
+
+void server::stop()
+{
+    std::call_once(stop_once_, [this] {
+        stopping_ = true;
+        if (listener_)
+            listener_->stop();
+        // Every session ends with system-shutdown: held requests get their answer.
+        for (auto& sh : shards_)
+            sh->run([](engine& e) { e.shutdown(); });
+        if (listener_)
+            std::this_thread::sleep_for(options_.drain); // bounded: answers flush meanwhile
+        for (auto& sh : shards_) {
+            sh->work.reset();
+            sh->ioc.stop();
+        }
+    });
+}
+
+server::shard* server::current_shard() const noexcept
+{
+    for (auto& sh : shards_)
+        if (sh.get() == tls_shard)
+            return sh.get();
+    return nullptr;
+}
+
+template <class F>
+void server::on_shard_of(std::string_view sid, F&& f)
+{
+    if (auto index = engine::shard_of(sid); index && *index < shards_.size())
+        shards_[*index]->run(std::forward<F>(f));
+}
+
+//--------------------------------------------------------------------------------------------------
+// Routing
+
+void server::handle(incoming& in)
+{
+    const std::string_view target = in.request.target();
+    const std::string_view path = target.substr(0, target.find('?'));
+    const http::verb method = in.request.method();
+
+    for (const mount_point& m : mounts_) {
+        if (path != m.path)
+            continue;
+        if (method == http::verb::options) // CORS preflight; the connection adds the headers
+            return in.ex.reply({204, content_kind::text, {}});
+        if (method != http::verb::post)
+            return in.ex.reply({405, content_kind::text, packet::from("use POST\n")});
+        if (stopping_) {
+            const auto& codec = json_codec::instance();
+            return in.ex.reply({http_status(protocol_error::system_shutdown), codec.kind(),
+                                codec.error(protocol_error::system_shutdown)});
+        }
+        return handle_comet(in, *m.app);
+    }
+    for (const route_entry& r : routes_) {
+        if (!path.starts_with(r.prefix))
+            continue;
+        if (method == http::verb::options)
+            return in.ex.reply({204, content_kind::text, {}});
+        if (method != r.method)
+            return in.ex.reply({405, content_kind::text, packet::from("method not allowed\n")});
+        return r.handler(in, path.substr(r.prefix.size()));
+    }
+    if (files_ && method == http::verb::get)
+        return in.ex.reply(files_->get(target));
+    in.ex.reply({404, content_kind::text, packet::from("not found\n")});
+}
+
+response server::refuse(std::string_view target, unsigned status)
+{
+    const std::string_view path = target.substr(0, target.find('?'));
+    const bool comet = std::any_of(mounts_.begin(), mounts_.end(),
+                                   [path](const mount_point& m) { return m.path == path; });
+    const protocol_error e = status == 413 ? protocol_error::too_large : protocol_error::bad_request;
+    if (comet)
+        return {http_status(e), content_kind::json, json_codec::instance().error(e)};
+    return {status, content_kind::text, packet::from(std::string(status_text(status)) + "\n")};
+}
+
+void server::handle_comet(incoming& in, application& app)
+{
+    const json_codec& codec = json_codec::instance();
+    auto decoded = decode_json_request(in.request.body());
+    if (auto* e = std::get_if<protocol_error>(&decoded))
+        return in.ex.reply({http_status(*e), codec.kind(), codec.error(*e)});
+    client_request req = std::move(std::get<client_request>(decoded));
+
+    if (req.sid.empty()) {
+        // A new session lives on the shard of the connection that created it.
+        shard* sh = current_shard();
+        if (!sh)
+            sh = shards_.front().get();
+        return sh->run([&app, &codec, req = std::move(req), ex = in.ex](engine& e) mutable {
+            e.create(std::move(req), app, codec, std::move(ex));
+        });
+    }
+
+    const auto index = engine::shard_of(req.sid);
+    if (!index || *index >= shards_.size())
+        return in.ex.reply({http_status(protocol_error::item_not_found), codec.kind(),
+                            codec.error(protocol_error::item_not_found)});
+    shard* sh = shards_[*index].get();
+    // If the client goes away while this request is held, its session hears of it at once.
+    in.on_lost = [sh, sid = req.sid, rid = req.rid, ex = in.ex] {
+        sh->run([sid, rid, ex](engine& e) { e.connection_lost(sid, rid, ex); });
+    };
+    sh->run([&codec, req = std::move(req), ex = in.ex](engine& e) mutable {
+        e.request(std::move(req), codec, std::move(ex));
+    });
+}
+
+//--------------------------------------------------------------------------------------------------
+// Broker: from any thread
+
+void server::push(std::string_view sid, packet p)
+{
+    on_shard_of(sid, [sid = std::string(sid), p = std::move(p)](engine& e) { e.push(sid, p); });
+}
+
+void server::publish(std::string_view channel, packet p, std::function<void(std::size_t)> done)
+{
+    // Every shard delivers to its own subscribers; the last one to finish reports the total.
+    struct tally {
+        std::atomic<std::size_t> reached{0};
+        std::atomic<std::size_t> pending;
+        std::function<void(std::size_t)> done;
+    };
+    auto t = std::make_shared<tally>();
+    t->pending = shards_.size();
+    t->done = std::move(done);
+    auto name = std::make_shared<const std::string>(channel);
+    for (auto& sh : shards_) {
+        // Posted, never run inline: a publish from inside a handler must not re-enter it.
+        net::post(sh->ioc, [raw = sh.get(), name, p, t] {
+            t->reached += raw->eng.publish(*name, p);
+            raw->reschedule();
+            if (--t->pending == 0 && t->done)
+                t->done(t->reached);
+        });
+    }
+}
+
+void server::broadcast(packet p)
+{
+    for (auto& sh : shards_)
+        net::post(sh->ioc, [raw = sh.get(), p] {
+            raw->eng.broadcast(p);
+            raw->reschedule();
+        });
+}
+
+void server::subscribe(std::string_view sid, std::string_view channel)
+{
+    on_shard_of(sid, [sid = std::string(sid), ch = std::string(channel)](engine& e) {
+        e.subscribe(sid, ch);
+    });
+}
+
+void server::unsubscribe(std::string_view sid, std::string_view channel)
+{
+    on_shard_of(sid, [sid = std::string(sid), ch = std::string(channel)](engine& e) {
+        e.unsubscribe(sid, ch);
+    });
+}
+
+void server::close(std::string_view sid)
+{
+    on_shard_of(sid, [sid = std::string(sid)](engine& e) { e.close(sid); });
+}
+
+std::size_t server::session_count()
+{
+    std::size_t total = 0;
+    for (auto& sh : shards_) {
+        std::promise<std::size_t> count;
+        auto result = count.get_future();
+        net::post(sh->ioc, [raw = sh.get(), &count] { count.set_value(raw->eng.size()); });
+        total += result.get();
+    }
+    return total;
+}
+
+} // namespace megaphone

@@ -1,0 +1,116 @@
+// server: the HTTP server that carries sessions. One I/O thread per shard; each shard is an
+// io_context run by exactly one thread (an implicit strand) and owns one engine, so every
+// session's machine is driven from one thread and sessions need no locks.
+//
+// A request is read and decoded on the thread of its connection, then posted to the shard of
+// its session (the shard index is in the sid; a creation stays on the connection's own shard).
+// The answer is posted back to the connection's thread. Publishing posts the packet, encoded
+// once, to every shard.
+#pragma once
+
+#include "app/application.hpp"
+#include "app/engine.hpp"
+#include "transport/http_connection.hpp"
+#include "transport/static_files.hpp"
+
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace megaphone {
+
+struct server_options {
+    std::string address = "127.0.0.1";
+    /// 0 picks a free port (see port()).
+    unsigned short port = 8080;
+    /// I/O threads, each with its own engine. 0: one per core.
+    unsigned threads = 0;
+    /// Files served for GET; none when empty.
+    std::filesystem::path static_dir;
+    /// How long stop() lets answers flush before it closes everything.
+    std::chrono::milliseconds drain{std::chrono::milliseconds(500)};
+    http_options http;
+    engine_config engine;
+};
+
+class server final : public broker, private request_handler {
+public:
+    /// Handles a request on a route added with route(); answer through `in.ex`.
+    using route_handler = std::function<void(incoming& in, std::string_view rest)>;
+
+    explicit server(server_options options);
+    ~server() override;
+
+    /// Serves `app` with the JSON transport at POST `path` (e.g. "/comet").
+    void mount(std::string path, application& app);
+    /// Serves `method` requests whose target starts with `prefix`; `rest` is what follows it.
+    void route(http::verb method, std::string prefix, route_handler handler);
+
+    /// Binds, then starts the I/O threads. Returns once the server accepts connections.
+    void start();
+    /// The bound port (useful with port 0).
+    unsigned short port() const noexcept { return port_; }
+    /// Blocks until stop() has finished.
+    void wait();
+    /// Stops accepting, ends every session (held requests answered with system-shutdown),
+    /// lets answers drain for at most `drain`, then stops the threads. Any thread.
+    void stop();
+
+    const server_options& options() const noexcept { return options_; }
+
+    // broker
+    using broker::broadcast;
+    using broker::publish;
+    using broker::push;
+    void push(std::string_view sid, packet p) override;
+    void publish(std::string_view channel, packet p,
+                 std::function<void(std::size_t)> done = {}) override;
+    void broadcast(packet p) override;
+    void subscribe(std::string_view sid, std::string_view channel) override;
+    void unsubscribe(std::string_view sid, std::string_view channel) override;
+    void close(std::string_view sid) override;
+
+    /// Total sessions (sums every shard; for tests and diagnostics, blocks briefly).
+    std::size_t session_count();
+
+private:
+    struct shard;
+    struct mount_point {
+        std::string path;
+        application* app;
+    };
+    struct route_entry {
+        http::verb method;
+        std::string prefix;
+        route_handler handler;
+    };
+
+    // request_handler
+    void handle(incoming& in) override;
+    response refuse(std::string_view target, unsigned status) override;
+
+    void handle_comet(incoming& in, application& app);
+    /// Runs `f(engine&)` on the shard that owns `sid` (nothing if none does).
+    template <class F>
+    void on_shard_of(std::string_view sid, F&& f);
+    shard* current_shard() const noexcept;
+
+    server_options options_;
+    steady_clock_source clock_;
+    std::vector<std::unique_ptr<shard>> shards_;
+    std::vector<mount_point> mounts_;
+    std::vector<route_entry> routes_;
+    std::optional<static_files> files_;
+    std::shared_ptr<http_listener> listener_;
+    std::atomic<unsigned> next_shard_{0};
+    std::atomic<bool> stopping_{false};
+    unsigned short port_ = 0;
+    std::once_flag stop_once_;
+};
+
+} // namespace megaphone

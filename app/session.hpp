@@ -1,0 +1,143 @@
+// session: one Comet session, as the application sees it and as the engine drives it.
+//
+// A session owns its state machine (fsm/), its two timers (die, and wait for the oldest held
+// request), the requests it holds, the requests that arrived early, and the answers it may have
+// to send again. It belongs to one engine (one thread); the engine owns it and destroys it after
+// its machine reached `closed` and the application's on_close ran.
+//
+// rid rules (docs/PROTOCOL.md): requests are processed in rid order; early ones wait; a repeated
+// rid gets its cached answer, or takes the place of its held copy, or (when its connection was
+// lost) is held again; anything else outside the window ends the session with item-not-found.
+#pragma once
+
+#include "app/application.hpp"
+#include "fsm/session_fsm.hpp"
+#include "fsm/timer_queue.hpp"
+#include "transport/exchange.hpp"
+#include "transport/protocol.hpp"
+
+#include <boost/container/small_vector.hpp>
+
+#include <any>
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <vector>
+
+namespace megaphone {
+
+class engine;
+struct channel;
+
+/// What a session was created with (negotiated from the client's values and the server's caps).
+struct session_settings {
+    std::chrono::milliseconds wait;
+    std::chrono::milliseconds inactivity;
+    std::chrono::milliseconds polling;
+    std::uint16_t hold;
+    std::uint32_t max_queue;
+};
+
+class session final : private session_effects {
+public:
+    std::string_view id() const noexcept { return {sid_.data(), sid_len_}; }
+    fsm_state state() const noexcept { return fsm_.state(); }
+    bool closed() const noexcept { return closed_; }
+    const session_settings& settings() const noexcept { return settings_; }
+    /// Packets waiting for a request.
+    std::size_t queued() const noexcept { return fsm_.queued().size(); }
+    /// Requests held now.
+    std::size_t held() const noexcept { return fsm_.held().size(); }
+
+    /// Pushes to this session; a no-op once it has closed.
+    void push(packet p);
+    void push(const nlohmann::json& value);
+    void subscribe(std::string_view channel);
+    void unsubscribe(std::string_view channel);
+    bool subscribed(std::string_view channel) const noexcept;
+    /// Ends the session (server_terminate): held requests are answered with terminate.
+    void close();
+
+    /// Every session's broker: to reach other sessions, channels, everyone.
+    megaphone::broker& broker() noexcept;
+    /// The application's own per-session data.
+    std::any& data() noexcept { return data_; }
+
+    session(engine& owner, application& app, const session_codec& codec, std::string_view sid,
+            const session_settings& settings, request_id first_rid);
+    ~session() override;
+    session(const session&) = delete;
+    session& operator=(const session&) = delete;
+
+private:
+    friend class engine;
+
+    struct outstanding {
+        request_id rid;
+        exchange ex;
+        time_point deadline = time_point::max(); // of its wait timer; max: not armed
+    };
+    struct early_request {
+        client_request request;
+        exchange ex;
+    };
+    struct cached_answer {
+        request_id rid;
+        packet body;
+    };
+    struct subscription {
+        channel* ch;
+        std::uint32_t index; // in ch->members
+    };
+
+    // Engine entry points.
+    void open(client_request&& creation, exchange ex);
+    void on_request(client_request&& req, exchange ex);
+    void on_connection_lost(request_id rid, const exchange& ex);
+    void end(close_reason why);
+
+    void process(client_request&& req, exchange ex);
+    void drain_early();
+    void fail(protocol_error e, const exchange& ex);
+    void remember(request_id rid, const packet& body);
+    void apply_ack(request_id ack);
+    outstanding* find_outstanding(request_id rid);
+    void rearm_wait_timer();
+    static void on_die_timer(void* self);
+    static void on_wait_timer(void* self);
+    std::uint32_t requests() const noexcept { return settings_.hold + 1u; }
+
+    // session_effects
+    void respond(request_id id, std::vector<packet> packets, answer_kind kind) override;
+    void arm_wait_timer(request_id id) override;
+    void cancel_wait_timer(request_id id) override;
+    void arm_die_timer() override;
+    void cancel_die_timer() override;
+    void session_closed(close_reason why, std::vector<packet> undelivered) override;
+    void unexpected_event(fsm_state state, std::string_view event) override;
+
+    engine& engine_;
+    application& app_;
+    const session_codec& codec_;
+    session_settings settings_;
+    session_fsm fsm_;
+    timer_node die_timer_;
+    timer_node wait_timer_;
+    boost::container::small_vector<outstanding, 1> outstanding_; // held, or being processed
+    std::vector<early_request> early_;
+    boost::container::small_vector<cached_answer, 2> cache_;
+    std::vector<subscription> subscriptions_;
+    std::any data_;
+    request_id next_rid_;     // the rid processed next
+    request_id creation_rid_; // answered with the creation answer
+    time_point last_empty_poll_{};
+    std::array<char, 32> sid_{};
+    std::uint8_t sid_len_ = 0;
+    bool uses_ack_ = false;
+    bool closed_ = false;
+    close_reason close_reason_ = close_reason::server_terminate;
+};
+
+} // namespace megaphone

@@ -1,0 +1,219 @@
+// Random event sequences against the session machine, with the invariants of
+// fsm/session_machine.hpp checked after every step: packets delivered exactly once and in push
+// order (or still queued, or handed back at close), at most `hold` requests held, the die timer
+// armed exactly while nothing is held and the session is open, a wait timer armed exactly for each
+// held request, every request answered at most once and answered unless held or forgotten, and
+// the state agreeing with what is held and queued. Every sequence has its own fixed seed, printed
+// on failure, so a failure reproduces.
+#include "recording_effects.hpp"
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <random>
+#include <set>
+#include <sstream>
+#include <string>
+#include <variant>
+#include <vector>
+
+using namespace megaphone;
+using namespace megaphone::test;
+
+namespace {
+
+constexpr std::uint32_t first_seed = 20240601;
+constexpr int sequences = 20000;
+constexpr int max_steps = 80;
+
+/// What the test knows independently of the machine.
+struct model {
+    session_params params;
+    std::vector<std::string> accepted; // packets pushed while open, in push order
+    std::vector<request_id> arrived;   // requests delivered while open
+    std::set<request_id> forgotten;    // held requests whose connection closed
+    request_id next_id = 1000;
+    int next_packet = 0;
+};
+
+/// The first broken invariant, or "".
+std::string check_invariants(const session_fsm& fsm, const recording_effects& fx, const model& m) {
+    std::ostringstream why;
+    const fsm_state state = fsm.state();
+    const std::set<request_id> held(fsm.held().begin(), fsm.held().end());
+    const bool is_closed = state == fsm_state::closed;
+
+    // Packets: delivered ++ (queued | handed back) == accepted, each exactly once, in order.
+    std::vector<std::string> accounted = fx.delivered();
+    for (const packet& p : fsm.queued())
+        accounted.emplace_back(p.view());
+    if (fx.closed)
+        for (const packet& p : fx.closed->undelivered)
+            accounted.emplace_back(p.view());
+    if (accounted != m.accepted)
+        why << "packets: " << accounted.size() << " accounted for (delivered, queued, handed "
+            << "back) do not match the " << m.accepted.size() << " pushed, in order\n";
+    for (const auto& r : fx.responses)
+        if (r.kind == answer_kind::closing && !r.packets.empty())
+            why << "closing answer to " << r.id << " carries packets\n";
+
+    // Held requests.
+    const std::size_t may_hold = m.params.polling ? 0 : m.params.hold;
+    if (held.size() > may_hold)
+        why << held.size() << " held, hold is " << may_hold << '\n';
+    if (held.size() != fsm.held().size() || !std::is_sorted(fsm.held().begin(), fsm.held().end()))
+        why << "held ids not unique and in id order\n";
+
+    // Timers.
+    if (fx.die_armed != (held.empty() && !is_closed))
+        why << "die timer " << (fx.die_armed ? "armed" : "not armed") << " in " << to_string(state)
+            << " with " << held.size() << " held\n";
+    if (fx.armed_wait != held)
+        why << "wait timers armed for " << fx.armed_wait.size() << " ids, " << held.size()
+            << " held\n";
+    if (fx.double_wait_arms)
+        why << "a wait timer was armed twice\n";
+
+    // Requests: answered at most once; otherwise held or forgotten.
+    for (const auto& [id, count] : fx.answer_count)
+        if (count > 1)
+            why << "request " << id << " answered " << count << " times\n";
+    for (request_id id : m.arrived) {
+        const int fates =
+            fx.times_answered(id) + (held.count(id) ? 1 : 0) + (m.forgotten.count(id) ? 1 : 0);
+        if (fates != 1)
+            why << "request " << id << ": answered " << fx.times_answered(id) << ", held "
+                << held.count(id) << ", forgotten " << m.forgotten.count(id) << '\n';
+    }
+
+    // State against contents.
+    const bool queue_empty = fsm.queued().empty();
+    switch (state) {
+    case fsm_state::waiting:
+        if (!held.empty() || !queue_empty)
+            why << "waiting with something held or queued\n";
+        break;
+    case fsm_state::have_request:
+        if (held.empty() || !queue_empty)
+            why << "have_request with nothing held or something queued\n";
+        break;
+    case fsm_state::have_packet:
+        if (!held.empty() || queue_empty)
+            why << "have_packet with something held or nothing queued\n";
+        break;
+    case fsm_state::closed:
+        if (!held.empty() || !queue_empty)
+            why << "closed with something held or queued\n";
+        break;
+    }
+    if (fsm.queued().size() > m.params.max_queue)
+        why << fsm.queued().size() << " queued, max_queue is " << m.params.max_queue << '\n';
+    if (fx.session_closed_calls != (is_closed ? 1 : 0))
+        why << "session_closed called " << fx.session_closed_calls << " times in "
+            << to_string(state) << '\n';
+    return why.str();
+}
+
+/// A random event for the machine's current situation.
+any_event random_event(std::mt19937& rng, const session_fsm& fsm, model& m) {
+    auto chance = [&rng](int percent) {
+        return std::uniform_int_distribution<int>(0, 99)(rng) < percent;
+    };
+    // An id that is held now, or (stale) one answered before or never seen.
+    auto some_id = [&]() -> request_id {
+        const auto held = fsm.held();
+        if (!held.empty() && chance(60))
+            return held[std::uniform_int_distribution<std::size_t>(0, held.size() - 1)(rng)];
+        if (!m.arrived.empty() && chance(80))
+            return m
+                .arrived[std::uniform_int_distribution<std::size_t>(0, m.arrived.size() - 1)(rng)];
+        return m.next_id + 500; // never used
+    };
+    const int roll = std::uniform_int_distribution<int>(0, 99)(rng);
+    if (roll < 32)
+        return request_arrived{m.next_id++, chance(15)};
+    if (roll < 64)
+        return push("p" + std::to_string(m.next_packet++));
+    if (roll < 80)
+        return wait_exp(some_id());
+    if (roll < 93)
+        return conn_closed(some_id());
+    if (roll < 97)
+        return die();
+    constexpr std::array reasons = {close_reason::client_terminate, close_reason::server_terminate,
+                                    close_reason::item_not_found,   close_reason::policy_violation,
+                                    close_reason::bad_request,      close_reason::system_shutdown};
+    return terminate(
+        reasons[std::uniform_int_distribution<std::size_t>(0, reasons.size() - 1)(rng)]);
+}
+
+} // namespace
+
+TEST_CASE("session machine: random event sequences keep every invariant", "[fsm][random]") {
+    long steps = 0;
+    // How often each state x event pair was exercised, so the run shows it reached them all.
+    std::array<std::array<long, std::variant_size_v<any_event>>, 4> seen{};
+    int overflows = 0;
+
+    for (int n = 0; n < sequences; ++n) {
+        const std::uint32_t seed = first_seed + static_cast<std::uint32_t>(n);
+        INFO("seed " << seed << " (sequence " << n << ")");
+        std::mt19937 rng(seed);
+
+        model m;
+        m.params.hold = static_cast<std::uint16_t>(std::uniform_int_distribution<int>(0, 3)(rng));
+        m.params.max_queue =
+            static_cast<std::uint32_t>(std::uniform_int_distribution<int>(1, 5)(rng));
+        m.params.polling = std::uniform_int_distribution<int>(0, 9)(rng) == 0;
+        const int length = std::uniform_int_distribution<int>(1, max_steps)(rng);
+
+        recording_effects fx;
+        session_fsm fsm(fx, m.params);
+        fsm.start();
+        std::string history = "hold=" + std::to_string(m.params.hold) +
+                              " max_queue=" + std::to_string(m.params.max_queue) +
+                              (m.params.polling ? " polling" : "") + "; start";
+
+        for (int step = 0; step < length; ++step) {
+            const any_event e = random_event(rng, fsm, m);
+            const fsm_state before = fsm.state();
+            ++seen[static_cast<std::size_t>(before)][e.index()];
+            history += "; " + describe(e);
+
+            if (before != fsm_state::closed) {
+                if (const auto* p = std::get_if<packet_pushed>(&e))
+                    m.accepted.emplace_back(p->data.view());
+                if (const auto* r = std::get_if<request_arrived>(&e))
+                    m.arrived.push_back(r->id);
+                if (const auto* c = std::get_if<connection_closed>(&e)) {
+                    const auto held = fsm.held();
+                    if (std::find(held.begin(), held.end(), c->id) != held.end())
+                        m.forgotten.insert(c->id);
+                }
+            }
+
+            deliver(fsm, fx, e);
+            ++steps;
+            if (fx.closed && fx.closed->why == close_reason::queue_overflow &&
+                before != fsm_state::closed)
+                ++overflows;
+
+            const std::string broken = check_invariants(fsm, fx, m);
+            if (!broken.empty()) {
+                INFO("after step " << step << ": " << history << " -> " << to_string(fsm.state()));
+                FAIL(broken);
+            }
+        }
+    }
+
+    CHECK(steps > 10 * sequences);
+    for (std::size_t s = 0; s < seen.size(); ++s)
+        for (std::size_t e = 0; e < seen[s].size(); ++e) {
+            INFO(to_string(static_cast<fsm_state>(s)) << " x event #" << e);
+            CHECK(seen[s][e] > 0);
+        }
+    CHECK(overflows > 0);
+    WARN("randomized: " << sequences << " sequences, " << steps << " steps (seeds " << first_seed
+                        << " .. " << first_seed + sequences - 1 << "), " << overflows
+                        << " queue overflows");
+}

@@ -1,0 +1,326 @@
+// web/megaphone.js against the real `megaphone` binary (the hub at /comet), with short timeouts.
+// Run: MEGAPHONE_BIN=build/bin/megaphone node --test tests/js/client.test.mjs  (or through ctest -L js)
+import { test, before, after, afterEach } from 'node:test';
+import assert from 'node:assert/strict';
+import { connect } from '../../web/megaphone.js';
+import { startServer } from './server.mjs';
+import { waitFor, nextEvent, record, loggingFetch } from './helpers.mjs';
+
+const WAIT = 1;
+const INACTIVITY = 2;
+const POLLING = 1;
+
+let server;
+let endpoint;
+const clients = [];
+
+before(async () => {
+    server = await startServer('megaphone', [
+        '--static-dir', 'web', '--wait', String(WAIT), '--hold', '1',
+        '--inactivity', String(INACTIVITY), '--polling', String(POLLING), '--threads', '2',
+    ]);
+    endpoint = `${server.url}/comet`;
+});
+
+after(async () => {
+    for (const c of clients) c._destroy();
+    if (server) await server.stop();
+});
+
+afterEach(async () => {
+    // Close every client of the test; a client that cannot say goodbye in time is stopped hard.
+    const open = clients.splice(0);
+    await Promise.all(open.map(async (c) => {
+        if (c.state !== 'closed') {
+            const closed = nextEvent(c, 'close', { pred: (i) => !i.reconnecting, timeout: 3000 }).catch(() => {});
+            c.close();
+            await closed;
+        }
+        c._destroy();
+    }));
+});
+
+function client(options = {}) {
+    const c = connect(endpoint, { backoff: { initial: 20, max: 200 }, ...options });
+    clients.push(c);
+    return c;
+}
+
+/** Subscribes `c` to `channel` and resolves once the subscription is in effect (a probe came back). */
+async function subscribed(c, channel) {
+    const probe = `probe-${Math.random()}`;
+    const got = nextEvent(c, 'message', { pred: (m) => m.channel === channel && m.data === probe });
+    c.subscribe(channel);
+    c.publish(channel, probe);
+    await got;
+}
+
+async function publishHttp(channel, value) {
+    const res = await fetch(`${server.url}/publish/${encodeURIComponent(channel)}`, {
+        method: 'POST',
+        body: JSON.stringify(value),
+    });
+    assert.equal(res.status, 200, `POST /publish/${channel} answered ${res.status}`);
+    return res.json();
+}
+
+function dataOn(rec, channel) {
+    return rec.messages.filter((m) => m.channel === channel).map((m) => m.data);
+}
+
+test('open fires with the session info, close ends the session', async () => {
+    const c = client({ wait: 30, hold: 1 });
+    const s = await nextEvent(c, 'open');
+    assert.match(s.sid, /^n0-[A-Za-z0-9_-]{22,}$/, 'sid: node prefix + ≥128 bits of URL-safe base64');
+    assert.equal(s.wait, WAIT, 'wait is capped by the server');
+    assert.equal(s.hold, 1);
+    assert.equal(s.requests, 2);
+    assert.equal(s.inactivity, INACTIVITY);
+    assert.equal(typeof s.polling, 'number');
+    assert.equal(c.state, 'open');
+    assert.deepEqual(c.session, s);
+
+    const closed = nextEvent(c, 'close');
+    c.close();
+    const info = await closed;
+    assert.equal(info.condition, 'closed');
+    assert.equal(info.reconnecting, false);
+    assert.equal(c.state, 'closed');
+});
+
+test('subscribe and publish: a round trip between two clients', async () => {
+    const a = client();
+    const b = client();
+    const ra = record(a);
+    const rb = record(b);
+    await Promise.all([subscribed(a, 'room'), subscribed(b, 'room')]);
+
+    a.publish('room', { from: 'a', n: 1 });
+    await waitFor(() => dataOn(rb, 'room').some((d) => d && d.from === 'a'), { message: 'b to get a\'s message' });
+    b.publish('room', { from: 'b', n: 2 });
+    await waitFor(() => dataOn(ra, 'room').some((d) => d && d.from === 'b'), { message: 'a to get b\'s message' });
+
+    // The publisher, subscribed too, gets its own message; each exactly once.
+    await waitFor(() => dataOn(ra, 'room').some((d) => d && d.from === 'a'), { message: 'a to get its own message' });
+    await waitFor(() => dataOn(rb, 'room').some((d) => d && d.from === 'b'), { message: 'b to get its own message' });
+    for (const rec of [ra, rb]) {
+        const real = dataOn(rec, 'room').filter((d) => typeof d === 'object');
+        assert.deepEqual(real, [{ from: 'a', n: 1 }, { from: 'b', n: 2 }]);
+    }
+
+    // After unsubscribe, a gets nothing more on the channel (b, still subscribed, does).
+    a.unsubscribe('room');
+    const seen = nextEvent(b, 'message', { pred: (m) => m.data === 'after-unsubscribe' });
+    // The unsubscribe went out before this publish (messages of a client are processed in order).
+    a.publish('room', 'after-unsubscribe');
+    await seen;
+    await subscribed(a, 'other'); // a's requests after the unsubscribe have been answered
+    assert.ok(!dataOn(ra, 'room').includes('after-unsubscribe'));
+    assert.equal(ra.errors.length + rb.errors.length, 0, 'no request failed');
+});
+
+test('POST /publish/{channel} reaches subscribers and answers the number of sessions', async () => {
+    const c = client();
+    const rec = record(c);
+    await subscribed(c, 'news');
+    const answer = await publishHttp('news', { headline: 'hello', list: [1, 2, 3] });
+    assert.deepEqual(answer, { sessions: 1 });
+    await waitFor(() => dataOn(rec, 'news').some((d) => d && d.headline === 'hello'), { message: 'the published message' });
+    assert.deepEqual(dataOn(rec, 'news').filter((d) => typeof d === 'object'), [{ headline: 'hello', list: [1, 2, 3] }]);
+
+    assert.deepEqual(await publishHttp('nobody-listens', 1), { sessions: 0 });
+});
+
+test('200 messages sent at once arrive in order, exactly once, in a few batched requests', async () => {
+    const logged = loggingFetch();
+    const sender = client({ fetch: logged.fetch });
+    const receiver = client();
+    const rec = record(receiver);
+    await subscribed(receiver, 'burst');
+    await waitFor(() => sender.state === 'open', { message: 'the sender to open' });
+
+    const N = 200;
+    for (let i = 0; i < N; i++) sender.publish('burst', i);
+    await waitFor(() => dataOn(rec, 'burst').filter((d) => typeof d === 'number').length >= N,
+        { timeout: 10000, message: `${N} messages` });
+    // Give any duplicate a chance to show up: one more message through the same path.
+    sender.publish('burst', 'end');
+    await waitFor(() => dataOn(rec, 'burst').includes('end'), { message: 'the end marker' });
+
+    const numbers = dataOn(rec, 'burst').filter((d) => typeof d === 'number');
+    assert.deepEqual(numbers, Array.from({ length: N }, (_, i) => i));
+
+    const withData = logged.log.filter((e) => e.messages && e.messages.some((m) => m.publish === 'burst'));
+    assert.ok(withData.length <= 3, `the 200 messages went in ${withData.length} requests (expected batching)`);
+    // Rids go up by exactly one per new request; each request acks what the client has processed.
+    const rids = logged.log.map((e) => e.rid);
+    for (let i = 1; i < rids.length; i++) assert.equal(rids[i], rids[i - 1] + 1, 'consecutive rids');
+    for (const e of logged.log.slice(1)) {
+        assert.ok(e.ack < e.rid && e.ack >= rids[0], `ack ${e.ack} of rid ${e.rid}`);
+    }
+    const outstanding = Math.max(...rids) - rids[0] + 1;
+    assert.ok(outstanding >= 2);
+});
+
+test('an expired wait gets an empty answer and the client keeps polling', async () => {
+    const answers = [];
+    const c = client({
+        fetch: async (url, init) => {
+            const res = await fetch(url, init);
+            const text = await res.text();
+            answers.push({ rid: JSON.parse(init.body).rid, status: res.status, text, at: Date.now() });
+            return new Response(text, { status: res.status, headers: res.headers });
+        },
+    });
+    const rec = record(c);
+    const open = await nextEvent(c, 'open');
+    const started = Date.now();
+    // Nothing happens for a while: each held request is answered empty after `wait` seconds.
+    await waitFor(() => answers.filter((a) => a.at > started && JSON.parse(a.text).messages?.length === 0).length >= 2,
+        { timeout: (WAIT * 3 + 3) * 1000, message: 'two empty answers' });
+    const empty = answers.filter((a) => a.at > started).map((a) => JSON.parse(a.text));
+    for (const a of empty) {
+        assert.equal(typeof a.rid, 'number');
+        assert.deepEqual(a.messages, []);
+    }
+    // Same session, still alive past `inactivity`, and still delivering.
+    await waitFor(() => Date.now() - started > INACTIVITY * 1000 + 500, { timeout: 5000, message: 'inactivity to pass' });
+    await subscribed(c, 'late');
+    assert.equal(c.session.sid, open.sid);
+    assert.equal(rec.close.length, 0, 'the session never closed');
+    assert.equal(rec.open.length, 1);
+});
+
+test('failed requests are sent again with the same rid and body; nothing lost or duplicated', async () => {
+    let n = 0;
+    const logged = loggingFetch({
+        // Fail about one request in three, alternating between a failure before the request
+        // reaches the server and one after (the server answered, the answer is lost).
+        fail: (entry) => {
+            if (!entry.sid) return false;
+            n++;
+            if (n % 6 === 1) return 'before';
+            if (n % 6 === 4) return 'after';
+            return false;
+        },
+    });
+    const c = client({ fetch: logged.fetch });
+    const rec = record(c);
+    await nextEvent(c, 'open');
+    await subscribed(c, 'flaky');
+
+    const N = 60;
+    for (let i = 0; i < N; i++) {
+        await publishHttp('flaky', i);
+        if (i % 3 === 0) await new Promise((r) => setImmediate(r));
+    }
+    c.publish('flaky', 'end');
+    await waitFor(() => dataOn(rec, 'flaky').includes('end'), { timeout: 15000, message: 'all messages' });
+
+    const numbers = dataOn(rec, 'flaky').filter((d) => typeof d === 'number');
+    assert.deepEqual(numbers, Array.from({ length: N }, (_, i) => i), 'every message once, in order');
+    assert.ok(logged.failures.before > 0 && logged.failures.after > 0,
+        `failures injected: ${JSON.stringify(logged.failures)}`);
+    assert.ok(rec.errors.length >= logged.failures.before + logged.failures.after, 'errors reported');
+
+    // Every rid was sent with one body only; distinct rids are consecutive.
+    const bodies = new Map();
+    for (const e of logged.log) {
+        if (!bodies.has(e.rid)) bodies.set(e.rid, e.raw);
+        else assert.equal(e.raw, bodies.get(e.rid), `rid ${e.rid} re-sent with the same body`);
+    }
+    const rids = [...bodies.keys()].sort((a, b) => a - b);
+    for (let i = 1; i < rids.length; i++) assert.equal(rids[i], rids[i - 1] + 1);
+    assert.ok(logged.log.length > rids.length, 'some rids were sent more than once');
+    assert.equal(rec.close.length, 0, 'the session survived');
+});
+
+test('a request with no answer is given up after wait + timeout and sent again', async () => {
+    // Two requests hang until the client gives up on them (wait + 300 ms): one never sent, one
+    // sent and its answer ignored (the copy sent again gets the server's cached answer, or, if
+    // the server still holds the first copy, takes its place).
+    const hung = [];
+    let n = 0;
+    const c = client({
+        timeout: 300,
+        fetch: (url, init) => {
+            const body = JSON.parse(init.body);
+            if (body.sid) n++;
+            const mode = n === 2 ? 'unsent' : n === 4 ? 'ignored' : null;
+            if (!mode || hung.some((h) => h.rid === body.rid)) return fetch(url, init);
+            if (mode === 'ignored') fetch(url, { ...init, signal: undefined }).then((r) => r.text()).catch(() => {});
+            hung.push({ rid: body.rid, mode });
+            return new Promise((_, reject) => {
+                init.signal.addEventListener('abort', () => reject(new DOMException('aborted', 'AbortError')));
+            });
+        },
+    });
+    const rec = record(c);
+    await subscribed(c, 'slow-net');
+    await waitFor(() => hung.length === 2, { timeout: (WAIT * 4 + 4) * 1000, message: 'two hung requests' });
+    const got = nextEvent(c, 'message', { pred: (m) => m.channel === 'slow-net' && m.data === 'after' });
+    await waitFor(() => rec.errors.length >= 2, { timeout: (WAIT + 2) * 1000, message: 'the second timeout' });
+    assert.deepEqual(await publishHttp('slow-net', 'after'), { sessions: 1 });
+    await got;
+    assert.equal(rec.close.length, 0);
+    assert.equal(dataOn(rec, 'slow-net').filter((d) => d === 'after').length, 1);
+});
+
+test('an expired session (item-not-found) reports close and reconnects with a fresh sid', async () => {
+    let blocked = false;
+    const logged = loggingFetch({ fail: () => (blocked ? 'before' : false) });
+    const c = client({ fetch: logged.fetch, backoff: { initial: 50, max: 200 } });
+    const rec = record(c);
+    const first = await nextEvent(c, 'open');
+    await subscribed(c, 'expiry');
+
+    // Cut the client off: its requests fail before reaching the server until the server has
+    // dropped the session (after `inactivity` with no request held; then no session is subscribed).
+    blocked = true;
+    // The held request may come back empty (wait) or carry the probe; either way the next fails.
+    await waitFor(async () => (await publishHttp('expiry', 'lost')).sessions === 0,
+        { timeout: (WAIT + INACTIVITY + 5) * 1000, interval: 100, message: 'the server to drop the session' });
+    const closed = nextEvent(c, 'close', { timeout: 5000 });
+    const reopened = nextEvent(c, 'open', { timeout: 5000 });
+    blocked = false;
+
+    const info = await closed;
+    assert.equal(info.condition, 'item-not-found');
+    assert.equal(info.reconnecting, true);
+    const second = await reopened;
+    assert.notEqual(second.sid, first.sid, 'a fresh session');
+    assert.equal(c.state, 'open');
+
+    // The new session subscribed again to 'expiry' (in its first request).
+    const create = logged.log.filter((e) => !e.sid).at(-1);
+    assert.deepEqual(create.messages, [{ subscribe: 'expiry' }]);
+    const got = nextEvent(c, 'message', { pred: (m) => m.channel === 'expiry' && m.data === 'again' });
+    assert.deepEqual(await publishHttp('expiry', 'again'), { sessions: 1 });
+    await got;
+    assert.equal(rec.close.length, 1);
+});
+
+test('a polling session (hold 0) polls no faster than allowed and still delivers', async () => {
+    const logged = loggingFetch();
+    const c = client({ hold: 0, fetch: logged.fetch });
+    const rec = record(c);
+    const s = await nextEvent(c, 'open');
+    assert.equal(s.hold, 0);
+    assert.equal(s.requests, 1);
+    await subscribed(c, 'slow');
+    assert.deepEqual(await publishHttp('slow', 'one'), { sessions: 1 });
+    await waitFor(() => dataOn(rec, 'slow').includes('one'), { timeout: (POLLING * 3 + 2) * 1000, message: 'delivery' });
+    assert.deepEqual(await publishHttp('slow', 'two'), { sessions: 1 });
+    await waitFor(() => dataOn(rec, 'slow').includes('two'), { timeout: (POLLING * 3 + 2) * 1000, message: 'delivery' });
+
+    // Never more than one request out, and empty ones spaced by at least `polling` seconds.
+    const rids = logged.log.map((e) => e.rid);
+    for (let i = 1; i < rids.length; i++) assert.equal(rids[i], rids[i - 1] + 1);
+    const empty = logged.log.filter((e) => e.sid && !e.messages && !e.type);
+    for (let i = 1; i < empty.length; i++) {
+        assert.ok(empty[i].at - empty[i - 1].at >= POLLING * 1000,
+            `empty polls ${empty[i].at - empty[i - 1].at} ms apart`);
+    }
+    assert.equal(rec.close.length, 0, `no policy-violation: ${JSON.stringify(rec.close)}`);
+    assert.equal(c.session.sid, s.sid);
+});

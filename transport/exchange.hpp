@@ -1,0 +1,62 @@
+// An exchange is one HTTP request waiting for its answer. The session layer answers it, maybe
+// much later and from another thread, through this handle; the connection that carries it is
+// the exchange_target. The handle holds the target weakly: answering an exchange whose
+// connection is gone is a silent no-op (the answer stays in the session's response cache, so a
+// client that re-sends the rid still gets it).
+#pragma once
+
+#include "fsm/packet.hpp"
+
+#include <cstdint>
+#include <memory>
+#include <string_view>
+
+namespace megaphone {
+
+/// What the answer body is; the connection turns it into a Content-Type header.
+enum class content_kind : std::uint8_t { json, xml, html, text, javascript, css, svg, png, binary };
+std::string_view content_type(content_kind k) noexcept;
+
+struct response {
+    unsigned status = 200;
+    content_kind kind = content_kind::json;
+    packet body;
+};
+
+class exchange_target {
+public:
+    virtual ~exchange_target() = default;
+    /// Delivers the answer of exchange `seq`. Thread-safe; stale `seq`s are ignored.
+    virtual void deliver(std::uint32_t seq, response r) = 0;
+};
+
+class exchange {
+public:
+    exchange() = default;
+    exchange(std::weak_ptr<exchange_target> target, std::uint32_t seq)
+        : target_{std::move(target)}
+        , seq_{seq}
+    {
+    }
+
+    void reply(response r) const
+    {
+        if (auto t = target_.lock())
+            t->deliver(seq_, std::move(r));
+    }
+    /// False once the carrying connection is gone (it may still be closing: not a promise).
+    bool alive() const noexcept { return !target_.expired(); }
+    std::uint32_t seq() const noexcept { return seq_; }
+    /// The same exchange: same connection, same request on it.
+    bool same_as(const exchange& other) const noexcept
+    {
+        return seq_ == other.seq_ && !target_.owner_before(other.target_) &&
+               !other.target_.owner_before(target_);
+    }
+
+private:
+    std::weak_ptr<exchange_target> target_;
+    std::uint32_t seq_ = 0;
+};
+
+} // namespace megaphone

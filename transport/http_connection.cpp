@@ -1,0 +1,299 @@
+#include "transport/http_connection.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+
+namespace megaphone {
+
+std::string_view content_type(content_kind k) noexcept
+{
+    switch (k) {
+    case content_kind::json:
+        return "application/json";
+    case content_kind::xml:
+        return "text/xml; charset=utf-8";
+    case content_kind::html:
+        return "text/html; charset=utf-8";
+    case content_kind::text:
+        return "text/plain; charset=utf-8";
+    case content_kind::javascript:
+        return "text/javascript; charset=utf-8";
+    case content_kind::css:
+        return "text/css; charset=utf-8";
+    case content_kind::svg:
+        return "image/svg+xml";
+    case content_kind::png:
+        return "image/png";
+    case content_kind::binary:
+        return "application/octet-stream";
+    }
+    return "application/octet-stream";
+}
+
+std::string_view status_text(unsigned status) noexcept
+{
+    switch (status) {
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 413:
+        return "Payload Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 503:
+        return "Service Unavailable";
+    }
+    return "Unknown";
+}
+
+namespace {
+
+bool origin_allowed(const std::vector<std::string>& allowed, std::string_view origin)
+{
+    for (const auto& a : allowed)
+        if (a == "*" || a == origin)
+            return true;
+    return false;
+}
+
+} // namespace
+
+//--------------------------------------------------------------------------------------------------
+// http_connection
+
+http_connection::http_connection(tcp::socket&& socket, request_handler& handler,
+                                 const http_options& options)
+    : stream_{std::move(socket)}
+    , handler_{handler}
+    , options_{options}
+{
+    beast::error_code ec;
+    remote_ = stream_.socket().remote_endpoint(ec);
+}
+
+void http_connection::start()
+{
+    // Accepted into this connection's own io_context: enter it before touching the stream.
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&http_connection::do_read, shared_from_this()));
+}
+
+void http_connection::do_read()
+{
+    parser_.emplace();
+    parser_->body_limit(options_.max_body);
+    parser_->header_limit(options_.max_header);
+    stream_.expires_after(options_.read_timeout);
+    http::async_read(stream_, buffer_, *parser_,
+                     beast::bind_front_handler(&http_connection::on_read, shared_from_this()));
+}
+
+void http_connection::on_read(beast::error_code ec, std::size_t)
+{
+    // The client closed its end between requests, or went quiet for too long: nothing to say.
+    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
+        ec == net::error::connection_reset || ec == net::error::operation_aborted)
+        return do_close();
+    if (ec == http::error::body_limit || ec == http::error::header_limit || ec) {
+        // A request we cannot read whole is refused, and the connection closed after the answer
+        // (its remaining bytes cannot be framed).
+        const unsigned status =
+            (ec == http::error::body_limit || ec == http::error::header_limit) ? 413 : 400;
+        if (!parser_->is_header_done() && status == 400 && buffer_.size() == 0)
+            return do_close();
+        std::string target = parser_->is_header_done() ? std::string(parser_->get().target())
+                                                       : std::string();
+        keep_alive_ = false;
+        preflight_ = false;
+        origin_.clear();
+        awaiting_ = false;
+        return do_write(handler_.refuse(target, status));
+    }
+
+    incoming in{parser_->release(), remote_, exchange{weak_from_this(), ++seq_}, nullptr};
+    parser_.reset();
+    keep_alive_ = in.request.keep_alive();
+    preflight_ = in.request.method() == http::verb::options;
+    auto origin = in.request.find(http::field::origin);
+    origin_ = origin == in.request.end() ? std::string() : std::string(origin->value());
+    // A held request may wait long: the read timeout must not fire on a later write.
+    stream_.expires_never();
+    awaiting_ = true;
+    // The buffer is kept only while it holds bytes of a pipelined request.
+    if (buffer_.size() == 0)
+        buffer_.shrink_to_fit();
+
+    handler_.handle(in);
+    if (awaiting_) {
+        on_lost_ = std::move(in.on_lost);
+        do_watch();
+    }
+}
+
+void http_connection::do_watch()
+{
+    // Wait for readability without reading: a close (EOF) is noticed at once, and no buffer is
+    // held while the request waits.
+    stream_.socket().async_wait(
+        tcp::socket::wait_read,
+        beast::bind_front_handler(&http_connection::on_watch, shared_from_this(), seq_));
+}
+
+void http_connection::on_watch(std::uint32_t seq, beast::error_code ec)
+{
+    if (seq != seq_ || !awaiting_ || ec == net::error::operation_aborted)
+        return;
+    if (!ec) {
+        std::array<char, 1> probe{};
+        const auto n = ::recv(stream_.socket().native_handle(), probe.data(), probe.size(),
+                              MSG_PEEK | MSG_DONTWAIT);
+        if (n > 0)
+            return; // a pipelined request: it waits in the socket until this answer is out
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return do_watch();
+    }
+    // The client is gone while its request was outstanding: tell the owner of the exchange.
+    awaiting_ = false;
+    if (auto lost = std::exchange(on_lost_, nullptr))
+        lost();
+    do_close();
+}
+
+void http_connection::deliver(std::uint32_t seq, response r)
+{
+    // From any thread: run on this connection's executor (inline when already there).
+    net::dispatch(stream_.get_executor(),
+                  beast::bind_front_handler(&http_connection::on_deliver, shared_from_this(), seq,
+                                            std::move(r)));
+}
+
+void http_connection::on_deliver(std::uint32_t seq, response r)
+{
+    if (seq != seq_ || !awaiting_)
+        return; // answered already, or the connection was lost: the cache keeps the answer
+    awaiting_ = false;
+    on_lost_ = nullptr;
+    // Stop watching: the pending wait is aborted and its handler returns early.
+    beast::error_code ignored;
+    stream_.socket().cancel(ignored);
+    do_write(std::move(r));
+}
+
+void http_connection::do_write(response r)
+{
+    answer_ = std::move(r);
+    head_.clear();
+    head_.reserve(256);
+    head_ += "HTTP/1.1 ";
+    head_ += std::to_string(answer_.status);
+    head_ += ' ';
+    head_ += status_text(answer_.status);
+    head_ += "\r\nContent-Type: ";
+    head_ += content_type(answer_.kind);
+    head_ += "\r\nContent-Length: ";
+    head_ += std::to_string(answer_.body.size());
+    head_ += "\r\nCache-Control: no-store\r\n";
+    if (!origin_.empty() && origin_allowed(options_.cors_origins, origin_)) {
+        head_ += "Access-Control-Allow-Origin: ";
+        const bool any = std::find(options_.cors_origins.begin(), options_.cors_origins.end(),
+                                   "*") != options_.cors_origins.end();
+        head_ += any ? std::string_view("*") : std::string_view(origin_);
+        head_ += "\r\nVary: Origin\r\n";
+        if (preflight_)
+            head_ += "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+                     "Access-Control-Allow-Headers: Content-Type\r\n"
+                     "Access-Control-Max-Age: 86400\r\n";
+    }
+    if (!keep_alive_)
+        head_ += "Connection: close\r\n";
+    head_ += "\r\n";
+
+    std::array<net::const_buffer, 2> buffers{
+        net::buffer(head_), net::buffer(answer_.body.view().data(), answer_.body.size())};
+    stream_.expires_after(options_.write_timeout);
+    net::async_write(stream_, buffers,
+                     beast::bind_front_handler(&http_connection::on_write, shared_from_this()));
+}
+
+void http_connection::on_write(beast::error_code ec, std::size_t)
+{
+    answer_ = {};
+    if (ec || !keep_alive_)
+        return do_close();
+    do_read();
+}
+
+void http_connection::do_close()
+{
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.socket().close(ignored);
+}
+
+//--------------------------------------------------------------------------------------------------
+// http_listener
+
+http_listener::http_listener(net::io_context& ioc, tcp::endpoint endpoint, context_picker pick,
+                             request_handler& handler, const http_options& options)
+    : acceptor_{ioc}
+    , backoff_{ioc}
+    , pick_{std::move(pick)}
+    , handler_{handler}
+    , options_{options}
+{
+    acceptor_.open(endpoint.protocol());
+    acceptor_.set_option(net::socket_base::reuse_address(true));
+    acceptor_.bind(endpoint);
+    acceptor_.listen(net::socket_base::max_listen_connections);
+}
+
+void http_listener::start() { do_accept(); }
+
+void http_listener::stop()
+{
+    net::dispatch(acceptor_.get_executor(), [self = shared_from_this()] {
+        beast::error_code ignored;
+        self->acceptor_.close(ignored);
+        self->backoff_.cancel();
+    });
+}
+
+void http_listener::do_accept()
+{
+    // Each connection goes to the next io_context, round robin: one thread serves it for life.
+    acceptor_.async_accept(pick_(), beast::bind_front_handler(&http_listener::on_accept,
+                                                              shared_from_this()));
+}
+
+void http_listener::on_accept(beast::error_code ec, tcp::socket socket)
+{
+    if (ec == net::error::operation_aborted || !acceptor_.is_open())
+        return;
+    if (ec) {
+        // Out of file descriptors (EMFILE/ENFILE) or a transient error: pause instead of
+        // spinning on a listen queue we cannot drain, then try again.
+        backoff_.expires_after(std::chrono::milliseconds(50));
+        backoff_.async_wait([self = shared_from_this()](beast::error_code wec) {
+            if (!wec)
+                self->do_accept();
+        });
+        return;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    std::make_shared<http_connection>(std::move(socket), handler_, options_)->start();
+    do_accept();
+}
+
+} // namespace megaphone

@@ -1,0 +1,118 @@
+// http_connection: one TCP connection speaking HTTP/1.1, and http_listener, which accepts them.
+//
+// A connection reads one request, hands it to the request_handler as an exchange, and writes the
+// answer whenever it comes (at once for a static file, up to `wait` seconds later for a held
+// long-poll). While the answer is outstanding the connection keeps watching the socket, as
+// Erlang's {active, once} does: a client that goes away is noticed at once and reported through
+// the exchange's on_lost hook, so the session's machine gets `connection_closed` immediately
+// instead of writing into a dead socket `wait` seconds later.
+//
+// Lifetime: the connection lives while an operation holds a shared_ptr to it. Everything runs on
+// the executor of the io_context it was accepted into (one thread per io_context).
+#pragma once
+
+#include "transport/exchange.hpp"
+#include "transport/net.hpp"
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace megaphone {
+
+struct http_options {
+    /// Longest time to wait for a complete request, from the end of the previous answer (covers
+    /// an idle keep-alive connection and a slow sender alike).
+    std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};
+    /// Longest time to write one answer to a client that does not read.
+    std::chrono::milliseconds write_timeout{std::chrono::seconds(30)};
+    /// Request bodies above this many bytes are refused with 413.
+    std::size_t max_body = 64 * 1024;
+    /// Request headers above this many bytes are refused.
+    std::uint32_t max_header = 16 * 1024;
+    /// Origins allowed to call cross-origin (CORS); "*" allows any. Empty: no CORS headers.
+    std::vector<std::string> cors_origins{"*"};
+};
+
+/// A request as handed to the application layer.
+struct incoming {
+    http::request<http::string_body> request;
+    tcp::endpoint remote;
+    exchange ex;
+    /// Set by the handler when the answer may be deferred: called once, on the connection's
+    /// thread, if the client closes the connection before the answer is written.
+    std::function<void()> on_lost;
+};
+
+class request_handler {
+public:
+    virtual ~request_handler() = default;
+    /// Handles one request; the answer goes through `in.ex`, now or later, from any thread.
+    virtual void handle(incoming& in) = 0;
+    /// The answer for a request that could not be read whole (status 400 or 413), by target.
+    virtual response refuse(std::string_view target, unsigned status) = 0;
+};
+
+class http_connection final : public exchange_target,
+                              public std::enable_shared_from_this<http_connection> {
+public:
+    http_connection(tcp::socket&& socket, request_handler& handler, const http_options& options);
+    void start();
+    void deliver(std::uint32_t seq, response r) override;
+
+private:
+    void do_read();
+    void on_read(beast::error_code ec, std::size_t bytes);
+    void do_watch();
+    void on_watch(std::uint32_t seq, beast::error_code ec);
+    void on_deliver(std::uint32_t seq, response r);
+    void do_write(response r);
+    void on_write(beast::error_code ec, std::size_t bytes);
+    void do_close();
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    std::optional<http::request_parser<http::string_body>> parser_;
+    request_handler& handler_;
+    const http_options& options_;
+    tcp::endpoint remote_;
+    std::function<void()> on_lost_;
+    std::string head_;   // the answer's status line and headers, while it is written
+    response answer_;    // the answer being written
+    std::uint32_t seq_ = 0;
+    bool awaiting_ = false; // an exchange is outstanding
+    bool keep_alive_ = true;
+    bool preflight_ = false; // the request was a CORS preflight (OPTIONS)
+    std::string origin_;     // the request's Origin, for CORS on the answer
+};
+
+/// Accepts connections on one endpoint and spreads them over io_contexts.
+class http_listener : public std::enable_shared_from_this<http_listener> {
+public:
+    using context_picker = std::function<net::io_context&()>;
+
+    http_listener(net::io_context& ioc, tcp::endpoint endpoint, context_picker pick,
+                  request_handler& handler, const http_options& options);
+    void start();
+    void stop();
+    tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+
+private:
+    void do_accept();
+    void on_accept(beast::error_code ec, tcp::socket socket);
+
+    tcp::acceptor acceptor_;
+    net::steady_timer backoff_;
+    context_picker pick_;
+    request_handler& handler_;
+    const http_options& options_;
+};
+
+/// Status line text for the codes Megaphone sends.
+std::string_view status_text(unsigned status) noexcept;
+
+} // namespace megaphone

@@ -1,0 +1,257 @@
+#include "transport/json_codec.hpp"
+
+#include <cmath>
+#include <limits>
+
+namespace megaphone {
+
+std::string_view condition(protocol_error e) noexcept
+{
+    switch (e) {
+    case protocol_error::item_not_found:
+        return "item-not-found";
+    case protocol_error::bad_request:
+        return "bad-request";
+    case protocol_error::too_large:
+    case protocol_error::policy_violation:
+        return "policy-violation";
+    case protocol_error::system_shutdown:
+        return "system-shutdown";
+    }
+    return "undefined-condition";
+}
+
+unsigned http_status(protocol_error e) noexcept
+{
+    switch (e) {
+    case protocol_error::item_not_found:
+        return 404;
+    case protocol_error::bad_request:
+        return 400;
+    case protocol_error::too_large:
+        return 413;
+    case protocol_error::policy_violation:
+        return 403;
+    case protocol_error::system_shutdown:
+        return 503;
+    }
+    return 500;
+}
+
+std::string_view condition(close_reason r) noexcept
+{
+    switch (r) {
+    case close_reason::client_terminate:
+    case close_reason::server_terminate:
+    case close_reason::inactivity:
+        return "";
+    case close_reason::queue_overflow:
+    case close_reason::policy_violation:
+        return "policy-violation";
+    case close_reason::item_not_found:
+        return "item-not-found";
+    case close_reason::bad_request:
+        return "bad-request";
+    case close_reason::system_shutdown:
+        return "system-shutdown";
+    }
+    return "undefined-condition";
+}
+
+namespace {
+
+/// Deepest nesting of arrays/objects in `text`, outside strings; stops counting past `limit`.
+int nesting_depth(std::string_view text, int limit)
+{
+    int depth = 0, deepest = 0;
+    bool in_string = false, escaped = false;
+    for (char c : text) {
+        if (in_string) {
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
+            continue;
+        }
+        if (c == '"')
+            in_string = true;
+        else if (c == '[' || c == '{') {
+            if (++depth > deepest && (deepest = depth) > limit)
+                return deepest;
+        } else if (c == ']' || c == '}')
+            --depth;
+    }
+    return deepest;
+}
+
+/// A non-negative integer field that fits a rid (at most 2^53 - 1, BOSH §14.1).
+std::optional<std::uint64_t> unsigned_field(const nlohmann::json& value)
+{
+    if (value.is_number_unsigned())
+        return value.get<std::uint64_t>();
+    if (value.is_number_integer() && value.get<std::int64_t>() >= 0)
+        return static_cast<std::uint64_t>(value.get<std::int64_t>());
+    if (value.is_number_float()) {
+        const double d = value.get<double>();
+        if (d >= 0 && d <= 9007199254740991.0 && std::floor(d) == d)
+            return static_cast<std::uint64_t>(d);
+    }
+    return std::nullopt;
+}
+
+constexpr std::uint64_t max_rid = (std::uint64_t{1} << 53) - 1;
+
+std::string rid_prefix(request_id rid) { return "{\"rid\":" + std::to_string(rid); }
+
+void append_messages(std::string& out, std::span<const packet> packets)
+{
+    out += "\"messages\":[";
+    bool first = true;
+    for (const packet& p : packets) {
+        if (!first)
+            out += ',';
+        first = false;
+        out += p.view();
+    }
+    out += ']';
+}
+
+/// Seconds as a JSON number: whole seconds stay integers.
+nlohmann::json seconds(std::chrono::milliseconds d)
+{
+    if (d.count() % 1000 == 0)
+        return d.count() / 1000;
+    return static_cast<double>(d.count()) / 1000.0;
+}
+
+} // namespace
+
+std::variant<client_request, protocol_error> decode_json_request(std::string_view body)
+{
+    if (nesting_depth(body, json_max_depth) > json_max_depth)
+        return protocol_error::bad_request;
+    nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
+    if (doc.is_discarded() || !doc.is_object())
+        return protocol_error::bad_request;
+
+    client_request req;
+    auto field = [&doc](const char* name) -> const nlohmann::json* {
+        auto it = doc.find(name);
+        return it == doc.end() || it->is_null() ? nullptr : &*it;
+    };
+
+    const auto* rid = field("rid");
+    if (!rid)
+        return protocol_error::bad_request;
+    auto rid_value = unsigned_field(*rid);
+    if (!rid_value || *rid_value > max_rid)
+        return protocol_error::bad_request;
+    req.rid = *rid_value;
+
+    if (const auto* sid = field("sid")) {
+        if (!sid->is_string() || sid->get_ref<const std::string&>().empty())
+            return protocol_error::bad_request;
+        req.sid = sid->get<std::string>();
+    }
+    if (const auto* ack = field("ack")) {
+        auto v = unsigned_field(*ack);
+        if (!v || *v > max_rid)
+            return protocol_error::bad_request;
+        req.ack = *v;
+    }
+    if (const auto* type = field("type")) {
+        if (!type->is_string())
+            return protocol_error::bad_request;
+        if (*type == "terminate")
+            req.terminate = true;
+        else
+            return protocol_error::bad_request;
+    }
+    for (const char* name : {"wait", "hold"}) {
+        if (const auto* v = field(name)) {
+            auto n = unsigned_field(*v);
+            if (!n || *n > std::numeric_limits<std::uint32_t>::max())
+                return protocol_error::bad_request;
+            (name[0] == 'w' ? req.wait : req.hold) = static_cast<std::uint32_t>(*n);
+        }
+    }
+    if (auto messages = doc.find("messages"); messages != doc.end() && !messages->is_null()) {
+        if (!messages->is_array())
+            return protocol_error::bad_request;
+        req.messages.reserve(messages->size());
+        for (auto& m : *messages)
+            req.messages.emplace_back(std::move(m));
+    }
+    return req;
+}
+
+packet json_codec::created(const session_info& info, request_id rid,
+                           std::span<const packet> packets) const
+{
+    nlohmann::json head = {
+        {"sid", info.sid},
+        {"wait", seconds(info.wait)},
+        {"hold", info.hold},
+        {"requests", info.requests},
+        {"inactivity", seconds(info.inactivity)},
+        {"polling", seconds(info.polling)},
+        {"rid", rid},
+    };
+    std::string out = head.dump();
+    out.pop_back(); // reopen the object to append the messages without re-encoding them
+    out += ',';
+    append_messages(out, packets);
+    out += '}';
+    return packet::from(out);
+}
+
+packet json_codec::data(request_id rid, std::span<const packet> packets) const
+{
+    std::size_t size = 40;
+    for (const packet& p : packets)
+        size += p.size() + 1;
+    std::string out;
+    out.reserve(size);
+    out += rid_prefix(rid);
+    out += ',';
+    append_messages(out, packets);
+    out += '}';
+    return packet::from(out);
+}
+
+packet json_codec::closing(request_id rid, close_reason why) const
+{
+    std::string out = rid_prefix(rid) + ",\"type\":\"terminate\"";
+    if (auto c = condition(why); !c.empty())
+        out += ",\"condition\":\"" + std::string(c) + "\"";
+    out += '}';
+    return packet::from(out);
+}
+
+packet json_codec::terminated(request_id rid) const
+{
+    return packet::from(rid_prefix(rid) + ",\"type\":\"terminate\"}");
+}
+
+packet json_codec::replaced(request_id rid) const
+{
+    return packet::from(rid_prefix(rid) + ",\"type\":\"error\",\"condition\":\"replaced\"}");
+}
+
+packet json_codec::error(protocol_error e) const
+{
+    return packet::from("{\"type\":\"terminate\",\"condition\":\"" + std::string(condition(e)) +
+                        "\"}");
+}
+
+packet json_codec::encode(const nlohmann::json& value) const { return packet::from(value.dump()); }
+
+const json_codec& json_codec::instance()
+{
+    static const json_codec codec;
+    return codec;
+}
+
+} // namespace megaphone

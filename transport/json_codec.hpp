@@ -1,0 +1,32 @@
+// The JSON transport's codec (docs/PROTOCOL.md): request bodies in, answer bodies out.
+#pragma once
+
+#include "transport/protocol.hpp"
+
+#include <string_view>
+#include <variant>
+
+namespace megaphone {
+
+/// Nesting deeper than this is refused as bad-request before parsing (bounded stack and work).
+inline constexpr int json_max_depth = 64;
+
+/// Decodes a request body; an error is always bad_request.
+std::variant<client_request, protocol_error> decode_json_request(std::string_view body);
+
+class json_codec final : public session_codec {
+public:
+    content_kind kind() const noexcept override { return content_kind::json; }
+    packet created(const session_info& info, request_id rid,
+                   std::span<const packet> packets) const override;
+    packet data(request_id rid, std::span<const packet> packets) const override;
+    packet closing(request_id rid, close_reason why) const override;
+    packet terminated(request_id rid) const override;
+    packet replaced(request_id rid) const override;
+    packet error(protocol_error e) const override;
+    packet encode(const nlohmann::json& value) const override;
+
+    static const json_codec& instance();
+};
+
+} // namespace megaphone

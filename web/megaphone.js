@@ -1,0 +1,550 @@
+/**
+ * megaphone.js — the browser (and Node ≥ 18) client of Megaphone's JSON long-poll transport.
+ * A dependency-free ES module; the server serves it at /megaphone.js. Wire protocol: docs/PROTOCOL.md.
+ *
+ *   import { connect } from '/megaphone.js';
+ *
+ *   const client = connect('/comet', { wait: 30 });
+ *   client.on('open', (session) => console.log('session', session.sid));
+ *   client.on('message', (message) => console.log('got', message));
+ *   client.on('close', (info) => console.log('closed:', info.condition));
+ *   client.subscribe('news');
+ *   client.publish('news', { hello: 'world' });
+ *
+ * connect(url, options) → client
+ *   url      the endpoint: a path ('/comet', '/chat') resolved against the page, or an absolute URL.
+ *   options  (all optional)
+ *     wait       longest time (s) the server may hold a request; default 30 (the server caps it).
+ *     hold       how many requests the server may hold; default 1; 0 asks for a polling session.
+ *     reconnect  default true: when the session ends (terminate, item-not-found, …) emit 'close',
+ *                then open a fresh session and subscribe again to the channels it had subscribed.
+ *     backoff    {initial: 250, max: 5000}: delays (ms) between retries of a failed request and
+ *                between reconnects; doubled on each consecutive failure.
+ *     fetch      the fetch function to use; default globalThis.fetch (inject one to test or proxy).
+ *     timeout    extra time (ms) past `wait` before a request is given up and sent again;
+ *                default 10000.
+ *     closeOnUnload  default true in browsers: terminate the session when the page goes away.
+ *
+ * client.on(event, fn) / client.off(event, fn)   (on returns the client, so calls chain)
+ *   'open'     fn(session): a session opened; session = {sid, wait, hold, requests, inactivity,
+ *              polling}. Fires again, with a new sid, after each reconnect.
+ *   'message'  fn(message): each message the server sent, exactly once and in order.
+ *   'close'    fn({condition, reason, reconnecting}): the session ended. condition is the server's
+ *              ('item-not-found', 'system-shutdown', 'policy-violation', …), or 'closed' after
+ *              client.close(). reconnecting tells whether a fresh session is being opened.
+ *   'error'    fn(error): a request failed and will be retried (network error, 5xx, timeout), or
+ *              the server answered something that is not the protocol. Informational.
+ *
+ * client.send(message)             send any JSON value to the application (batched, in order).
+ * client.subscribe(channel)        hub: {"subscribe": channel}; remembered for reconnects.
+ * client.unsubscribe(channel)      hub: {"unsubscribe": channel}.
+ * client.publish(channel, data)    hub: {"publish": channel, "data": data}.
+ * client.close()                   send {"type": "terminate"} (with any queued messages first),
+ *                                  then emit 'close' with condition 'closed'. No reconnect.
+ * client.state                     'connecting' | 'open' | 'closing' | 'closed'
+ * client.session                   the current session info (as given to 'open'), or null.
+ *
+ * How it works. One request is kept held by the server at all times (the poll loop); messages to
+ * send go on a second request, so at most `requests` (= hold + 1) are outstanding, and messages
+ * sent while no slot is free are batched into the next request. Each new request's rid is the
+ * previous one + 1. Responses are processed strictly in rid order (an early one waits for the gap
+ * to fill), each exactly once, and every request carries `ack`: the highest rid processed with all
+ * lower ones. A request that fails on the network (fetch rejects, a 5xx answer, or no answer
+ * within wait + 10 s) is sent again with the same rid and the same body, after a backoff: the
+ * server answers a repeated rid with its cached response, so nothing is lost or duplicated. An
+ * answer {"type":"error","condition":"replaced"} is ignored (a newer copy of that rid is out).
+ * In a polling session (hold 0) empty requests are spaced by the session's `polling` interval.
+ */
+
+const DEFAULTS = {
+    wait: 30,
+    hold: 1,
+    reconnect: true,
+    backoff: { initial: 250, max: 5000 },
+    timeout: 10000,
+    closeOnUnload: true,
+};
+
+const CONTENT_TYPE = 'text/plain;charset=UTF-8';
+const MAX_RID = 2 ** 53 - 1;
+
+function randomRid() {
+    // A random first rid in [2^20, 2^20 + 2^44): large, and far from 2^53 − 1.
+    const words = new Uint32Array(2);
+    if (globalThis.crypto && globalThis.crypto.getRandomValues) {
+        globalThis.crypto.getRandomValues(words);
+    } else {
+        words[0] = Math.floor(Math.random() * 2 ** 32);
+        words[1] = Math.floor(Math.random() * 2 ** 32);
+    }
+    return 2 ** 20 + (words[0] % 2 ** 12) * 2 ** 32 + words[1];
+}
+
+function resolveUrl(url) {
+    if (/^[a-z][a-z0-9+.-]*:/i.test(url)) return url;
+    if (globalThis.location && globalThis.location.href) return new URL(url, globalThis.location.href).href;
+    return url;
+}
+
+class NetworkError extends Error {
+    constructor(message, cause) {
+        super(message);
+        this.name = 'NetworkError';
+        if (cause !== undefined) this.cause = cause;
+    }
+}
+
+class Client {
+    constructor(url, options = {}) {
+        this.url = resolveUrl(url);
+        this.options = {
+            ...DEFAULTS,
+            ...options,
+            backoff: { ...DEFAULTS.backoff, ...(options.backoff || {}) },
+        };
+        this._fetch = this.options.fetch || globalThis.fetch.bind(globalThis);
+        this._listeners = new Map();
+        this._channels = new Set();   // subscribed channels, re-subscribed on reconnect
+        this._queue = [];             // messages not yet put into a request
+        this.state = 'connecting';
+        this.session = null;
+        this._closeRequested = false;
+        this._reconnectAttempt = 0;
+        this._timers = new Set();
+        this._flushScheduled = false;
+        this._installUnload();
+        this._schedule(() => this._openSession(), 0);
+    }
+
+    // ---- public API -------------------------------------------------------------------------
+
+    on(event, fn) {
+        if (!this._listeners.has(event)) this._listeners.set(event, new Set());
+        this._listeners.get(event).add(fn);
+        return this;
+    }
+
+    off(event, fn) {
+        const set = this._listeners.get(event);
+        if (set) set.delete(fn);
+        return this;
+    }
+
+    send(message) {
+        if (this.state === 'closed' || this._closeRequested) {
+            throw new Error('megaphone: send on a closed client');
+        }
+        if (message === undefined) throw new TypeError('megaphone: cannot send undefined');
+        // Serialize now, so later mutation of the object does not change what is sent.
+        this._queue.push(JSON.parse(JSON.stringify(message)));
+        this._scheduleFlush();
+    }
+
+    subscribe(channel) {
+        this._channels.add(String(channel));
+        this.send({ subscribe: String(channel) });
+    }
+
+    unsubscribe(channel) {
+        this._channels.delete(String(channel));
+        this.send({ unsubscribe: String(channel) });
+    }
+
+    publish(channel, data) {
+        this.send({ publish: String(channel), data: data === undefined ? null : data });
+    }
+
+    close() {
+        if (this._closeRequested || this.state === 'closed') return;
+        this._closeRequested = true;
+        if (this.state === 'open') {
+            this.state = 'closing';
+            this._scheduleFlush();
+        } else if (!this._s || this._s.ended || !this._s.creating) {
+            // No session and none being created (e.g. waiting to reconnect): just stop.
+            this._finish({ condition: 'closed', reason: 'closed by the client' }, false);
+        }
+        // If a session is being created, close() completes once it opens (see _onOpen).
+    }
+
+    /** Stops at once: aborts every request, no terminate sent, no more events. For tests/teardown. */
+    _destroy() {
+        this._closeRequested = true;
+        this._listeners.clear();
+        const s = this._s;
+        if (s && !s.ended) {
+            s.ended = true;
+            for (const req of s.pending.values()) {
+                this._cancel(req.timer);
+                this._cancel(req.retryTimer);
+                if (req.controller) req.controller.abort();
+            }
+            s.pending.clear();
+        }
+        this.state = 'closed';
+        this.session = null;
+        for (const t of this._timers) clearTimeout(t);
+        this._timers.clear();
+        this._removeUnload();
+    }
+
+    // ---- events ---------------------------------------------------------------------------------
+
+    _emit(event, arg) {
+        const set = this._listeners.get(event);
+        if (!set) return;
+        for (const fn of [...set]) {
+            try {
+                fn.call(this, arg);
+            } catch (err) {
+                // A listener's bug must not break the transport; report it asynchronously.
+                setTimeout(() => { throw err; }, 0);
+            }
+        }
+    }
+
+    // ---- timers ---------------------------------------------------------------------------------
+
+    _schedule(fn, ms) {
+        const t = setTimeout(() => {
+            this._timers.delete(t);
+            fn();
+        }, ms);
+        this._timers.add(t);
+        return t;
+    }
+
+    _cancel(t) {
+        if (t === undefined || t === null) return;
+        clearTimeout(t);
+        this._timers.delete(t);
+    }
+
+    _backoffDelay(attempt) {
+        const { initial, max } = this.options.backoff;
+        const base = Math.min(max, initial * 2 ** Math.max(0, attempt - 1));
+        return Math.round(base * (0.8 + 0.4 * Math.random()));
+    }
+
+    // ---- session --------------------------------------------------------------------------------
+
+    _openSession() {
+        if (this.state === 'closed') return;
+        this.state = 'connecting';
+        const rid = randomRid();
+        const messages = [];
+        for (const ch of this._channels) messages.push({ subscribe: ch });
+        messages.push(...this._queue);
+        this._queue = [];
+        const body = { rid, wait: this.options.wait, hold: this.options.hold };
+        if (messages.length) body.messages = messages;
+        // Per-session state; a new object per session, so stale callbacks can tell they are stale.
+        const s = {
+            creating: true,
+            sid: null,
+            firstRid: rid,
+            nextRid: rid + 1,   // the rid of the next new request
+            processed: rid - 1, // the highest rid processed with all lower ones
+            pending: new Map(), // rid → request record, for rids without an answer yet
+            answers: new Map(), // rid → parsed answer waiting for earlier rids
+            info: null,
+            lastAnswerAt: 0,
+            pollTimer: null,
+            ended: false,
+        };
+        this._s = s;
+        this._sendRequest(s, rid, JSON.stringify(body), messages.length > 0);
+    }
+
+    _onOpen(s, answer) {
+        s.creating = false;
+        s.sid = answer.sid;
+        const hold = Number.isInteger(answer.hold) ? answer.hold : this.options.hold;
+        const wait = typeof answer.wait === 'number' ? answer.wait : this.options.wait;
+        s.info = {
+            sid: answer.sid,
+            wait,
+            hold,
+            requests: Number.isInteger(answer.requests) ? answer.requests : hold + 1,
+            inactivity: answer.inactivity,
+            polling: typeof answer.polling === 'number' ? answer.polling : 0,
+        };
+        s.polling = s.info.hold === 0 || s.info.wait === 0;
+        this.session = { ...s.info };
+        this._reconnectAttempt = 0;
+        if (this._closeRequested) {
+            this.state = 'closing';
+        } else {
+            this.state = 'open';
+            this._emit('open', { ...s.info });
+        }
+    }
+
+    // ---- requests -------------------------------------------------------------------------------
+
+    _scheduleFlush() {
+        if (this._flushScheduled) return;
+        this._flushScheduled = true;
+        // A microtask: every send() of the current task goes into one request.
+        queueMicrotask(() => {
+            this._flushScheduled = false;
+            this._pump();
+        });
+    }
+
+    /** Sends whatever should be sent now: queued messages, a terminate, or a poll. */
+    _pump() {
+        const s = this._s;
+        if (!s || s.creating || s.ended || this.state === 'closed') return;
+        const windowFree = () => {
+            // New rid must stay within `requests` of the lowest unanswered rid.
+            const lowest = s.pending.size ? Math.min(...s.pending.keys()) : s.nextRid;
+            return s.nextRid - lowest < s.info.requests && s.nextRid <= MAX_RID;
+        };
+        if (this._closeRequested) {
+            if (!s.terminateSent && windowFree()) {
+                s.terminateSent = true;
+                this._newRequest(s, { type: 'terminate' }, this._takeQueue());
+            }
+            return;
+        }
+        if (this._queue.length && windowFree()) {
+            this._newRequest(s, {}, this._takeQueue());
+        }
+        if (s.pending.size === 0 && windowFree()) {
+            // Nothing out: keep one request held (or, for a polling session, poll in a while).
+            if (!s.polling) {
+                this._newRequest(s, {}, []);
+            } else if (s.pollTimer === null) {
+                const interval = Math.max(250, s.info.polling * 1000 + 100);
+                const delay = Math.max(0, s.lastAnswerAt + interval - Date.now());
+                s.pollTimer = this._schedule(() => {
+                    s.pollTimer = null;
+                    if (s.pending.size === 0 && !s.ended) this._newRequest(s, {}, this._takeQueue());
+                }, delay);
+            }
+        }
+    }
+
+    _takeQueue() {
+        const q = this._queue;
+        this._queue = [];
+        return q;
+    }
+
+    _newRequest(s, extra, messages) {
+        if (s.pollTimer !== null) {
+            this._cancel(s.pollTimer);
+            s.pollTimer = null;
+        }
+        const rid = s.nextRid++;
+        const body = { sid: s.sid, rid, ...extra };
+        if (messages.length) body.messages = messages;
+        body.ack = s.processed;
+        this._sendRequest(s, rid, JSON.stringify(body), messages.length > 0);
+    }
+
+    /** Sends rid with this exact body, and keeps sending it (same body) until it gets an answer. */
+    _sendRequest(s, rid, body, hasData) {
+        const req = { rid, body, hasData, attempt: 0, controller: null, timer: null, retryTimer: null };
+        s.pending.set(rid, req);
+        this._attempt(s, req);
+    }
+
+    _attempt(s, req) {
+        if (s.ended || this._s !== s) return;
+        req.attempt++;
+        const controller = typeof AbortController !== 'undefined' ? new AbortController() : null;
+        req.controller = controller;
+        const thisAttempt = req.attempt;
+        const wait = s.info ? s.info.wait : this.options.wait;
+        const timeoutMs = wait * 1000 + this.options.timeout;
+        let timedOut = false;
+        req.timer = this._schedule(() => {
+            timedOut = true;
+            if (controller) controller.abort();
+        }, timeoutMs);
+
+        let status = 0;
+        Promise.resolve()
+            .then(() => this._fetch(this.url, {
+                method: 'POST',
+                headers: { 'Content-Type': CONTENT_TYPE },
+                body: req.body,
+                signal: controller ? controller.signal : undefined,
+                cache: 'no-store',
+                credentials: 'same-origin',
+            }))
+            .then(async (res) => {
+                status = res.status;
+                const text = await res.text();
+                return text;
+            })
+            .then((text) => {
+                if (!this._current(s, req, thisAttempt)) return;
+                this._cancel(req.timer);
+                let answer;
+                try {
+                    answer = JSON.parse(text);
+                } catch (err) {
+                    answer = undefined;
+                }
+                if (status >= 500 && !(answer && answer.type === 'terminate' && status === 503)) {
+                    return this._retry(s, req, new NetworkError(`HTTP ${status}`));
+                }
+                if (answer === undefined || answer === null || typeof answer !== 'object') {
+                    if (status === 200) return this._retry(s, req, new NetworkError('the answer is not JSON'));
+                    return this._end(s, { condition: 'undefined-condition', reason: `HTTP ${status}` });
+                }
+                if (answer.type === 'error' && answer.condition === 'replaced') {
+                    // A newer copy of this rid is out (we sent it or a proxy duplicated ours):
+                    // its answer is the one that counts. Keep waiting, with a fresh timeout.
+                    req.timer = this._schedule(() => {
+                        if (this._current(s, req, thisAttempt)) this._retry(s, req, new NetworkError('replaced'));
+                    }, timeoutMs);
+                    return;
+                }
+                if (status !== 200) {
+                    // An error ends the session (404 item-not-found, 403, 400, 413, 503 …).
+                    s.pending.delete(req.rid);
+                    const condition = answer.condition || (status === 404 ? 'item-not-found' : 'undefined-condition');
+                    return this._end(s, { condition, reason: `HTTP ${status}`, status });
+                }
+                s.pending.delete(req.rid);
+                this._onAnswer(s, req.rid, answer);
+            })
+            .catch((err) => {
+                if (!this._current(s, req, thisAttempt)) return;
+                this._cancel(req.timer);
+                const error = timedOut
+                    ? new NetworkError(`no answer to rid ${req.rid} within ${timeoutMs} ms`)
+                    : new NetworkError(`request ${req.rid} failed: ${err && err.message ? err.message : err}`, err);
+                this._retry(s, req, error);
+            });
+    }
+
+    _current(s, req, attempt) {
+        return this._s === s && !s.ended && s.pending.get(req.rid) === req && req.attempt === attempt;
+    }
+
+    _retry(s, req, error) {
+        this._emit('error', error);
+        const delay = this._backoffDelay(req.attempt);
+        req.retryTimer = this._schedule(() => {
+            req.retryTimer = null;
+            if (this._s === s && !s.ended && s.pending.get(req.rid) === req) this._attempt(s, req);
+        }, delay);
+    }
+
+    // ---- answers --------------------------------------------------------------------------------
+
+    _onAnswer(s, rid, answer) {
+        s.lastAnswerAt = Date.now();
+        if (rid <= s.processed) return; // already processed (cannot happen: one record per rid)
+        s.answers.set(rid, answer);
+        while (!s.ended && s.answers.has(s.processed + 1)) {
+            const next = s.processed + 1;
+            const a = s.answers.get(next);
+            s.answers.delete(next);
+            s.processed = next;
+            this._process(s, next, a);
+        }
+        if (!s.ended) this._pump();
+    }
+
+    _process(s, rid, answer) {
+        if (rid === s.firstRid) {
+            if (typeof answer.sid !== 'string') {
+                return this._end(s, { condition: answer.condition || 'undefined-condition', reason: 'no sid in the answer' });
+            }
+            this._onOpen(s, answer);
+        }
+        if (Array.isArray(answer.messages)) {
+            for (const m of answer.messages) {
+                if (s.ended || this._s !== s) return;
+                this._emit('message', m);
+            }
+        }
+        if (answer.type === 'terminate') {
+            const condition = answer.condition || (s.terminateSent ? 'closed' : 'undefined-condition');
+            this._end(s, { condition, reason: 'terminated by the server' });
+        }
+    }
+
+    /** The session is over: emit 'close', and reconnect unless closing or told not to. */
+    _end(s, info) {
+        if (s.ended) return;
+        // Deliver whatever later answers arrived (the session is gone; a lost gap cannot be filled).
+        const later = [...s.answers.keys()].sort((a, b) => a - b);
+        s.ended = true;
+        for (const rid of later) {
+            const a = s.answers.get(rid);
+            if (a && Array.isArray(a.messages)) for (const m of a.messages) this._emit('message', m);
+        }
+        s.answers.clear();
+        for (const req of s.pending.values()) {
+            this._cancel(req.timer);
+            this._cancel(req.retryTimer);
+            if (req.controller) req.controller.abort();
+        }
+        s.pending.clear();
+        this._cancel(s.pollTimer);
+        s.pollTimer = null;
+        this.session = null;
+        const byClient = this._closeRequested;
+        const reconnecting = !byClient && this.options.reconnect !== false;
+        if (byClient) info = { ...info, condition: s.terminateSent ? 'closed' : info.condition };
+        this._finish(info, reconnecting);
+    }
+
+    _finish(info, reconnecting) {
+        if (this.state === 'closed') return;
+        this.state = reconnecting ? 'connecting' : 'closed';
+        this._emit('close', { condition: info.condition, reason: info.reason, reconnecting });
+        if (this.state === 'closed' && reconnecting) return; // a 'close' listener called close()
+        if (reconnecting) {
+            this._reconnectAttempt++;
+            this._schedule(() => this._openSession(), this._backoffDelay(this._reconnectAttempt));
+        } else {
+            for (const t of this._timers) clearTimeout(t);
+            this._timers.clear();
+            this._removeUnload();
+        }
+    }
+
+    // ---- page unload ----------------------------------------------------------------------------
+
+    _installUnload() {
+        if (!this.options.closeOnUnload || typeof window === 'undefined' || !window.addEventListener) return;
+        this._unloadHandler = () => {
+            const s = this._s;
+            if (!s || !s.sid || s.ended || this.state === 'closed') return;
+            const body = JSON.stringify({ sid: s.sid, rid: s.nextRid++, type: 'terminate', ack: s.processed });
+            try {
+                if (navigator.sendBeacon) {
+                    navigator.sendBeacon(this.url, new Blob([body], { type: CONTENT_TYPE }));
+                } else {
+                    this._fetch(this.url, { method: 'POST', body, keepalive: true, headers: { 'Content-Type': CONTENT_TYPE } });
+                }
+            } catch (err) {
+                // The page is going away; nothing more to do.
+            }
+        };
+        window.addEventListener('pagehide', this._unloadHandler);
+    }
+
+    _removeUnload() {
+        if (this._unloadHandler && typeof window !== 'undefined') {
+            window.removeEventListener('pagehide', this._unloadHandler);
+            this._unloadHandler = null;
+        }
+    }
+}
+
+/** Opens a session with the Megaphone endpoint at `url` (see the top of this file). */
+export function connect(url, options) {
+    return new Client(url, options);
+}
+
+export { Client };
+export default { connect };
