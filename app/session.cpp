@@ -196,6 +196,12 @@ void session::on_connection_lost(request_id rid, const exchange& ex)
     if (!o || !o->ex.same_as(ex))
         return;
     fsm_.process(connection_closed{rid});
+    // The machine forgot it: so does the session, and a re-sent copy will be held as new.
+    const auto held = fsm_.held();
+    if (std::find(held.begin(), held.end(), rid) == held.end())
+        outstanding_.erase(std::remove_if(outstanding_.begin(), outstanding_.end(),
+                                          [rid](const outstanding& x) { return x.rid == rid; }),
+                           outstanding_.end());
 }
 
 void session::fail(protocol_error e, const exchange& ex)

@@ -140,7 +140,7 @@ public:
 
 private:
     void record(std::string line) {
-        // session_closed itself is recorded before this check sees closed_calls == 1.
+        // `closed` is already set when the (first) session_closed call itself is recorded.
         if (session_closed_calls > 1 || (closed && !line.starts_with("session_closed")))
             FAIL("effect after session_closed: " << line);
         log.push_back(std::move(line));

@@ -98,7 +98,7 @@ TEST_CASE("timer_queue fires equal deadlines in the order they were armed", "[ti
     CHECK(log == names{"t1", "t3", "t4", "t5", "t6", "t7", "t2", "t0"});
 }
 
-TEST_CASE("timer_queue cancel disarms; cancelling an unarmed timer is a no-op", "[timer]") {
+TEST_CASE("timer_queue cancel disarms, and cancelling an unarmed timer is a no-op", "[timer]") {
     manual_clock clock;
     timer_queue q;
     names log;

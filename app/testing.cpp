@@ -1,0 +1,267 @@
+#include "app/testing.hpp"
+
+#include "app/session.hpp"
+
+#include <algorithm>
+#include <map>
+#include <stdexcept>
+
+namespace megaphone::testing {
+
+//--------------------------------------------------------------------------------------------------
+// request
+
+struct request::target final : exchange_target {
+    explicit target(request& r) : owner{&r} {}
+    void deliver(std::uint32_t, response r) override
+    {
+        owner->json_ = nlohmann::json::parse(r.body.view(), nullptr, false);
+        owner->answer_ = std::move(r);
+    }
+    request* owner;
+};
+
+request::request(harness& h, std::string sid, request_id rid)
+    : harness_{h}
+    , sid_{std::move(sid)}
+    , rid_{rid}
+    , target_{std::make_shared<target>(*this)}
+{
+}
+
+nlohmann::json request::messages() const
+{
+    if (!json_ || !json_->is_object())
+        return nlohmann::json::array();
+    return json_->value("messages", nlohmann::json::array());
+}
+
+void request::drop()
+{
+    if (!target_ || answered())
+        return;
+    const exchange ex{target_, 1};
+    // The connection is gone: later answers go nowhere, and the session is told.
+    harness_.step([sid = sid_, rid = rid_, ex](megaphone::engine& e) { e.connection_lost(sid, rid, ex); });
+    target_.reset();
+}
+
+//--------------------------------------------------------------------------------------------------
+// client
+
+client::client(harness& h, const nlohmann::json& options, std::vector<nlohmann::json> messages)
+    : harness_{h}
+    , next_rid_{1000}
+{
+    client_request req;
+    req.rid = next_rid_++;
+    if (options.contains("wait"))
+        req.wait = options.at("wait").get<std::uint32_t>();
+    if (options.contains("hold"))
+        req.hold = options.at("hold").get<std::uint32_t>();
+    for (auto& m : messages)
+        req.messages.emplace_back(std::move(m));
+
+    request& r = requests_.emplace_back(request{h, "", req.rid});
+    r.target_->owner = &r; // it was built in a temporary
+    const exchange ex{r.target_, 1};
+    h.step([&h, req = std::move(req), ex](megaphone::engine& e) mutable {
+        e.create(std::move(req), *h.observer_, json_codec::instance(), ex);
+    });
+    if (!r.answered() || r.status() != 200)
+        throw std::runtime_error("testing::client: session creation failed");
+    created_ = r.body();
+    sid_ = created_.at("sid").get<std::string>();
+    r.sid_ = sid_;
+}
+
+request& client::issue(client_request&& req)
+{
+    req.sid = sid_;
+    next_rid_ = std::max(next_rid_, req.rid + 1);
+    request& r = requests_.emplace_back(request{harness_, sid_, req.rid});
+    r.target_->owner = &r; // it was built in a temporary
+    const exchange ex{r.target_, 1};
+    harness_.step([req = std::move(req), ex](megaphone::engine& e) mutable {
+        e.request(std::move(req), json_codec::instance(), ex);
+    });
+    return r;
+}
+
+request& client::send(std::vector<nlohmann::json> messages)
+{
+    return send_as(next_rid_, std::move(messages));
+}
+
+request& client::send_as(request_id rid, std::vector<nlohmann::json> messages)
+{
+    client_request req;
+    req.rid = rid;
+    for (auto& m : messages)
+        req.messages.emplace_back(std::move(m));
+    return issue(std::move(req));
+}
+
+request& client::resend(const request& original)
+{
+    client_request req;
+    req.rid = original.rid();
+    return issue(std::move(req));
+}
+
+request& client::terminate()
+{
+    client_request req;
+    req.rid = next_rid_;
+    req.terminate = true;
+    return issue(std::move(req));
+}
+
+std::vector<nlohmann::json> client::received() const
+{
+    // One answer per rid (a re-sent rid gets the same answer again), in rid order.
+    std::map<request_id, const request*> by_rid;
+    for (const request& r : requests_)
+        if (r.answered() && r.status() == 200 && !by_rid.contains(r.rid()))
+            by_rid.emplace(r.rid(), &r);
+    std::vector<nlohmann::json> out;
+    for (const auto& [rid, r] : by_rid)
+        for (const auto& m : r->messages())
+            out.push_back(m);
+    return out;
+}
+
+std::vector<nlohmann::json> client::take()
+{
+    auto all = received();
+    std::vector<nlohmann::json> fresh(all.begin() + static_cast<std::ptrdiff_t>(taken_),
+                                      all.end());
+    taken_ = all.size();
+    return fresh;
+}
+
+fsm_state client::state() const
+{
+    const session* s = harness_.engine_.find(sid_);
+    return s ? s->state() : fsm_state::closed;
+}
+
+std::size_t client::queued() const
+{
+    const session* s = harness_.engine_.find(sid_);
+    return s ? s->queued() : 0;
+}
+
+std::size_t client::held() const
+{
+    const session* s = harness_.engine_.find(sid_);
+    return s ? s->held() : 0;
+}
+
+//--------------------------------------------------------------------------------------------------
+// harness
+
+/// Forwards to the application under test and records how sessions close.
+class harness::closing_observer final : public application {
+public:
+    closing_observer(application& app, harness& h) : app_{app}, h_{h} {}
+    void on_open(session& s) override { app_.on_open(s); }
+    void on_message(session& s, const message& m) override { app_.on_message(s, m); }
+    void on_close(session& s, close_reason why) override
+    {
+        h_.closed_.emplace_back(std::string(s.id()), why);
+        app_.on_close(s, why);
+    }
+
+private:
+    application& app_;
+    harness& h_;
+};
+
+harness::harness(application& app, engine_config config)
+    : app_{app}
+    , observer_{std::make_unique<closing_observer>(app, *this)}
+    , config_{std::move(config)}
+    , engine_{config_, clock_, *this, 0}
+{
+}
+
+harness::~harness() = default;
+
+client& harness::connect(const nlohmann::json& options, std::vector<nlohmann::json> messages)
+{
+    clients_.push_back(client{*this, options, std::move(messages)});
+    return clients_.back();
+}
+
+void harness::advance(duration d)
+{
+    clock_.advance(d);
+    step([](megaphone::engine& e) { e.expire_timers(); });
+}
+
+void harness::step(const std::function<void(megaphone::engine&)>& f)
+{
+    f(engine_);
+    settle();
+}
+
+void harness::settle()
+{
+    if (settling_)
+        return;
+    settling_ = true;
+    while (!pending_.empty()) {
+        auto next = std::move(pending_.front());
+        pending_.pop_front();
+        next(engine_);
+    }
+    settling_ = false;
+}
+
+std::optional<close_reason> harness::close_reason_of(std::string_view sid) const
+{
+    for (const auto& [id, why] : closed_)
+        if (id == sid)
+            return why;
+    return std::nullopt;
+}
+
+void harness::push(std::string_view sid, packet p)
+{
+    pending_.push_back([sid = std::string(sid), p](megaphone::engine& e) { e.push(sid, p); });
+}
+
+void harness::publish(std::string_view channel, packet p, std::function<void(std::size_t)> done)
+{
+    pending_.push_back([ch = std::string(channel), p, done](megaphone::engine& e) {
+        const auto reached = e.publish(ch, p);
+        if (done)
+            done(reached);
+    });
+}
+
+void harness::broadcast(packet p)
+{
+    pending_.push_back([p](megaphone::engine& e) { e.broadcast(p); });
+}
+
+void harness::subscribe(std::string_view sid, std::string_view channel)
+{
+    pending_.push_back(
+        [sid = std::string(sid), ch = std::string(channel)](megaphone::engine& e) { e.subscribe(sid, ch); });
+}
+
+void harness::unsubscribe(std::string_view sid, std::string_view channel)
+{
+    pending_.push_back([sid = std::string(sid), ch = std::string(channel)](megaphone::engine& e) {
+        e.unsubscribe(sid, ch);
+    });
+}
+
+void harness::close(std::string_view sid)
+{
+    pending_.push_back([sid = std::string(sid)](megaphone::engine& e) { e.close(sid); });
+}
+
+} // namespace megaphone::testing

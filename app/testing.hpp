@@ -1,0 +1,160 @@
+// megaphone::testing: unit-test an application without sockets and with a manual clock.
+//
+//   my_app app;
+//   megaphone::testing::harness h{app};            // one engine, a manual clock
+//   auto& alice = h.connect();                      // creates a session, like a browser would
+//   auto poll = alice.poll();                       // a long-poll, held by the session
+//   alice.send({{"say", "hi"}});                    // client messages go to on_message
+//   CHECK(alice.received() == ...);                 // everything pushed to alice, in order
+//   CHECK(alice.state() == megaphone::fsm_state::have_request);
+//   h.advance(std::chrono::seconds(60));            // fires the wait timer: poll answered empty
+//
+// The harness is the sessions' broker: publish/push/broadcast made by the application are
+// queued and run after the current step, in call order, as the server runs them after the
+// current event. Everything is single-threaded and deterministic.
+#pragma once
+
+#include "app/application.hpp"
+#include "app/engine.hpp"
+#include "fsm/clock.hpp"
+#include "transport/exchange.hpp"
+#include "transport/json_codec.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace megaphone::testing {
+
+class harness;
+class client;
+
+/// One simulated HTTP request of a client.
+class request {
+public:
+    request_id rid() const noexcept { return rid_; }
+    bool answered() const noexcept { return answer_.has_value(); }
+    /// The HTTP status and the JSON body of the answer (throws if not answered yet).
+    unsigned status() const { return answer_.value().status; }
+    const nlohmann::json& body() const { return json_.value(); }
+    /// The messages of the answer ([] when empty, or for an error).
+    nlohmann::json messages() const;
+    /// The client closes this request's connection (a held request: the session hears it).
+    void drop();
+
+private:
+    friend class client;
+    friend class harness;
+    struct target;
+    request(harness& h, std::string sid, request_id rid);
+
+    harness& harness_;
+    std::string sid_;
+    request_id rid_;
+    std::shared_ptr<target> target_;
+    std::optional<response> answer_;
+    std::optional<nlohmann::json> json_;
+};
+
+/// A simulated browser with one session.
+class client {
+public:
+    const std::string& sid() const noexcept { return sid_; }
+    /// The creation answer (sid, wait, hold, requests, inactivity, polling, messages).
+    const nlohmann::json& created() const noexcept { return created_; }
+
+    /// Sends a request with `messages` (none: a poll). It may be answered now or stay held.
+    request& send(std::vector<nlohmann::json> messages = {});
+    request& poll() { return send(); }
+    /// Sends the same rid again (a client that lost the answer).
+    request& resend(const request& r);
+    /// Sends a request with an explicit rid (to test early or out-of-window rids). Later
+    /// send()s continue after the highest rid sent.
+    request& send_as(request_id rid, std::vector<nlohmann::json> messages = {});
+    /// The rid the next send() uses.
+    request_id next_rid() const noexcept { return next_rid_; }
+    /// Ends the session from the client's side.
+    request& terminate();
+
+    /// Every message delivered to this client so far, in rid order (creation answer included).
+    std::vector<nlohmann::json> received() const;
+    /// Messages received since the last call to take().
+    std::vector<nlohmann::json> take();
+
+    /// The session's machine state; `closed` once the session has ended.
+    fsm_state state() const;
+    bool closed() const { return state() == fsm_state::closed; }
+    /// Packets queued in the session, waiting for a request.
+    std::size_t queued() const;
+    /// Requests held now.
+    std::size_t held() const;
+
+private:
+    friend class harness;
+    client(harness& h, const nlohmann::json& options, std::vector<nlohmann::json> messages);
+
+    harness& harness_;
+    std::string sid_;
+    nlohmann::json created_;
+    request_id next_rid_;
+    request& issue(client_request&& req);
+
+    std::list<request> requests_; // stable addresses
+    std::size_t taken_ = 0;
+};
+
+class harness final : public broker {
+public:
+    explicit harness(application& app, engine_config config = {});
+    ~harness() override;
+
+    /// Creates a session. `options` may set "wait" and "hold"; `messages` go with the creation.
+    client& connect(const nlohmann::json& options = nlohmann::json::object(),
+                    std::vector<nlohmann::json> messages = {});
+    /// Moves the clock and fires every timer that is due (wait, inactivity), in order.
+    void advance(duration d);
+    /// Runs the broker calls the application made (done after every step anyway).
+    void settle();
+
+    megaphone::engine& engine() noexcept { return engine_; }
+    manual_clock& clock() noexcept { return clock_; }
+    /// How each session closed, by sid, as on_close saw it.
+    std::optional<close_reason> close_reason_of(std::string_view sid) const;
+
+    // broker: queued, run in call order after the current step
+    using broker::broadcast;
+    using broker::publish;
+    using broker::push;
+    void push(std::string_view sid, packet p) override;
+    void publish(std::string_view channel, packet p,
+                 std::function<void(std::size_t)> done = {}) override;
+    void broadcast(packet p) override;
+    void subscribe(std::string_view sid, std::string_view channel) override;
+    void unsubscribe(std::string_view sid, std::string_view channel) override;
+    void close(std::string_view sid) override;
+
+private:
+    friend class client;
+    friend class request;
+    class closing_observer;
+
+    void step(const std::function<void(megaphone::engine&)>& f);
+
+    application& app_;
+    std::unique_ptr<application> observer_;
+    engine_config config_;
+    manual_clock clock_;
+    megaphone::engine engine_;
+    std::deque<std::function<void(megaphone::engine&)>> pending_;
+    std::list<client> clients_;
+    std::vector<std::pair<std::string, close_reason>> closed_;
+    bool settling_ = false;
+};
+
+} // namespace megaphone::testing
