@@ -11,14 +11,12 @@ namespace megaphone {
 
 namespace {
 
-[[noreturn]] void usage_error(const std::string& what)
-{
+[[noreturn]] void usage_error(const std::string& what) {
     std::cerr << "megaphone: " << what << " (see --help)\n";
     std::exit(2);
 }
 
-double number(std::string_view option, std::string_view text)
-{
+double number(std::string_view option, std::string_view text) {
     double value = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc{} || end != text.data() + text.size() || value < 0 || !std::isfinite(value))
@@ -27,24 +25,24 @@ double number(std::string_view option, std::string_view text)
     return value;
 }
 
-std::chrono::milliseconds seconds(std::string_view option, std::string_view text)
-{
-    return std::chrono::milliseconds(static_cast<long long>(std::llround(number(option, text) * 1000)));
+std::chrono::milliseconds seconds(std::string_view option, std::string_view text) {
+    return std::chrono::milliseconds(
+        static_cast<long long>(std::llround(number(option, text) * 1000)));
 }
 
 template <class T>
-T whole(std::string_view option, std::string_view text, T max)
-{
+T whole(std::string_view option, std::string_view text, T max) {
     const double v = number(option, text);
     if (v != std::floor(v) || v > static_cast<double>(max))
         usage_error(std::string(option) + " takes a whole number up to " + std::to_string(max));
     return static_cast<T>(v);
 }
 
-double secs(std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000.0; }
+double secs(std::chrono::milliseconds d) {
+    return static_cast<double>(d.count()) / 1000.0;
+}
 
-void print_help(std::string_view about, const server_options& d)
-{
+void print_help(std::string_view about, const server_options& d) {
     std::printf(
         "%.*s\n\n"
         "Options (defaults in brackets):\n"
@@ -72,8 +70,7 @@ void print_help(std::string_view about, const server_options& d)
 
 } // namespace
 
-server_options parse_command_line(int argc, char** argv, std::string_view about)
-{
+server_options parse_command_line(int argc, char** argv, std::string_view about) {
     server_options o;
     bool cors_given = false;
     for (int i = 1; i < argc; ++i) {
@@ -129,8 +126,7 @@ server_options parse_command_line(int argc, char** argv, std::string_view about)
     return o;
 }
 
-int serve_until_signalled(server& srv)
-{
+int serve_until_signalled(server& srv) {
     try {
         srv.start();
     } catch (const std::exception& e) {

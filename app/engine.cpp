@@ -10,8 +10,7 @@
 
 namespace megaphone {
 
-std::string random_token(std::size_t bytes)
-{
+std::string random_token(std::size_t bytes) {
     static constexpr char alphabet[] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     std::array<unsigned char, 64> raw{};
@@ -53,27 +52,23 @@ engine::engine(const engine_config& config, clock_source& clock, megaphone::brok
     : config_{config}
     , clock_{clock}
     , broker_{broker}
-    , shard_{shard}
-{
+    , shard_{shard} {
     if (shard >= shard_digits.size())
         throw std::invalid_argument("engine: too many shards");
 }
 
-engine::~engine()
-{
+engine::~engine() {
     // Sessions unlink their timers as they go; channels go with them.
     sessions_.clear();
     channels_.clear();
 }
 
-engine::operation::~operation()
-{
+engine::operation::~operation() {
     if (--e_.depth_ == 0 && !e_.reap_.empty())
         e_.reap();
 }
 
-std::string engine::make_sid()
-{
+std::string engine::make_sid() {
     // "<node>-<shard><128 random bits>": routable by node and shard, unguessable by anyone.
     std::string sid = config_.node_id;
     sid += '-';
@@ -82,8 +77,7 @@ std::string engine::make_sid()
     return sid;
 }
 
-std::optional<unsigned> engine::shard_of(std::string_view sid) noexcept
-{
+std::optional<unsigned> engine::shard_of(std::string_view sid) noexcept {
     const auto dash = sid.find('-');
     if (dash == std::string_view::npos || dash + 1 >= sid.size() || sid.size() > 32)
         return std::nullopt;
@@ -93,14 +87,12 @@ std::optional<unsigned> engine::shard_of(std::string_view sid) noexcept
     return static_cast<unsigned>(index);
 }
 
-session* engine::find(std::string_view sid) noexcept
-{
+session* engine::find(std::string_view sid) noexcept {
     auto it = sessions_.find(sid);
     return it == sessions_.end() || it->second->closed() ? nullptr : it->second.get();
 }
 
-std::size_t engine::subscribers(std::string_view name) const noexcept
-{
+std::size_t engine::subscribers(std::string_view name) const noexcept {
     auto it = channels_.find(name);
     return it == channels_.end() ? 0 : it->second->members.size();
 }
@@ -109,8 +101,7 @@ std::size_t engine::subscribers(std::string_view name) const noexcept
 // Transports
 
 void engine::create(client_request&& req, application& app, const session_codec& codec,
-                    exchange ex)
-{
+                    exchange ex) {
     operation op{*this};
     if (config_.max_sessions != 0 && sessions_.size() >= config_.max_sessions)
         return ex.reply({http_status(protocol_error::policy_violation), codec.kind(),
@@ -119,8 +110,8 @@ void engine::create(client_request&& req, application& app, const session_codec&
     // The client's values, capped by ours. wait 0 or hold 0 make a polling session.
     const auto wait = std::min<std::chrono::milliseconds>(
         req.wait ? std::chrono::seconds(*req.wait) : config_.max_wait, config_.max_wait);
-    const auto hold = static_cast<std::uint16_t>(
-        std::min<std::uint32_t>(req.hold.value_or(1), config_.max_hold));
+    const auto hold =
+        static_cast<std::uint16_t>(std::min<std::uint32_t>(req.hold.value_or(1), config_.max_hold));
     const session_settings settings{wait, config_.inactivity, config_.polling, hold,
                                     config_.max_queue};
 
@@ -131,8 +122,7 @@ void engine::create(client_request&& req, application& app, const session_codec&
     ref.open(std::move(req), std::move(ex));
 }
 
-void engine::request(client_request&& req, const session_codec& codec, exchange ex)
-{
+void engine::request(client_request&& req, const session_codec& codec, exchange ex) {
     operation op{*this};
     session* s = find(req.sid);
     if (!s)
@@ -141,8 +131,7 @@ void engine::request(client_request&& req, const session_codec& codec, exchange 
     s->on_request(std::move(req), std::move(ex));
 }
 
-void engine::connection_lost(std::string_view sid, request_id rid, const exchange& ex)
-{
+void engine::connection_lost(std::string_view sid, request_id rid, const exchange& ex) {
     operation op{*this};
     if (session* s = find(sid))
         s->on_connection_lost(rid, ex);
@@ -151,8 +140,7 @@ void engine::connection_lost(std::string_view sid, request_id rid, const exchang
 //--------------------------------------------------------------------------------------------------
 // Broker
 
-bool engine::push(std::string_view sid, const packet& p)
-{
+bool engine::push(std::string_view sid, const packet& p) {
     operation op{*this};
     session* s = find(sid);
     if (s)
@@ -160,8 +148,7 @@ bool engine::push(std::string_view sid, const packet& p)
     return s != nullptr;
 }
 
-std::size_t engine::publish(std::string_view name, const packet& p)
-{
+std::size_t engine::publish(std::string_view name, const packet& p) {
     operation op{*this};
     auto it = channels_.find(name);
     if (it == channels_.end())
@@ -176,8 +163,7 @@ std::size_t engine::publish(std::string_view name, const packet& p)
     return reached;
 }
 
-std::size_t engine::broadcast(const packet& p)
-{
+std::size_t engine::broadcast(const packet& p) {
     operation op{*this};
     std::size_t reached = 0;
     for (auto& [id, s] : sessions_)
@@ -188,8 +174,7 @@ std::size_t engine::broadcast(const packet& p)
     return reached;
 }
 
-bool engine::subscribe(std::string_view sid, std::string_view name)
-{
+bool engine::subscribe(std::string_view sid, std::string_view name) {
     operation op{*this};
     session* s = find(sid);
     if (s)
@@ -197,8 +182,7 @@ bool engine::subscribe(std::string_view sid, std::string_view name)
     return s != nullptr;
 }
 
-bool engine::unsubscribe(std::string_view sid, std::string_view name)
-{
+bool engine::unsubscribe(std::string_view sid, std::string_view name) {
     operation op{*this};
     session* s = find(sid);
     if (s)
@@ -206,8 +190,7 @@ bool engine::unsubscribe(std::string_view sid, std::string_view name)
     return s != nullptr;
 }
 
-bool engine::close(std::string_view sid, close_reason why)
-{
+bool engine::close(std::string_view sid, close_reason why) {
     operation op{*this};
     session* s = find(sid);
     if (s)
@@ -215,15 +198,13 @@ bool engine::close(std::string_view sid, close_reason why)
     return s != nullptr;
 }
 
-void engine::shutdown()
-{
+void engine::shutdown() {
     operation op{*this};
     for (auto& [id, s] : sessions_)
         s->end(close_reason::system_shutdown);
 }
 
-void engine::expire_timers()
-{
+void engine::expire_timers() {
     operation op{*this};
     timers_.expire(clock_.now());
 }
@@ -231,8 +212,7 @@ void engine::expire_timers()
 //--------------------------------------------------------------------------------------------------
 // Channels and reaping
 
-void engine::join(session& s, std::string_view name)
-{
+void engine::join(session& s, std::string_view name) {
     auto it = channels_.find(name);
     if (it == channels_.end()) {
         auto ch = std::make_unique<channel>();
@@ -244,8 +224,7 @@ void engine::join(session& s, std::string_view name)
     ch.members.push_back(&s);
 }
 
-void engine::leave(session& s, std::size_t subscription_index)
-{
+void engine::leave(session& s, std::size_t subscription_index) {
     const session::subscription sub = s.subscriptions_[subscription_index];
     s.subscriptions_.erase(s.subscriptions_.begin() +
                            static_cast<std::ptrdiff_t>(subscription_index));
@@ -262,8 +241,7 @@ void engine::leave(session& s, std::size_t subscription_index)
         channels_.erase(ch.name);
 }
 
-void engine::reap()
-{
+void engine::reap() {
     // Runs outside every state machine: on_close may push and publish.
     while (!reap_.empty()) {
         session* s = reap_.back();

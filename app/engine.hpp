@@ -84,8 +84,7 @@ public:
     std::size_t size() const noexcept { return sessions_.size(); }
     std::size_t subscribers(std::string_view channel) const noexcept;
     template <class F>
-    void for_each(F&& f) const
-    {
+    void for_each(F&& f) const {
         for (const auto& [id, s] : sessions_)
             f(*s);
     }
@@ -105,7 +104,10 @@ private:
     /// Counts nesting; the outermost scope reaps sessions closed meanwhile.
     class operation {
     public:
-        explicit operation(engine& e) : e_{e} { ++e_.depth_; }
+        explicit operation(engine& e)
+            : e_{e} {
+            ++e_.depth_;
+        }
         ~operation();
 
     private:

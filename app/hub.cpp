@@ -7,14 +7,12 @@
 namespace megaphone {
 
 namespace {
-response json_answer(unsigned status, const nlohmann::json& body)
-{
+response json_answer(unsigned status, const nlohmann::json& body) {
     return {status, content_kind::json, packet::from(body.dump())};
 }
 } // namespace
 
-hub::hub(server& srv)
-{
+hub::hub(server& srv) {
     srv.route(http::verb::post, "/publish/", [&srv](incoming& in, std::string_view rest) {
         const auto channel = percent_decode(rest);
         if (!channel || !valid_channel(*channel))
@@ -30,18 +28,15 @@ hub::hub(server& srv)
     });
 }
 
-bool hub::valid_channel(std::string_view channel) noexcept
-{
+bool hub::valid_channel(std::string_view channel) noexcept {
     return !channel.empty() && channel.size() <= 256;
 }
 
-nlohmann::json hub::envelope(std::string_view channel, const nlohmann::json& data)
-{
+nlohmann::json hub::envelope(std::string_view channel, const nlohmann::json& data) {
     return {{"channel", channel}, {"data", data}};
 }
 
-void hub::on_message(session& s, const message& m)
-{
+void hub::on_message(session& s, const message& m) {
     const nlohmann::json& msg = m.json();
     auto text = [&msg](const char* key) -> const std::string* {
         auto it = msg.find(key);

@@ -2,8 +2,7 @@
 #include "app/cli.hpp"
 #include "app/hub.hpp"
 
-int main(int argc, char** argv)
-{
+int main(int argc, char** argv) {
     auto options = megaphone::parse_command_line(
         argc, argv,
         "megaphone: a Comet long-polling server. JSON transport and hub at POST /comet, "

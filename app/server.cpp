@@ -16,14 +16,11 @@ struct server::shard {
     shard(server& srv, unsigned index)
         : work{net::make_work_guard(ioc)}
         , eng{srv.options_.engine, srv.clock_, srv, index}
-        , wakeup{ioc}
-    {
-    }
+        , wakeup{ioc} {}
 
     /// Runs `f(eng)` on this shard's thread, inline when already there.
     template <class F>
-    void run(F&& f)
-    {
+    void run(F&& f) {
         net::dispatch(ioc, [this, f = std::forward<F>(f)]() mutable {
             f(eng);
             reschedule();
@@ -32,8 +29,7 @@ struct server::shard {
 
     /// Keeps the one OS timer of this shard at the engine's earliest deadline. It is only moved
     /// earlier; when it fires late for a cancelled timer it simply re-arms.
-    void reschedule()
-    {
+    void reschedule() {
         const auto next = eng.next_deadline();
         if (!next || *next >= scheduled)
             return;
@@ -63,8 +59,7 @@ thread_local void* tls_shard = nullptr; // the shard whose thread this is
 //--------------------------------------------------------------------------------------------------
 
 server::server(server_options options)
-    : options_{std::move(options)}
-{
+    : options_{std::move(options)} {
     unsigned n = options_.threads ? options_.threads : std::thread::hardware_concurrency();
     n = std::max(1u, n);
     for (unsigned i = 0; i < n; ++i)
@@ -73,21 +68,20 @@ server::server(server_options options)
         files_.emplace(options_.static_dir);
 }
 
-server::~server()
-{
+server::~server() {
     stop();
     wait();
 }
 
-void server::mount(std::string path, application& app) { mounts_.push_back({std::move(path), &app}); }
+void server::mount(std::string path, application& app) {
+    mounts_.push_back({std::move(path), &app});
+}
 
-void server::route(http::verb method, std::string prefix, route_handler handler)
-{
+void server::route(http::verb method, std::string prefix, route_handler handler) {
     routes_.push_back({method, std::move(prefix), std::move(handler)});
 }
 
-void server::start()
-{
+void server::start() {
     const tcp::endpoint endpoint{net::ip::make_address(options_.address), options_.port};
     listener_ = std::make_shared<http_listener>(
         shards_.front()->ioc, endpoint,
@@ -107,15 +101,13 @@ void server::start()
     }
 }
 
-void server::wait()
-{
+void server::wait() {
     for (auto& sh : shards_)
         if (sh->thread.joinable())
             sh->thread.join();
 }
 
-void server::stop()
-{
+void server::stop() {
     std::call_once(stop_once_, [this] {
         stopping_ = true;
         if (listener_)
@@ -132,8 +124,7 @@ void server::stop()
     });
 }
 
-server::shard* server::current_shard() const noexcept
-{
+server::shard* server::current_shard() const noexcept {
     for (auto& sh : shards_)
         if (sh.get() == tls_shard)
             return sh.get();
@@ -141,8 +132,7 @@ server::shard* server::current_shard() const noexcept
 }
 
 template <class F>
-void server::on_shard_of(std::string_view sid, F&& f)
-{
+void server::on_shard_of(std::string_view sid, F&& f) {
     if (auto index = engine::shard_of(sid); index && *index < shards_.size())
         shards_[*index]->run(std::forward<F>(f));
 }
@@ -150,8 +140,7 @@ void server::on_shard_of(std::string_view sid, F&& f)
 //--------------------------------------------------------------------------------------------------
 // Routing
 
-void server::handle(incoming& in)
-{
+void server::handle(incoming& in) {
     const std::string_view target = in.request.target();
     const std::string_view path = target.substr(0, target.find('?'));
     const http::verb method = in.request.method();
@@ -184,19 +173,18 @@ void server::handle(incoming& in)
     in.ex.reply({404, content_kind::text, packet::from("not found\n")});
 }
 
-response server::refuse(std::string_view target, unsigned status)
-{
+response server::refuse(std::string_view target, unsigned status) {
     const std::string_view path = target.substr(0, target.find('?'));
     const bool comet = std::any_of(mounts_.begin(), mounts_.end(),
                                    [path](const mount_point& m) { return m.path == path; });
-    const protocol_error e = status == 413 ? protocol_error::too_large : protocol_error::bad_request;
+    const protocol_error e =
+        status == 413 ? protocol_error::too_large : protocol_error::bad_request;
     if (comet)
         return {http_status(e), content_kind::json, json_codec::instance().error(e)};
     return {status, content_kind::text, packet::from(std::string(status_text(status)) + "\n")};
 }
 
-void server::handle_comet(incoming& in, application& app)
-{
+void server::handle_comet(incoming& in, application& app) {
     const json_codec& codec = json_codec::instance();
     auto decoded = decode_json_request(in.request.body());
     if (auto* e = std::get_if<protocol_error>(&decoded))
@@ -230,13 +218,11 @@ void server::handle_comet(incoming& in, application& app)
 //--------------------------------------------------------------------------------------------------
 // Broker: from any thread
 
-void server::push(std::string_view sid, packet p)
-{
+void server::push(std::string_view sid, packet p) {
     on_shard_of(sid, [sid = std::string(sid), p = std::move(p)](engine& e) { e.push(sid, p); });
 }
 
-void server::publish(std::string_view channel, packet p, std::function<void(std::size_t)> done)
-{
+void server::publish(std::string_view channel, packet p, std::function<void(std::size_t)> done) {
     // Every shard delivers to its own subscribers; the last one to finish reports the total.
     struct tally {
         std::atomic<std::size_t> reached{0};
@@ -258,8 +244,7 @@ void server::publish(std::string_view channel, packet p, std::function<void(std:
     }
 }
 
-void server::broadcast(packet p)
-{
+void server::broadcast(packet p) {
     for (auto& sh : shards_)
         net::post(sh->ioc, [raw = sh.get(), p] {
             raw->eng.broadcast(p);
@@ -267,27 +252,23 @@ void server::broadcast(packet p)
         });
 }
 
-void server::subscribe(std::string_view sid, std::string_view channel)
-{
+void server::subscribe(std::string_view sid, std::string_view channel) {
     on_shard_of(sid, [sid = std::string(sid), ch = std::string(channel)](engine& e) {
         e.subscribe(sid, ch);
     });
 }
 
-void server::unsubscribe(std::string_view sid, std::string_view channel)
-{
+void server::unsubscribe(std::string_view sid, std::string_view channel) {
     on_shard_of(sid, [sid = std::string(sid), ch = std::string(channel)](engine& e) {
         e.unsubscribe(sid, ch);
     });
 }
 
-void server::close(std::string_view sid)
-{
+void server::close(std::string_view sid) {
     on_shard_of(sid, [sid = std::string(sid)](engine& e) { e.close(sid); });
 }
 
-std::size_t server::session_count()
-{
+std::size_t server::session_count() {
     std::size_t total = 0;
     for (auto& sh : shards_) {
         std::promise<std::size_t> count;

@@ -15,14 +15,12 @@ session::session(engine& owner, application& app, const session_codec& codec, st
     , app_{app}
     , codec_{codec}
     , settings_{settings}
-    , fsm_{*this, session_params{settings.hold,
-                                 settings.hold == 0 || settings.wait.count() == 0,
+    , fsm_{*this, session_params{settings.hold, settings.hold == 0 || settings.wait.count() == 0,
                                  settings.max_queue}}
     , die_timer_{&session::on_die_timer, this}
     , wait_timer_{&session::on_wait_timer, this}
     , next_rid_{first_rid}
-    , creation_rid_{first_rid}
-{
+    , creation_rid_{first_rid} {
     if (sid.size() > sid_.size())
         throw std::length_error("session id too long");
     std::copy(sid.begin(), sid.end(), sid_.begin());
@@ -31,42 +29,43 @@ session::session(engine& owner, application& app, const session_codec& codec, st
 
 session::~session() = default;
 
-broker& session::broker() noexcept { return engine_.broker(); }
+broker& session::broker() noexcept {
+    return engine_.broker();
+}
 
 //--------------------------------------------------------------------------------------------------
 // Application-facing
 
-void session::push(packet p)
-{
+void session::push(packet p) {
     if (!closed_)
         fsm_.process(packet_pushed{std::move(p)});
 }
 
-void session::push(const nlohmann::json& value) { push(codec_.encode(value)); }
+void session::push(const nlohmann::json& value) {
+    push(codec_.encode(value));
+}
 
-void session::subscribe(std::string_view channel)
-{
+void session::subscribe(std::string_view channel) {
     if (!closed_ && !subscribed(channel))
         engine_.join(*this, channel);
 }
 
-void session::unsubscribe(std::string_view channel)
-{
+void session::unsubscribe(std::string_view channel) {
     for (std::size_t i = 0; i < subscriptions_.size(); ++i)
         if (subscriptions_[i].ch->name == channel)
             return engine_.leave(*this, i);
 }
 
-bool session::subscribed(std::string_view channel) const noexcept
-{
+bool session::subscribed(std::string_view channel) const noexcept {
     return std::any_of(subscriptions_.begin(), subscriptions_.end(),
                        [channel](const subscription& s) { return s.ch->name == channel; });
 }
 
-void session::close() { end(close_reason::server_terminate); }
+void session::close() {
+    end(close_reason::server_terminate);
+}
 
-void session::end(close_reason why)
-{
+void session::end(close_reason why) {
     if (closed_)
         return;
     close_reason_ = why; // the held requests' closing answers say why
@@ -76,8 +75,7 @@ void session::end(close_reason why)
 //--------------------------------------------------------------------------------------------------
 // Requests
 
-void session::open(client_request&& creation, exchange ex)
-{
+void session::open(client_request&& creation, exchange ex) {
     fsm_.start(); // arms the die timer
     next_rid_ = creation.rid + 1;
     app_.on_open(*this);
@@ -93,8 +91,7 @@ void session::open(client_request&& creation, exchange ex)
     fsm_.process(request_arrived{creation.rid, /*answer_now=*/true});
 }
 
-void session::on_request(client_request&& req, exchange ex)
-{
+void session::on_request(client_request&& req, exchange ex) {
     if (closed_)
         return fail(protocol_error::item_not_found, ex);
     if (req.ack)
@@ -143,8 +140,7 @@ void session::on_request(client_request&& req, exchange ex)
     fail(protocol_error::item_not_found, ex);
 }
 
-void session::process(client_request&& req, exchange ex)
-{
+void session::process(client_request&& req, exchange ex) {
     next_rid_ = req.rid + 1;
 
     // A polling session may not poll faster than `polling` with empty requests (BOSH §12).
@@ -172,8 +168,7 @@ void session::process(client_request&& req, exchange ex)
     fsm_.process(request_arrived{req.rid});
 }
 
-void session::drain_early()
-{
+void session::drain_early() {
     // Process the waiting early requests whose turn has come, in rid order.
     for (bool progressed = true; progressed && !closed_;) {
         progressed = false;
@@ -189,8 +184,7 @@ void session::drain_early()
     }
 }
 
-void session::on_connection_lost(request_id rid, const exchange& ex)
-{
+void session::on_connection_lost(request_id rid, const exchange& ex) {
     // Only the copy that is still held counts: a replaced copy's loss is no news.
     outstanding* o = find_outstanding(rid);
     if (!o || !o->ex.same_as(ex))
@@ -204,8 +198,7 @@ void session::on_connection_lost(request_id rid, const exchange& ex)
                            outstanding_.end());
 }
 
-void session::fail(protocol_error e, const exchange& ex)
-{
+void session::fail(protocol_error e, const exchange& ex) {
     // Protocol errors inside a session end it (BOSH §14.2, §11), then the request is answered.
     switch (e) {
     case protocol_error::item_not_found:
@@ -224,16 +217,14 @@ void session::fail(protocol_error e, const exchange& ex)
     ex.reply({http_status(e), codec_.kind(), codec_.error(e)});
 }
 
-session::outstanding* session::find_outstanding(request_id rid)
-{
+session::outstanding* session::find_outstanding(request_id rid) {
     for (outstanding& o : outstanding_)
         if (o.rid == rid)
             return &o;
     return nullptr;
 }
 
-void session::remember(request_id rid, const packet& body)
-{
+void session::remember(request_id rid, const packet& body) {
     cache_.push_back({rid, body});
     // Without acks keep the last `requests` answers; with acks everything not yet acknowledged
     // (apply_ack drops the rest), bounded all the same.
@@ -242,8 +233,7 @@ void session::remember(request_id rid, const packet& body)
         cache_.erase(cache_.begin());
 }
 
-void session::apply_ack(request_id ack)
-{
+void session::apply_ack(request_id ack) {
     uses_ack_ = true;
     cache_.erase(std::remove_if(cache_.begin(), cache_.end(),
                                 [ack](const cached_answer& c) { return c.rid <= ack; }),
@@ -253,8 +243,7 @@ void session::apply_ack(request_id ack)
 //--------------------------------------------------------------------------------------------------
 // Effects the machine asks for
 
-void session::respond(request_id id, std::vector<packet> packets, answer_kind kind)
-{
+void session::respond(request_id id, std::vector<packet> packets, answer_kind kind) {
     auto it = std::find_if(outstanding_.begin(), outstanding_.end(),
                            [id](const outstanding& o) { return o.rid == id; });
     if (it == outstanding_.end())
@@ -267,12 +256,8 @@ void session::respond(request_id id, std::vector<packet> packets, answer_kind ki
         body = codec_.closing(id, close_reason_);
     } else {
         if (id == creation_rid_) {
-            const session_info info{this->id(),
-                                    settings_.wait,
-                                    settings_.hold,
-                                    requests(),
-                                    settings_.inactivity,
-                                    settings_.polling};
+            const session_info info{this->id(), settings_.wait,       settings_.hold,
+                                    requests(), settings_.inactivity, settings_.polling};
             body = codec_.created(info, id, packets);
         } else {
             body = codec_.data(id, packets);
@@ -283,24 +268,21 @@ void session::respond(request_id id, std::vector<packet> packets, answer_kind ki
     ex.reply({200, codec_.kind(), std::move(body)});
 }
 
-void session::arm_wait_timer(request_id id)
-{
+void session::arm_wait_timer(request_id id) {
     if (outstanding* o = find_outstanding(id)) {
         o->deadline = engine_.clock().now() + settings_.wait;
         rearm_wait_timer();
     }
 }
 
-void session::cancel_wait_timer(request_id id)
-{
+void session::cancel_wait_timer(request_id id) {
     if (outstanding* o = find_outstanding(id)) {
         o->deadline = time_point::max();
         rearm_wait_timer();
     }
 }
 
-void session::rearm_wait_timer()
-{
+void session::rearm_wait_timer() {
     // One timer serves every held request: it is set for the earliest deadline.
     time_point earliest = time_point::max();
     for (const outstanding& o : outstanding_)
@@ -311,22 +293,21 @@ void session::rearm_wait_timer()
         engine_.timers().arm(wait_timer_, earliest);
 }
 
-void session::arm_die_timer()
-{
+void session::arm_die_timer() {
     engine_.timers().arm(die_timer_, engine_.clock().now() + settings_.inactivity);
 }
 
-void session::cancel_die_timer() { engine_.timers().cancel(die_timer_); }
+void session::cancel_die_timer() {
+    engine_.timers().cancel(die_timer_);
+}
 
-void session::on_die_timer(void* self)
-{
+void session::on_die_timer(void* self) {
     auto& s = *static_cast<session*>(self);
     s.close_reason_ = close_reason::inactivity;
     s.fsm_.process(die_expired{});
 }
 
-void session::on_wait_timer(void* self)
-{
+void session::on_wait_timer(void* self) {
     auto& s = *static_cast<session*>(self);
     const time_point now = s.engine_.clock().now();
     // Every held request whose wait has passed is answered empty, oldest first.
@@ -343,8 +324,7 @@ void session::on_wait_timer(void* self)
     s.rearm_wait_timer();
 }
 
-void session::session_closed(close_reason why, std::vector<packet>)
-{
+void session::session_closed(close_reason why, std::vector<packet>) {
     closed_ = true;
     close_reason_ = why;
     engine_.timers().cancel(wait_timer_);
@@ -356,8 +336,7 @@ void session::session_closed(close_reason why, std::vector<packet>)
     engine_.schedule_reap(this);
 }
 
-void session::unexpected_event(fsm_state state, std::string_view event)
-{
+void session::unexpected_event(fsm_state state, std::string_view event) {
     // A hole in the transition table: a bug. Say so loudly and keep serving other sessions.
     std::fprintf(stderr, "megaphone: session %.*s: no transition from %.*s on %.*s\n",
                  static_cast<int>(sid_len_), sid_.data(), static_cast<int>(to_string(state).size()),

@@ -12,9 +12,9 @@ namespace megaphone::testing {
 // request
 
 struct request::target final : exchange_target {
-    explicit target(request& r) : owner{&r} {}
-    void deliver(std::uint32_t, response r) override
-    {
+    explicit target(request& r)
+        : owner{&r} {}
+    void deliver(std::uint32_t, response r) override {
         owner->json_ = nlohmann::json::parse(r.body.view(), nullptr, false);
         owner->answer_ = std::move(r);
     }
@@ -25,24 +25,21 @@ request::request(harness& h, std::string sid, request_id rid)
     : harness_{h}
     , sid_{std::move(sid)}
     , rid_{rid}
-    , target_{std::make_shared<target>(*this)}
-{
-}
+    , target_{std::make_shared<target>(*this)} {}
 
-nlohmann::json request::messages() const
-{
+nlohmann::json request::messages() const {
     if (!json_ || !json_->is_object())
         return nlohmann::json::array();
     return json_->value("messages", nlohmann::json::array());
 }
 
-void request::drop()
-{
+void request::drop() {
     if (!target_ || answered())
         return;
     const exchange ex{target_, 1};
     // The connection is gone: later answers go nowhere, and the session is told.
-    harness_.step([sid = sid_, rid = rid_, ex](megaphone::engine& e) { e.connection_lost(sid, rid, ex); });
+    harness_.step(
+        [sid = sid_, rid = rid_, ex](megaphone::engine& e) { e.connection_lost(sid, rid, ex); });
     target_.reset();
 }
 
@@ -51,8 +48,7 @@ void request::drop()
 
 client::client(harness& h, const nlohmann::json& options, std::vector<nlohmann::json> messages)
     : harness_{h}
-    , next_rid_{1000}
-{
+    , next_rid_{1000} {
     client_request req;
     req.rid = next_rid_++;
     if (options.contains("wait"))
@@ -75,8 +71,7 @@ client::client(harness& h, const nlohmann::json& options, std::vector<nlohmann::
     r.sid_ = sid_;
 }
 
-request& client::issue(client_request&& req)
-{
+request& client::issue(client_request&& req) {
     req.sid = sid_;
     next_rid_ = std::max(next_rid_, req.rid + 1);
     request& r = requests_.emplace_back(request{harness_, sid_, req.rid});
@@ -88,13 +83,11 @@ request& client::issue(client_request&& req)
     return r;
 }
 
-request& client::send(std::vector<nlohmann::json> messages)
-{
+request& client::send(std::vector<nlohmann::json> messages) {
     return send_as(next_rid_, std::move(messages));
 }
 
-request& client::send_as(request_id rid, std::vector<nlohmann::json> messages)
-{
+request& client::send_as(request_id rid, std::vector<nlohmann::json> messages) {
     client_request req;
     req.rid = rid;
     for (auto& m : messages)
@@ -102,23 +95,20 @@ request& client::send_as(request_id rid, std::vector<nlohmann::json> messages)
     return issue(std::move(req));
 }
 
-request& client::resend(const request& original)
-{
+request& client::resend(const request& original) {
     client_request req;
     req.rid = original.rid();
     return issue(std::move(req));
 }
 
-request& client::terminate()
-{
+request& client::terminate() {
     client_request req;
     req.rid = next_rid_;
     req.terminate = true;
     return issue(std::move(req));
 }
 
-std::vector<nlohmann::json> client::received() const
-{
+std::vector<nlohmann::json> client::received() const {
     // One answer per rid (a re-sent rid gets the same answer again), in rid order.
     std::map<request_id, const request*> by_rid;
     for (const request& r : requests_)
@@ -131,29 +121,24 @@ std::vector<nlohmann::json> client::received() const
     return out;
 }
 
-std::vector<nlohmann::json> client::take()
-{
+std::vector<nlohmann::json> client::take() {
     auto all = received();
-    std::vector<nlohmann::json> fresh(all.begin() + static_cast<std::ptrdiff_t>(taken_),
-                                      all.end());
+    std::vector<nlohmann::json> fresh(all.begin() + static_cast<std::ptrdiff_t>(taken_), all.end());
     taken_ = all.size();
     return fresh;
 }
 
-fsm_state client::state() const
-{
+fsm_state client::state() const {
     const session* s = harness_.engine_.find(sid_);
     return s ? s->state() : fsm_state::closed;
 }
 
-std::size_t client::queued() const
-{
+std::size_t client::queued() const {
     const session* s = harness_.engine_.find(sid_);
     return s ? s->queued() : 0;
 }
 
-std::size_t client::held() const
-{
+std::size_t client::held() const {
     const session* s = harness_.engine_.find(sid_);
     return s ? s->held() : 0;
 }
@@ -164,11 +149,12 @@ std::size_t client::held() const
 /// Forwards to the application under test and records how sessions close.
 class harness::closing_observer final : public application {
 public:
-    closing_observer(application& app, harness& h) : app_{app}, h_{h} {}
+    closing_observer(application& app, harness& h)
+        : app_{app}
+        , h_{h} {}
     void on_open(session& s) override { app_.on_open(s); }
     void on_message(session& s, const message& m) override { app_.on_message(s, m); }
-    void on_close(session& s, close_reason why) override
-    {
+    void on_close(session& s, close_reason why) override {
         h_.closed_.emplace_back(std::string(s.id()), why);
         app_.on_close(s, why);
     }
@@ -182,32 +168,26 @@ harness::harness(application& app, engine_config config)
     : app_{app}
     , observer_{std::make_unique<closing_observer>(app, *this)}
     , config_{std::move(config)}
-    , engine_{config_, clock_, *this, 0}
-{
-}
+    , engine_{config_, clock_, *this, 0} {}
 
 harness::~harness() = default;
 
-client& harness::connect(const nlohmann::json& options, std::vector<nlohmann::json> messages)
-{
+client& harness::connect(const nlohmann::json& options, std::vector<nlohmann::json> messages) {
     clients_.push_back(client{*this, options, std::move(messages)});
     return clients_.back();
 }
 
-void harness::advance(duration d)
-{
+void harness::advance(duration d) {
     clock_.advance(d);
     step([](megaphone::engine& e) { e.expire_timers(); });
 }
 
-void harness::step(const std::function<void(megaphone::engine&)>& f)
-{
+void harness::step(const std::function<void(megaphone::engine&)>& f) {
     f(engine_);
     settle();
 }
 
-void harness::settle()
-{
+void harness::settle() {
     if (settling_)
         return;
     settling_ = true;
@@ -219,21 +199,18 @@ void harness::settle()
     settling_ = false;
 }
 
-std::optional<close_reason> harness::close_reason_of(std::string_view sid) const
-{
+std::optional<close_reason> harness::close_reason_of(std::string_view sid) const {
     for (const auto& [id, why] : closed_)
         if (id == sid)
             return why;
     return std::nullopt;
 }
 
-void harness::push(std::string_view sid, packet p)
-{
+void harness::push(std::string_view sid, packet p) {
     pending_.push_back([sid = std::string(sid), p](megaphone::engine& e) { e.push(sid, p); });
 }
 
-void harness::publish(std::string_view channel, packet p, std::function<void(std::size_t)> done)
-{
+void harness::publish(std::string_view channel, packet p, std::function<void(std::size_t)> done) {
     pending_.push_back([ch = std::string(channel), p, done](megaphone::engine& e) {
         const auto reached = e.publish(ch, p);
         if (done)
@@ -241,26 +218,23 @@ void harness::publish(std::string_view channel, packet p, std::function<void(std
     });
 }
 
-void harness::broadcast(packet p)
-{
+void harness::broadcast(packet p) {
     pending_.push_back([p](megaphone::engine& e) { e.broadcast(p); });
 }
 
-void harness::subscribe(std::string_view sid, std::string_view channel)
-{
-    pending_.push_back(
-        [sid = std::string(sid), ch = std::string(channel)](megaphone::engine& e) { e.subscribe(sid, ch); });
+void harness::subscribe(std::string_view sid, std::string_view channel) {
+    pending_.push_back([sid = std::string(sid), ch = std::string(channel)](megaphone::engine& e) {
+        e.subscribe(sid, ch);
+    });
 }
 
-void harness::unsubscribe(std::string_view sid, std::string_view channel)
-{
+void harness::unsubscribe(std::string_view sid, std::string_view channel) {
     pending_.push_back([sid = std::string(sid), ch = std::string(channel)](megaphone::engine& e) {
         e.unsubscribe(sid, ch);
     });
 }
 
-void harness::close(std::string_view sid)
-{
+void harness::close(std::string_view sid) {
     pending_.push_back([sid = std::string(sid)](megaphone::engine& e) { e.close(sid); });
 }
 

@@ -5,8 +5,7 @@
 #include "examples/chat/chat_app.hpp"
 #include "examples/ticker/ticker.hpp"
 
-int main(int argc, char** argv)
-{
+int main(int argc, char** argv) {
     auto options = megaphone::parse_command_line(
         argc, argv,
         "megaphone-demo: the Megaphone demo server (hub at /comet, chat at /chat, ticker on "

@@ -8,13 +8,11 @@
 
 class counter_app final : public megaphone::application {
 public:
-    void on_open(megaphone::session& s) override
-    {
+    void on_open(megaphone::session& s) override {
         s.push({{"hello", s.id()}, {"count", count_.load()}}); // goes out with the creation answer
         s.subscribe("counter");
     }
-    void on_message(megaphone::session& s, const megaphone::message& m) override
-    {
+    void on_message(megaphone::session& s, const megaphone::message& m) override {
         const auto& msg = m.json();
         if (msg.contains("add") && msg["add"].is_number_integer())
             s.broker().publish("counter", {{"count", count_ += msg["add"].get<long>()}});
@@ -25,8 +23,7 @@ private:
     std::atomic<long> count_{0};
 };
 
-int main(int argc, char** argv)
-{
+int main(int argc, char** argv) {
     auto options = megaphone::parse_command_line(argc, argv, "hello: a shared counter");
     megaphone::server srv{options};
     counter_app app;

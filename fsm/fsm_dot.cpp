@@ -4,8 +4,7 @@
 
 #include <iostream>
 
-int main()
-{
+int main() {
     std::cout << megaphone::transition_table_dot();
     return 0;
 }

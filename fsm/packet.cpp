@@ -8,8 +8,7 @@
 
 namespace megaphone {
 
-packet packet::from(std::string_view bytes)
-{
+packet packet::from(std::string_view bytes) {
     if (bytes.size() > std::numeric_limits<std::uint32_t>::max())
         throw std::length_error("packet larger than 4 GiB");
     void* memory = std::malloc(sizeof(rep) + bytes.size());
@@ -23,8 +22,7 @@ packet packet::from(std::string_view bytes)
     return p;
 }
 
-void packet::release() noexcept
-{
+void packet::release() noexcept {
     // The last owner frees; acquire/release orders the bytes' reads before the free.
     if (rep_ && rep_->refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         rep_->~rep();

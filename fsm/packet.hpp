@@ -20,17 +20,19 @@ public:
     /// Copies `bytes` into a new packet.
     static packet from(std::string_view bytes);
 
-    packet(const packet& other) noexcept : rep_{other.rep_} { retain(); }
-    packet(packet&& other) noexcept : rep_{std::exchange(other.rep_, nullptr)} {}
-    packet& operator=(packet other) noexcept
-    {
+    packet(const packet& other) noexcept
+        : rep_{other.rep_} {
+        retain();
+    }
+    packet(packet&& other) noexcept
+        : rep_{std::exchange(other.rep_, nullptr)} {}
+    packet& operator=(packet other) noexcept {
         std::swap(rep_, other.rep_);
         return *this;
     }
     ~packet() { release(); }
 
-    std::string_view view() const noexcept
-    {
+    std::string_view view() const noexcept {
         return rep_ ? std::string_view{data(), rep_->size} : std::string_view{};
     }
     std::size_t size() const noexcept { return rep_ ? rep_->size : 0; }
@@ -39,8 +41,7 @@ public:
 
     /// True when both handles share one allocation (not a byte comparison).
     bool same_as(const packet& other) const noexcept { return rep_ == other.rep_; }
-    friend bool operator==(const packet& a, const packet& b) noexcept
-    {
+    friend bool operator==(const packet& a, const packet& b) noexcept {
         return a.view() == b.view();
     }
 
@@ -50,8 +51,7 @@ private:
         std::uint32_t size;
     };
     const char* data() const noexcept { return reinterpret_cast<const char*>(rep_ + 1); }
-    void retain() noexcept
-    {
+    void retain() noexcept {
         if (rep_)
             rep_->refs.fetch_add(1, std::memory_order_relaxed);
     }

@@ -28,19 +28,16 @@ static_assert(sizeof(session_machine) <= session_fsm::storage_size,
               "grow session_fsm::storage_size (and mind the per-session memory budget)");
 static_assert(alignof(session_machine) <= 8);
 
-session_machine& machine(std::byte* storage)
-{
+session_machine& machine(std::byte* storage) {
     return *std::launder(reinterpret_cast<session_machine*>(storage));
 }
-const session_machine& machine(const std::byte* storage)
-{
+const session_machine& machine(const std::byte* storage) {
     return *std::launder(reinterpret_cast<const session_machine*>(storage));
 }
 
 } // namespace
 
-std::string_view to_string(fsm_state s) noexcept
-{
+std::string_view to_string(fsm_state s) noexcept {
     switch (s) {
     case fsm_state::waiting:
         return "waiting";
@@ -54,8 +51,7 @@ std::string_view to_string(fsm_state s) noexcept
     return "?";
 }
 
-std::string_view to_string(close_reason r) noexcept
-{
+std::string_view to_string(close_reason r) noexcept {
     switch (r) {
     case close_reason::client_terminate:
         return "client_terminate";
@@ -80,15 +76,15 @@ std::string_view to_string(close_reason r) noexcept
 //--------------------------------------------------------------------------------------------------
 // Facade
 
-session_fsm::session_fsm(session_effects& effects, session_params params)
-{
+session_fsm::session_fsm(session_effects& effects, session_params params) {
     new (storage_) session_machine(&effects, params);
 }
 
-session_fsm::~session_fsm() { machine(storage_).~session_machine(); }
+session_fsm::~session_fsm() {
+    machine(storage_).~session_machine();
+}
 
-void session_fsm::start()
-{
+void session_fsm::start() {
     // Entering `waiting` runs an effect (arm the die timer): the same guard as for events.
     if (busy_)
         throw std::logic_error("session_fsm: re-entrant start");
@@ -98,8 +94,7 @@ void session_fsm::start()
 }
 
 template <class Event>
-void session_fsm::dispatch(const Event& e)
-{
+void session_fsm::dispatch(const Event& e) {
     // Run-to-completion without a queue: an effect that calls back in is a bug of the caller.
     if (busy_)
         throw std::logic_error("session_fsm: re-entrant event " + std::string(Event::name));
@@ -108,30 +103,41 @@ void session_fsm::dispatch(const Event& e)
     busy_ = false;
 }
 
-void session_fsm::process(const request_arrived& e) { dispatch(e); }
-void session_fsm::process(const packet_pushed& e) { dispatch(e); }
-void session_fsm::process(const wait_expired& e) { dispatch(e); }
-void session_fsm::process(const die_expired& e) { dispatch(e); }
-void session_fsm::process(const connection_closed& e) { dispatch(e); }
-void session_fsm::process(const terminate_session& e) { dispatch(e); }
+void session_fsm::process(const request_arrived& e) {
+    dispatch(e);
+}
+void session_fsm::process(const packet_pushed& e) {
+    dispatch(e);
+}
+void session_fsm::process(const wait_expired& e) {
+    dispatch(e);
+}
+void session_fsm::process(const die_expired& e) {
+    dispatch(e);
+}
+void session_fsm::process(const connection_closed& e) {
+    dispatch(e);
+}
+void session_fsm::process(const terminate_session& e) {
+    dispatch(e);
+}
 
-fsm_state session_fsm::state() const noexcept
-{
+fsm_state session_fsm::state() const noexcept {
     return static_cast<fsm_state>(machine(storage_).current_state()[0]);
 }
 
-std::span<const request_id> session_fsm::held() const noexcept
-{
+std::span<const request_id> session_fsm::held() const noexcept {
     const auto& held = machine(storage_).held_;
     return {held.data(), held.size()};
 }
 
-const std::vector<packet>& session_fsm::queued() const noexcept
-{
+const std::vector<packet>& session_fsm::queued() const noexcept {
     return machine(storage_).queue_;
 }
 
-const session_params& session_fsm::params() const noexcept { return machine(storage_).params_; }
+const session_params& session_fsm::params() const noexcept {
+    return machine(storage_).params_;
+}
 
 //--------------------------------------------------------------------------------------------------
 // The table, read back from the MSM type for the diagram
@@ -139,8 +145,7 @@ const session_params& session_fsm::params() const noexcept { return machine(stor
 namespace {
 
 template <class T>
-constexpr std::string_view name_of()
-{
+constexpr std::string_view name_of() {
     if constexpr (std::is_same_v<T, boost::msm::front::none>)
         return "";
     else
@@ -152,15 +157,12 @@ struct row_traits;
 
 template <class S, class E, class T, class A, class G>
 struct row_traits<boost::msm::front::Row<S, E, T, A, G>> {
-    static table_row get()
-    {
+    static table_row get() {
         // An internal row (Next `none`) stays in its state without exit or entry.
-        return {std::string(name_of<S>()),
-                std::string(name_of<E>()),
+        return {std::string(name_of<S>()), std::string(name_of<E>()),
                 std::is_same_v<T, boost::msm::front::none> ? std::string("(stay)")
                                                            : std::string(name_of<T>()),
-                std::string(name_of<A>()),
-                std::string(name_of<G>())};
+                std::string(name_of<A>()), std::string(name_of<G>())};
     }
 };
 
@@ -169,16 +171,14 @@ struct type_tag {};
 
 } // namespace
 
-std::vector<table_row> transition_table_rows()
-{
+std::vector<table_row> transition_table_rows() {
     std::vector<table_row> rows;
     boost::mpl::for_each<detail::session_machine_def::transition_table, type_tag<boost::mpl::_1>>(
         [&rows]<class Row>(type_tag<Row>) { rows.push_back(row_traits<Row>::get()); });
     return rows;
 }
 
-std::string transition_table_dot()
-{
+std::string transition_table_dot() {
     std::ostringstream out;
     out << "// Generated from fsm/session_machine.hpp by `megaphone-fsm-dot`; do not edit.\n"
         << "digraph session {\n"

@@ -39,8 +39,7 @@ struct waiting : msmf::state<> {
     static constexpr std::string_view name = "waiting";
     static constexpr std::string_view entry = "arm die timer";
     template <class Event, class Fsm>
-    void on_entry(const Event&, Fsm& fsm)
-    {
+    void on_entry(const Event&, Fsm& fsm) {
         fsm.effects_->arm_die_timer();
     }
 };
@@ -50,8 +49,7 @@ struct have_request : msmf::state<> {
     static constexpr std::string_view name = "have_request";
     static constexpr std::string_view entry = "cancel die timer";
     template <class Event, class Fsm>
-    void on_entry(const Event&, Fsm& fsm)
-    {
+    void on_entry(const Event&, Fsm& fsm) {
         fsm.effects_->cancel_die_timer();
     }
 };
@@ -75,8 +73,7 @@ struct closed : msmf::terminate_state<> {
 struct answer_now {
     static constexpr std::string_view name = "answer now";
     template <class Fsm, class S, class T>
-    bool operator()(const request_arrived& e, Fsm& fsm, S&, T&) const
-    {
+    bool operator()(const request_arrived& e, Fsm& fsm, S&, T&) const {
         return e.answer_now || fsm.params_.polling || fsm.params_.hold == 0;
     }
 };
@@ -84,8 +81,7 @@ struct answer_now {
 struct may_hold {
     static constexpr std::string_view name = "may hold";
     template <class Fsm, class S, class T>
-    bool operator()(const request_arrived& e, Fsm& fsm, S& s, T& t) const
-    {
+    bool operator()(const request_arrived& e, Fsm& fsm, S& s, T& t) const {
         return !answer_now{}(e, fsm, s, t);
     }
 };
@@ -94,8 +90,7 @@ struct may_hold {
 struct hold_full {
     static constexpr std::string_view name = "may hold, hold full";
     template <class Fsm, class S, class T>
-    bool operator()(const request_arrived& e, Fsm& fsm, S& s, T& t) const
-    {
+    bool operator()(const request_arrived& e, Fsm& fsm, S& s, T& t) const {
         return may_hold{}(e, fsm, s, t) && fsm.held_.size() >= fsm.params_.hold;
     }
 };
@@ -103,8 +98,7 @@ struct hold_full {
 struct hold_not_full {
     static constexpr std::string_view name = "may hold, hold not full";
     template <class Fsm, class S, class T>
-    bool operator()(const request_arrived& e, Fsm& fsm, S& s, T& t) const
-    {
+    bool operator()(const request_arrived& e, Fsm& fsm, S& s, T& t) const {
         return may_hold{}(e, fsm, s, t) && fsm.held_.size() < fsm.params_.hold;
     }
 };
@@ -112,8 +106,7 @@ struct hold_not_full {
 struct one_held {
     static constexpr std::string_view name = "one held";
     template <class Event, class Fsm, class S, class T>
-    bool operator()(const Event&, Fsm& fsm, S&, T&) const
-    {
+    bool operator()(const Event&, Fsm& fsm, S&, T&) const {
         return fsm.held_.size() == 1;
     }
 };
@@ -121,8 +114,7 @@ struct one_held {
 struct several_held {
     static constexpr std::string_view name = "several held";
     template <class Event, class Fsm, class S, class T>
-    bool operator()(const Event&, Fsm& fsm, S&, T&) const
-    {
+    bool operator()(const Event&, Fsm& fsm, S&, T&) const {
         return fsm.held_.size() > 1;
     }
 };
@@ -131,8 +123,7 @@ struct several_held {
 struct is_only_held {
     static constexpr std::string_view name = "it is the only one held";
     template <class Event, class Fsm, class S, class T>
-    bool operator()(const Event& e, Fsm& fsm, S&, T&) const
-    {
+    bool operator()(const Event& e, Fsm& fsm, S&, T&) const {
         return fsm.held_.size() == 1 && fsm.held_.front() == e.id;
     }
 };
@@ -141,8 +132,7 @@ struct is_only_held {
 struct is_held_among_others {
     static constexpr std::string_view name = "it is held, others too";
     template <class Event, class Fsm, class S, class T>
-    bool operator()(const Event& e, Fsm& fsm, S&, T&) const
-    {
+    bool operator()(const Event& e, Fsm& fsm, S&, T&) const {
         return fsm.held_.size() > 1 && fsm.is_held(e.id);
     }
 };
@@ -151,8 +141,7 @@ struct is_held_among_others {
 struct is_not_held {
     static constexpr std::string_view name = "it is not held (stale)";
     template <class Event, class Fsm, class S, class T>
-    bool operator()(const Event& e, Fsm& fsm, S&, T&) const
-    {
+    bool operator()(const Event& e, Fsm& fsm, S&, T&) const {
         return !fsm.is_held(e.id);
     }
 };
@@ -160,8 +149,7 @@ struct is_not_held {
 struct queue_has_room {
     static constexpr std::string_view name = "queue has room";
     template <class Event, class Fsm, class S, class T>
-    bool operator()(const Event&, Fsm& fsm, S&, T&) const
-    {
+    bool operator()(const Event&, Fsm& fsm, S&, T&) const {
         return fsm.queue_.size() < fsm.params_.max_queue;
     }
 };
@@ -169,8 +157,7 @@ struct queue_has_room {
 struct queue_full {
     static constexpr std::string_view name = "queue full";
     template <class Event, class Fsm, class S, class T>
-    bool operator()(const Event&, Fsm& fsm, S&, T&) const
-    {
+    bool operator()(const Event&, Fsm& fsm, S&, T&) const {
         return fsm.queue_.size() >= fsm.params_.max_queue;
     }
 };
@@ -181,8 +168,7 @@ struct queue_full {
 struct hold_request {
     static constexpr std::string_view name = "hold it";
     template <class Fsm, class S, class T>
-    void operator()(const request_arrived& e, Fsm& fsm, S&, T&) const
-    {
+    void operator()(const request_arrived& e, Fsm& fsm, S&, T&) const {
         fsm.hold(e.id);
     }
 };
@@ -190,8 +176,7 @@ struct hold_request {
 struct answer_empty_now {
     static constexpr std::string_view name = "answer it empty";
     template <class Fsm, class S, class T>
-    void operator()(const request_arrived& e, Fsm& fsm, S&, T&) const
-    {
+    void operator()(const request_arrived& e, Fsm& fsm, S&, T&) const {
         fsm.effects_->respond(e.id, {}, answer_kind::data);
     }
 };
@@ -200,8 +185,7 @@ struct answer_empty_now {
 struct release_oldest_then_hold {
     static constexpr std::string_view name = "answer oldest empty, hold it";
     template <class Fsm, class S, class T>
-    void operator()(const request_arrived& e, Fsm& fsm, S&, T&) const
-    {
+    void operator()(const request_arrived& e, Fsm& fsm, S&, T&) const {
         fsm.answer_oldest({});
         fsm.hold(e.id);
     }
@@ -210,8 +194,7 @@ struct release_oldest_then_hold {
 struct enqueue_packet {
     static constexpr std::string_view name = "queue it";
     template <class Fsm, class S, class T>
-    void operator()(const packet_pushed& e, Fsm& fsm, S&, T&) const
-    {
+    void operator()(const packet_pushed& e, Fsm& fsm, S&, T&) const {
         fsm.queue_.push_back(e.data);
     }
 };
@@ -219,8 +202,7 @@ struct enqueue_packet {
 struct answer_oldest_with_packet {
     static constexpr std::string_view name = "answer oldest with it";
     template <class Fsm, class S, class T>
-    void operator()(const packet_pushed& e, Fsm& fsm, S&, T&) const
-    {
+    void operator()(const packet_pushed& e, Fsm& fsm, S&, T&) const {
         std::vector<packet> one;
         one.push_back(e.data);
         fsm.answer_oldest(std::move(one));
@@ -230,8 +212,7 @@ struct answer_oldest_with_packet {
 struct answer_with_queue {
     static constexpr std::string_view name = "answer it with all queued";
     template <class Fsm, class S, class T>
-    void operator()(const request_arrived& e, Fsm& fsm, S&, T&) const
-    {
+    void operator()(const request_arrived& e, Fsm& fsm, S&, T&) const {
         fsm.effects_->respond(e.id, std::exchange(fsm.queue_, {}), answer_kind::data);
     }
 };
@@ -240,8 +221,7 @@ struct answer_with_queue {
 struct answer_expired_empty {
     static constexpr std::string_view name = "answer it empty";
     template <class Fsm, class S, class T>
-    void operator()(const wait_expired& e, Fsm& fsm, S&, T&) const
-    {
+    void operator()(const wait_expired& e, Fsm& fsm, S&, T&) const {
         fsm.unhold(e.id);
         fsm.effects_->respond(e.id, {}, answer_kind::data);
     }
@@ -251,8 +231,7 @@ struct answer_expired_empty {
 struct forget_request {
     static constexpr std::string_view name = "forget it";
     template <class Fsm, class S, class T>
-    void operator()(const connection_closed& e, Fsm& fsm, S&, T&) const
-    {
+    void operator()(const connection_closed& e, Fsm& fsm, S&, T&) const {
         fsm.unhold(e.id);
         fsm.effects_->cancel_wait_timer(e.id);
     }
@@ -261,8 +240,7 @@ struct forget_request {
 struct close_inactive {
     static constexpr std::string_view name = "close: inactivity";
     template <class Event, class Fsm, class S, class T>
-    void operator()(const Event&, Fsm& fsm, S&, T&) const
-    {
+    void operator()(const Event&, Fsm& fsm, S&, T&) const {
         fsm.close(close_reason::inactivity);
     }
 };
@@ -270,8 +248,7 @@ struct close_inactive {
 struct close_overflowing {
     static constexpr std::string_view name = "close: queue overflow";
     template <class Fsm, class S, class T>
-    void operator()(const packet_pushed& e, Fsm& fsm, S&, T&) const
-    {
+    void operator()(const packet_pushed& e, Fsm& fsm, S&, T&) const {
         fsm.queue_.push_back(e.data); // handed back with the rest, not dropped
         fsm.close(close_reason::queue_overflow);
     }
@@ -281,8 +258,7 @@ struct close_overflowing {
 struct close_as_asked {
     static constexpr std::string_view name = "answer all held, close";
     template <class Fsm, class S, class T>
-    void operator()(const terminate_session& e, Fsm& fsm, S&, T&) const
-    {
+    void operator()(const terminate_session& e, Fsm& fsm, S&, T&) const {
         fsm.close(e.reason);
     }
 };
@@ -298,9 +274,7 @@ struct session_machine_def : msmf::state_machine_def<session_machine_def> {
 
     session_machine_def(session_effects* effects, session_params params)
         : effects_{effects}
-        , params_{params}
-    {
-    }
+        , params_{params} {}
 
     using initial_state = waiting;
 
@@ -343,38 +317,33 @@ struct session_machine_def : msmf::state_machine_def<session_machine_def> {
 
     /// An event with no row: loud, never silent (MSM's default asserts or does nothing).
     template <class Fsm, class Event>
-    void no_transition(const Event&, Fsm& fsm, int state)
-    {
+    void no_transition(const Event&, Fsm& fsm, int state) {
         fsm.effects_->unexpected_event(static_cast<fsm_state>(state), Event::name);
     }
 
     //----------------------------------------------------------------------------------------------
     // Data and helpers used by the actions
 
-    bool is_held(request_id id) const
-    {
+    bool is_held(request_id id) const {
         return std::find(held_.begin(), held_.end(), id) != held_.end();
     }
 
     /// Holds `id` in rid order and starts its wait timer.
-    void hold(request_id id)
-    {
+    void hold(request_id id) {
         held_.insert(std::upper_bound(held_.begin(), held_.end(), id), id);
         effects_->arm_wait_timer(id);
     }
 
     void unhold(request_id id) { held_.erase(std::find(held_.begin(), held_.end(), id)); }
 
-    void answer_oldest(std::vector<packet> packets)
-    {
+    void answer_oldest(std::vector<packet> packets) {
         const request_id oldest = held_.front();
         held_.erase(held_.begin());
         effects_->cancel_wait_timer(oldest);
         effects_->respond(oldest, std::move(packets), answer_kind::data);
     }
 
-    void close(close_reason why)
-    {
+    void close(close_reason why) {
         effects_->cancel_die_timer();
         for (request_id id : held_) {
             effects_->cancel_wait_timer(id);

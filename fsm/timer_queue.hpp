@@ -19,14 +19,15 @@ namespace megaphone {
 class timer_queue;
 
 /// One timer. Not copyable; it must outlive its arming (its destructor cancels it).
-class timer_node
-    : public boost::intrusive::set_base_hook<boost::intrusive::optimize_size<true>,
-                                             boost::intrusive::link_mode<
-                                                 boost::intrusive::auto_unlink>> {
+class timer_node : public boost::intrusive::set_base_hook<
+                       boost::intrusive::optimize_size<true>,
+                       boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
 public:
     using callback = void (*)(void* context);
 
-    timer_node(callback fn, void* context) noexcept : fn_{fn}, context_{context} {}
+    timer_node(callback fn, void* context) noexcept
+        : fn_{fn}
+        , context_{context} {}
     timer_node(const timer_node&) = delete;
     timer_node& operator=(const timer_node&) = delete;
 
@@ -35,8 +36,7 @@ public:
 
 private:
     friend class timer_queue;
-    friend bool operator<(const timer_node& a, const timer_node& b) noexcept
-    {
+    friend bool operator<(const timer_node& a, const timer_node& b) noexcept {
         return a.deadline_ < b.deadline_;
     }
 

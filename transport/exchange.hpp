@@ -35,12 +35,9 @@ public:
     exchange() = default;
     exchange(std::weak_ptr<exchange_target> target, std::uint32_t seq)
         : target_{std::move(target)}
-        , seq_{seq}
-    {
-    }
+        , seq_{seq} {}
 
-    void reply(response r) const
-    {
+    void reply(response r) const {
         if (auto t = target_.lock())
             t->deliver(seq_, std::move(r));
     }
@@ -48,8 +45,7 @@ public:
     bool alive() const noexcept { return !target_.expired(); }
     std::uint32_t seq() const noexcept { return seq_; }
     /// The same exchange: same connection, same request on it.
-    bool same_as(const exchange& other) const noexcept
-    {
+    bool same_as(const exchange& other) const noexcept {
         return seq_ == other.seq_ && !target_.owner_before(other.target_) &&
                !other.target_.owner_before(target_);
     }

@@ -8,8 +8,7 @@
 
 namespace megaphone {
 
-std::string_view content_type(content_kind k) noexcept
-{
+std::string_view content_type(content_kind k) noexcept {
     switch (k) {
     case content_kind::json:
         return "application/json";
@@ -33,8 +32,7 @@ std::string_view content_type(content_kind k) noexcept
     return "application/octet-stream";
 }
 
-std::string_view status_text(unsigned status) noexcept
-{
+std::string_view status_text(unsigned status) noexcept {
     switch (status) {
     case 200:
         return "OK";
@@ -60,8 +58,7 @@ std::string_view status_text(unsigned status) noexcept
 
 namespace {
 
-bool origin_allowed(const std::vector<std::string>& allowed, std::string_view origin)
-{
+bool origin_allowed(const std::vector<std::string>& allowed, std::string_view origin) {
     for (const auto& a : allowed)
         if (a == "*" || a == origin)
             return true;
@@ -77,21 +74,18 @@ http_connection::http_connection(tcp::socket&& socket, request_handler& handler,
                                  const http_options& options)
     : stream_{std::move(socket)}
     , handler_{handler}
-    , options_{options}
-{
+    , options_{options} {
     beast::error_code ec;
     remote_ = stream_.socket().remote_endpoint(ec);
 }
 
-void http_connection::start()
-{
+void http_connection::start() {
     // Accepted into this connection's own io_context: enter it before touching the stream.
     net::dispatch(stream_.get_executor(),
                   beast::bind_front_handler(&http_connection::do_read, shared_from_this()));
 }
 
-void http_connection::do_read()
-{
+void http_connection::do_read() {
     parser_.emplace();
     parser_->body_limit(options_.max_body);
     parser_->header_limit(options_.max_header);
@@ -100,8 +94,7 @@ void http_connection::do_read()
                      beast::bind_front_handler(&http_connection::on_read, shared_from_this()));
 }
 
-void http_connection::on_read(beast::error_code ec, std::size_t)
-{
+void http_connection::on_read(beast::error_code ec, std::size_t) {
     // The client closed its end between requests, or went quiet for too long: nothing to say.
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == net::error::connection_reset || ec == net::error::operation_aborted)
@@ -113,8 +106,8 @@ void http_connection::on_read(beast::error_code ec, std::size_t)
             (ec == http::error::body_limit || ec == http::error::header_limit) ? 413 : 400;
         if (!parser_->is_header_done() && status == 400 && buffer_.size() == 0)
             return do_close();
-        std::string target = parser_->is_header_done() ? std::string(parser_->get().target())
-                                                       : std::string();
+        std::string target =
+            parser_->is_header_done() ? std::string(parser_->get().target()) : std::string();
         keep_alive_ = false;
         preflight_ = false;
         origin_.clear();
@@ -142,8 +135,7 @@ void http_connection::on_read(beast::error_code ec, std::size_t)
     }
 }
 
-void http_connection::do_watch()
-{
+void http_connection::do_watch() {
     // Wait for readability without reading: a close (EOF) is noticed at once, and no buffer is
     // held while the request waits.
     stream_.socket().async_wait(
@@ -151,8 +143,7 @@ void http_connection::do_watch()
         beast::bind_front_handler(&http_connection::on_watch, shared_from_this(), seq_));
 }
 
-void http_connection::on_watch(std::uint32_t seq, beast::error_code ec)
-{
+void http_connection::on_watch(std::uint32_t seq, beast::error_code ec) {
     if (seq != seq_ || !awaiting_ || ec == net::error::operation_aborted)
         return;
     if (!ec) {
@@ -171,16 +162,14 @@ void http_connection::on_watch(std::uint32_t seq, beast::error_code ec)
     do_close();
 }
 
-void http_connection::deliver(std::uint32_t seq, response r)
-{
+void http_connection::deliver(std::uint32_t seq, response r) {
     // From any thread: run on this connection's executor (inline when already there).
     net::dispatch(stream_.get_executor(),
                   beast::bind_front_handler(&http_connection::on_deliver, shared_from_this(), seq,
                                             std::move(r)));
 }
 
-void http_connection::on_deliver(std::uint32_t seq, response r)
-{
+void http_connection::on_deliver(std::uint32_t seq, response r) {
     if (seq != seq_ || !awaiting_)
         return; // answered already, or the connection was lost: the cache keeps the answer
     awaiting_ = false;
@@ -191,8 +180,7 @@ void http_connection::on_deliver(std::uint32_t seq, response r)
     do_write(std::move(r));
 }
 
-void http_connection::do_write(response r)
-{
+void http_connection::do_write(response r) {
     answer_ = std::move(r);
     head_.clear();
     head_.reserve(256);
@@ -227,16 +215,14 @@ void http_connection::do_write(response r)
                      beast::bind_front_handler(&http_connection::on_write, shared_from_this()));
 }
 
-void http_connection::on_write(beast::error_code ec, std::size_t)
-{
+void http_connection::on_write(beast::error_code ec, std::size_t) {
     answer_ = {};
     if (ec || !keep_alive_)
         return do_close();
     do_read();
 }
 
-void http_connection::do_close()
-{
+void http_connection::do_close() {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     stream_.socket().close(ignored);
@@ -251,18 +237,18 @@ http_listener::http_listener(net::io_context& ioc, tcp::endpoint endpoint, conte
     , backoff_{ioc}
     , pick_{std::move(pick)}
     , handler_{handler}
-    , options_{options}
-{
+    , options_{options} {
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
     acceptor_.bind(endpoint);
     acceptor_.listen(net::socket_base::max_listen_connections);
 }
 
-void http_listener::start() { do_accept(); }
+void http_listener::start() {
+    do_accept();
+}
 
-void http_listener::stop()
-{
+void http_listener::stop() {
     net::dispatch(acceptor_.get_executor(), [self = shared_from_this()] {
         beast::error_code ignored;
         self->acceptor_.close(ignored);
@@ -270,15 +256,13 @@ void http_listener::stop()
     });
 }
 
-void http_listener::do_accept()
-{
+void http_listener::do_accept() {
     // Each connection goes to the next io_context, round robin: one thread serves it for life.
-    acceptor_.async_accept(pick_(), beast::bind_front_handler(&http_listener::on_accept,
-                                                              shared_from_this()));
+    acceptor_.async_accept(
+        pick_(), beast::bind_front_handler(&http_listener::on_accept, shared_from_this()));
 }
 
-void http_listener::on_accept(beast::error_code ec, tcp::socket socket)
-{
+void http_listener::on_accept(beast::error_code ec, tcp::socket socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open())
         return;
     if (ec) {

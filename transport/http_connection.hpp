@@ -81,8 +81,8 @@ private:
     const http_options& options_;
     tcp::endpoint remote_;
     std::function<void()> on_lost_;
-    std::string head_;   // the answer's status line and headers, while it is written
-    response answer_;    // the answer being written
+    std::string head_; // the answer's status line and headers, while it is written
+    response answer_;  // the answer being written
     std::uint32_t seq_ = 0;
     bool awaiting_ = false; // an exchange is outstanding
     bool keep_alive_ = true;

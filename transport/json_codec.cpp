@@ -5,8 +5,7 @@
 
 namespace megaphone {
 
-std::string_view condition(protocol_error e) noexcept
-{
+std::string_view condition(protocol_error e) noexcept {
     switch (e) {
     case protocol_error::item_not_found:
         return "item-not-found";
@@ -21,8 +20,7 @@ std::string_view condition(protocol_error e) noexcept
     return "undefined-condition";
 }
 
-unsigned http_status(protocol_error e) noexcept
-{
+unsigned http_status(protocol_error e) noexcept {
     switch (e) {
     case protocol_error::item_not_found:
         return 404;
@@ -38,8 +36,7 @@ unsigned http_status(protocol_error e) noexcept
     return 500;
 }
 
-std::string_view condition(close_reason r) noexcept
-{
+std::string_view condition(close_reason r) noexcept {
     switch (r) {
     case close_reason::client_terminate:
     case close_reason::server_terminate:
@@ -61,8 +58,7 @@ std::string_view condition(close_reason r) noexcept
 namespace {
 
 /// Deepest nesting of arrays/objects in `text`, outside strings; stops counting past `limit`.
-int nesting_depth(std::string_view text, int limit)
-{
+int nesting_depth(std::string_view text, int limit) {
     int depth = 0, deepest = 0;
     bool in_string = false, escaped = false;
     for (char c : text) {
@@ -87,8 +83,7 @@ int nesting_depth(std::string_view text, int limit)
 }
 
 /// A non-negative integer field that fits a rid (at most 2^53 - 1, BOSH §14.1).
-std::optional<std::uint64_t> unsigned_field(const nlohmann::json& value)
-{
+std::optional<std::uint64_t> unsigned_field(const nlohmann::json& value) {
     if (value.is_number_unsigned())
         return value.get<std::uint64_t>();
     if (value.is_number_integer() && value.get<std::int64_t>() >= 0)
@@ -103,10 +98,11 @@ std::optional<std::uint64_t> unsigned_field(const nlohmann::json& value)
 
 constexpr std::uint64_t max_rid = (std::uint64_t{1} << 53) - 1;
 
-std::string rid_prefix(request_id rid) { return "{\"rid\":" + std::to_string(rid); }
+std::string rid_prefix(request_id rid) {
+    return "{\"rid\":" + std::to_string(rid);
+}
 
-void append_messages(std::string& out, std::span<const packet> packets)
-{
+void append_messages(std::string& out, std::span<const packet> packets) {
     out += "\"messages\":[";
     bool first = true;
     for (const packet& p : packets) {
@@ -119,8 +115,7 @@ void append_messages(std::string& out, std::span<const packet> packets)
 }
 
 /// Seconds as a JSON number: whole seconds stay integers.
-nlohmann::json seconds(std::chrono::milliseconds d)
-{
+nlohmann::json seconds(std::chrono::milliseconds d) {
     if (d.count() % 1000 == 0)
         return d.count() / 1000;
     return static_cast<double>(d.count()) / 1000.0;
@@ -128,8 +123,7 @@ nlohmann::json seconds(std::chrono::milliseconds d)
 
 } // namespace
 
-std::variant<client_request, protocol_error> decode_json_request(std::string_view body)
-{
+std::variant<client_request, protocol_error> decode_json_request(std::string_view body) {
     if (nesting_depth(body, json_max_depth) > json_max_depth)
         return protocol_error::bad_request;
     nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
@@ -188,8 +182,7 @@ std::variant<client_request, protocol_error> decode_json_request(std::string_vie
 }
 
 packet json_codec::created(const session_info& info, request_id rid,
-                           std::span<const packet> packets) const
-{
+                           std::span<const packet> packets) const {
     nlohmann::json head = {
         {"sid", info.sid},
         {"wait", seconds(info.wait)},
@@ -207,8 +200,7 @@ packet json_codec::created(const session_info& info, request_id rid,
     return packet::from(out);
 }
 
-packet json_codec::data(request_id rid, std::span<const packet> packets) const
-{
+packet json_codec::data(request_id rid, std::span<const packet> packets) const {
     std::size_t size = 40;
     for (const packet& p : packets)
         size += p.size() + 1;
@@ -221,8 +213,7 @@ packet json_codec::data(request_id rid, std::span<const packet> packets) const
     return packet::from(out);
 }
 
-packet json_codec::closing(request_id rid, close_reason why) const
-{
+packet json_codec::closing(request_id rid, close_reason why) const {
     std::string out = rid_prefix(rid) + ",\"type\":\"terminate\"";
     if (auto c = condition(why); !c.empty())
         out += ",\"condition\":\"" + std::string(c) + "\"";
@@ -230,26 +221,24 @@ packet json_codec::closing(request_id rid, close_reason why) const
     return packet::from(out);
 }
 
-packet json_codec::terminated(request_id rid) const
-{
+packet json_codec::terminated(request_id rid) const {
     return packet::from(rid_prefix(rid) + ",\"type\":\"terminate\"}");
 }
 
-packet json_codec::replaced(request_id rid) const
-{
+packet json_codec::replaced(request_id rid) const {
     return packet::from(rid_prefix(rid) + ",\"type\":\"error\",\"condition\":\"replaced\"}");
 }
 
-packet json_codec::error(protocol_error e) const
-{
+packet json_codec::error(protocol_error e) const {
     return packet::from("{\"type\":\"terminate\",\"condition\":\"" + std::string(condition(e)) +
                         "\"}");
 }
 
-packet json_codec::encode(const nlohmann::json& value) const { return packet::from(value.dump()); }
+packet json_codec::encode(const nlohmann::json& value) const {
+    return packet::from(value.dump());
+}
 
-const json_codec& json_codec::instance()
-{
+const json_codec& json_codec::instance() {
     static const json_codec codec;
     return codec;
 }

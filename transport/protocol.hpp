@@ -22,9 +22,9 @@ namespace megaphone {
 class message {
 public:
     // Parentheses, not braces: nlohmann::json{v} would make a one-element array.
-    explicit message(nlohmann::json value) : json_(std::move(value)) {}
-    static message xml(std::string stanza)
-    {
+    explicit message(nlohmann::json value)
+        : json_(std::move(value)) {}
+    static message xml(std::string stanza) {
         message m{nlohmann::json()};
         m.xml_ = std::move(stanza);
         m.is_xml_ = true;

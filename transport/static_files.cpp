@@ -9,8 +9,7 @@ namespace megaphone {
 
 namespace {
 
-content_kind kind_of(const std::filesystem::path& p)
-{
+content_kind kind_of(const std::filesystem::path& p) {
     const auto ext = p.extension().string();
     if (ext == ".html" || ext == ".htm")
         return content_kind::html;
@@ -31,10 +30,11 @@ content_kind kind_of(const std::filesystem::path& p)
     return content_kind::binary;
 }
 
-response not_found() { return {404, content_kind::text, packet::from("not found\n")}; }
+response not_found() {
+    return {404, content_kind::text, packet::from("not found\n")};
+}
 
-int hex_value(char c)
-{
+int hex_value(char c) {
     if (c >= '0' && c <= '9')
         return c - '0';
     if (c >= 'a' && c <= 'f')
@@ -46,8 +46,7 @@ int hex_value(char c)
 
 } // namespace
 
-std::optional<std::string> percent_decode(std::string_view path)
-{
+std::optional<std::string> percent_decode(std::string_view path) {
     std::string out;
     out.reserve(path.size());
     for (std::size_t i = 0; i < path.size(); ++i) {
@@ -69,12 +68,9 @@ std::optional<std::string> percent_decode(std::string_view path)
 }
 
 static_files::static_files(const std::filesystem::path& root)
-    : root_{std::filesystem::canonical(root)}
-{
-}
+    : root_{std::filesystem::canonical(root)} {}
 
-response static_files::get(std::string_view target) const
-{
+response static_files::get(std::string_view target) const {
     target = target.substr(0, target.find_first_of("?#"));
     auto decoded = percent_decode(target);
     if (!decoded || decoded->empty() || decoded->front() != '/')

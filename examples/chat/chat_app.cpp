@@ -15,39 +15,33 @@ struct member {
     std::set<std::string> rooms;
 };
 
-member& member_of(session& s)
-{
+member& member_of(session& s) {
     if (!s.data().has_value())
         s.data() = member{};
     return std::any_cast<member&>(s.data());
 }
 
-const std::string* string_field(const nlohmann::json& msg, const char* key)
-{
+const std::string* string_field(const nlohmann::json& msg, const char* key) {
     auto it = msg.find(key);
     return it != msg.end() && it->is_string() ? &it->get_ref<const std::string&>() : nullptr;
 }
 
-bool valid_name(const std::string* name)
-{
+bool valid_name(const std::string* name) {
     return name && !name->empty() && name->size() <= chat_app::max_name;
 }
 
-void error(session& s, std::string text)
-{
+void error(session& s, std::string text) {
     s.push(nlohmann::json{{"type", "error"}, {"text", std::move(text)}});
 }
 
-std::int64_t now_ms()
-{
+std::int64_t now_ms() {
     using namespace std::chrono;
     return duration_cast<milliseconds>(system_clock::now().time_since_epoch()).count();
 }
 
 } // namespace
 
-void chat_app::on_message(session& s, const message& m)
-{
+void chat_app::on_message(session& s, const message& m) {
     const nlohmann::json& msg = m.json();
     if (!msg.is_object())
         return error(s, "a chat message is a JSON object");
@@ -70,8 +64,7 @@ void chat_app::on_message(session& s, const message& m)
     error(s, "unknown chat message");
 }
 
-void chat_app::join(session& s, const std::string& room_name, const std::string& nick)
-{
+void chat_app::join(session& s, const std::string& room_name, const std::string& nick) {
     member& me = member_of(s);
     me.nick = nick;
     nlohmann::json history = nlohmann::json::array();
@@ -89,19 +82,14 @@ void chat_app::join(session& s, const std::string& room_name, const std::string&
                        nlohmann::json{{"type", "join"}, {"room", room_name}, {"nick", nick}});
 }
 
-void chat_app::say(session& s, const std::string& room_name, const std::string& text)
-{
+void chat_app::say(session& s, const std::string& room_name, const std::string& text) {
     nlohmann::json msg;
     {
         // Numbering and publishing under one lock keeps ids in publish order.
         std::lock_guard lock{mutex_};
         room& r = rooms_[room_name];
-        msg = {{"type", "message"},
-               {"room", room_name},
-               {"nick", member_of(s).nick},
-               {"text", text},
-               {"id", r.next_id++},
-               {"time", now_ms()}};
+        msg = {{"type", "message"}, {"room", room_name}, {"nick", member_of(s).nick},
+               {"text", text},      {"id", r.next_id++}, {"time", now_ms()}};
         r.history.push_back(msg);
         if (r.history.size() > history_size)
             r.history.pop_front();
@@ -109,8 +97,7 @@ void chat_app::say(session& s, const std::string& room_name, const std::string& 
     }
 }
 
-void chat_app::leave(session& s, const std::string& room_name)
-{
+void chat_app::leave(session& s, const std::string& room_name) {
     member& me = member_of(s);
     if (me.rooms.erase(room_name) == 0)
         return;
@@ -119,15 +106,14 @@ void chat_app::leave(session& s, const std::string& room_name)
                        nlohmann::json{{"type", "leave"}, {"room", room_name}, {"nick", me.nick}});
 }
 
-void chat_app::on_close(session& s, close_reason)
-{
+void chat_app::on_close(session& s, close_reason) {
     if (!s.data().has_value())
         return;
     const member& me = member_of(s);
     for (const auto& room_name : me.rooms)
-        s.broker().publish(channel_of(room_name), nlohmann::json{{"type", "leave"},
-                                                                 {"room", room_name},
-                                                                 {"nick", me.nick}});
+        s.broker().publish(
+            channel_of(room_name),
+            nlohmann::json{{"type", "leave"}, {"room", room_name}, {"nick", me.nick}});
 }
 
 } // namespace megaphone::examples

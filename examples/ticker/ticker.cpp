@@ -10,16 +10,17 @@ namespace megaphone::examples {
 ticker::ticker(broker& b, std::string channel, std::chrono::milliseconds period)
     : broker_{b}
     , channel_{std::move(channel)}
-    , period_{period}
-{
+    , period_{period} {}
+
+ticker::~ticker() {
+    stop();
 }
 
-ticker::~ticker() { stop(); }
+void ticker::start() {
+    thread_ = std::thread([this] { run(); });
+}
 
-void ticker::start() { thread_ = std::thread([this] { run(); }); }
-
-void ticker::stop()
-{
+void ticker::stop() {
     {
         std::lock_guard lock{mutex_};
         stopping_ = true;
@@ -29,8 +30,7 @@ void ticker::stop()
         thread_.join();
 }
 
-void ticker::run()
-{
+void ticker::run() {
     std::mt19937 random{std::random_device{}()};
     std::normal_distribution<double> step{0.0, 0.4};
     double price = 100.0;
