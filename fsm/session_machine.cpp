@@ -200,18 +200,35 @@ std::string transition_table_dot() {
     state_line(detail::have_request::name, detail::have_request::entry);
     state_line(detail::have_packet::name, detail::have_packet::entry);
     state_line(detail::closed::name, detail::closed::entry);
+    // Rows between the same two states (and of the same kind) share one edge whose label stacks
+    // them: dot cannot lay out several labelled self-loops on one node legibly.
+    struct edge {
+        std::string from, to, label;
+        bool internal;
+    };
+    std::vector<edge> edges;
     for (const table_row& row : transition_table_rows()) {
         // Rows that only ignore a stale event are listed in the table, not drawn.
         if (row.next == "(stay)" && row.action.empty())
             continue;
-        const std::string& to = row.next == "(stay)" ? row.start : row.next;
-        out << "  " << row.start << " -> " << to << " [label=\"" << row.event;
+        const bool internal = row.next == "(stay)";
+        const std::string& to = internal ? row.start : row.next;
+        std::string label = row.event;
         if (!row.guard.empty())
-            out << "\\n[" << row.guard << "]";
+            label += "\\n[" + row.guard + "]";
         if (!row.action.empty())
-            out << "\\n/ " << row.action;
-        out << "\"";
-        if (row.next == "(stay)")
+            label += "\\n/ " + row.action;
+        auto same = [&](const edge& e) {
+            return e.from == row.start && e.to == to && e.internal == internal;
+        };
+        if (auto it = std::find_if(edges.begin(), edges.end(), same); it != edges.end())
+            it->label += "\\n\\n" + label;
+        else
+            edges.push_back({row.start, to, std::move(label), internal});
+    }
+    for (const edge& e : edges) {
+        out << "  " << e.from << " -> " << e.to << " [label=\"" << e.label << "\"";
+        if (e.internal)
             out << ", style=dashed";
         out << "];\n";
     }
