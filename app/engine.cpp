@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstdio>
 #include <stdexcept>
 #include <system_error>
 
@@ -249,7 +250,13 @@ void engine::reap() {
         ++depth_;
         while (!s->subscriptions_.empty())
             leave(*s, s->subscriptions_.size() - 1);
-        s->app_.on_close(*s, s->close_reason_);
+        try {
+            s->app_.on_close(*s, s->close_reason_);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "megaphone: on_close failed: %s\n", e.what());
+        } catch (...) {
+            std::fprintf(stderr, "megaphone: on_close failed\n");
+        }
         --depth_;
         sessions_.erase(s->id());
     }

@@ -78,12 +78,8 @@ void session::end(close_reason why) {
 void session::open(client_request&& creation, exchange ex) {
     fsm_.start(); // arms the die timer
     next_rid_ = creation.rid + 1;
-    app_.on_open(*this);
-    for (const message& m : creation.messages) {
-        if (closed_)
-            break;
-        app_.on_message(*this, m);
-    }
+    call_app([&] { app_.on_open(*this); });
+    deliver(creation.messages);
     if (closed_)
         return ex.reply({200, codec_.kind(), codec_.closing(creation.rid, close_reason_)});
     // The creation request is answered at once, with whatever was pushed on open.
@@ -153,11 +149,7 @@ void session::process(client_request&& req, exchange ex) {
         last_empty_poll_ = {};
     }
 
-    for (const message& m : req.messages) {
-        if (closed_)
-            break;
-        app_.on_message(*this, m);
-    }
+    deliver(req.messages);
     if (closed_)
         return ex.reply({200, codec_.kind(), codec_.closing(req.rid, close_reason_)});
     if (req.terminate) {
@@ -166,6 +158,32 @@ void session::process(client_request&& req, exchange ex) {
     }
     outstanding_.push_back({req.rid, std::move(ex)});
     fsm_.process(request_arrived{req.rid});
+}
+
+void session::deliver(const std::vector<message>& messages)
+{
+    for (const message& m : messages) {
+        if (closed_)
+            break;
+        call_app([&] { app_.on_message(*this, m); });
+    }
+}
+
+template <class F>
+void session::call_app(F&& f)
+{
+    // Application code that throws ends its own session, never the thread it runs on.
+    try {
+        f();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "megaphone: session %.*s: application error: %s\n",
+                     static_cast<int>(sid_len_), sid_.data(), e.what());
+        end(close_reason::internal_error);
+    } catch (...) {
+        std::fprintf(stderr, "megaphone: session %.*s: application error\n",
+                     static_cast<int>(sid_len_), sid_.data());
+        end(close_reason::internal_error);
+    }
 }
 
 void session::drain_early() {

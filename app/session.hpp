@@ -100,6 +100,10 @@ private:
 
     void process(client_request&& req, exchange ex);
     void drain_early();
+    /// Passes client messages to the application, in order, until the session closes.
+    void deliver(const std::vector<message>& messages);
+    template <class F>
+    void call_app(F&& f);
     void fail(protocol_error e, const exchange& ex);
     void remember(request_id rid, const packet& body);
     void apply_ack(request_id ack);

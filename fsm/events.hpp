@@ -23,6 +23,7 @@ enum class close_reason : std::uint8_t {
     policy_violation, ///< protocol: too many requests, polling too fast
     bad_request,      ///< protocol: malformed request inside a session
     system_shutdown,  ///< the server is stopping
+    internal_error,   ///< the application failed (threw) while handling the session
 };
 std::string_view to_string(close_reason) noexcept;
 

@@ -69,6 +69,8 @@ std::string_view to_string(close_reason r) noexcept {
         return "bad_request";
     case close_reason::system_shutdown:
         return "system_shutdown";
+    case close_reason::internal_error:
+        return "internal_error";
     }
     return "?";
 }

@@ -51,6 +51,8 @@ std::string_view condition(close_reason r) noexcept {
         return "bad-request";
     case close_reason::system_shutdown:
         return "system-shutdown";
+    case close_reason::internal_error:
+        return "internal-server-error";
     }
     return "undefined-condition";
 }

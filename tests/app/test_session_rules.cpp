@@ -308,3 +308,29 @@ TEST_CASE("session: an unknown sid is item-not-found and touches nothing")
     CHECK(t->status == 404);
     CHECK(c.state() == fsm_state::waiting);
 }
+
+TEST_CASE("session: an application that throws ends only its own session")
+{
+    class throwing_app final : public megaphone::application {
+    public:
+        void on_message(megaphone::session&, const megaphone::message& m) override
+        {
+            if (m.json() == "boom")
+                throw std::runtime_error("boom");
+        }
+    };
+    throwing_app app;
+    harness h{app};
+    auto& bad = h.connect({{"hold", 2}});
+    auto& good = h.connect();
+    auto& held = bad.poll();
+    auto& failing = bad.send({json("boom")});
+    REQUIRE(held.answered());
+    CHECK(held.body()["condition"] == "internal-server-error");
+    REQUIRE(failing.answered());
+    CHECK(failing.body()["type"] == "terminate");
+    CHECK(bad.closed());
+    CHECK(h.close_reason_of(bad.sid()) == close_reason::internal_error);
+    CHECK(good.state() == fsm_state::waiting);
+    CHECK(good.send({json("fine")}).status() == 200);
+}
