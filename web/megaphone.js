@@ -51,8 +51,11 @@
  * to fill), each exactly once, and every request carries `ack`: the highest rid processed with all
  * lower ones. A request that fails on the network (fetch rejects, a 5xx answer, or no answer
  * within wait + 10 s) is sent again with the same rid and the same body, after a backoff: the
- * server answers a repeated rid with its cached response, so nothing is lost or duplicated. An
- * answer {"type":"error","condition":"replaced"} is ignored (a newer copy of that rid is out).
+ * server answers a repeated rid with its cached response, so nothing is lost or duplicated. Only
+ * the newest copy of a rid counts: answers to copies given up on, such as the
+ * {"type":"error","condition":"replaced"} the server gives a copy a newer one replaced, are
+ * ignored. If the copy we wait on is itself replaced (a copy we did not send, e.g. a proxy's,
+ * took its place), the rid is sent again.
  * In a polling session (hold 0) empty requests are spaced by the session's `polling` interval.
  */
 
@@ -66,6 +69,8 @@ const DEFAULTS = {
 };
 
 const CONTENT_TYPE = 'text/plain;charset=UTF-8';
+// The condition an error status stands for when its answer carries none (docs/PROTOCOL.md, Errors).
+const STATUS_CONDITIONS = { 400: 'bad-request', 403: 'policy-violation', 404: 'item-not-found', 413: 'policy-violation' };
 const MAX_RID = 2 ** 53 - 1;
 
 function randomRid() {
@@ -394,20 +399,20 @@ class Client {
                 }
                 if (answer === undefined || answer === null || typeof answer !== 'object') {
                     if (status === 200) return this._retry(s, req, new NetworkError('the answer is not JSON'));
-                    return this._end(s, { condition: 'undefined-condition', reason: `HTTP ${status}` });
+                    s.pending.delete(req.rid);
+                    return this._end(s, { condition: STATUS_CONDITIONS[status] || 'undefined-condition', reason: `HTTP ${status}` });
                 }
                 if (answer.type === 'error' && answer.condition === 'replaced') {
-                    // A newer copy of this rid is out (we sent it or a proxy duplicated ours):
-                    // its answer is the one that counts. Keep waiting, with a fresh timeout.
-                    req.timer = this._schedule(() => {
-                        if (this._current(s, req, thisAttempt)) this._retry(s, req, new NetworkError('replaced'));
-                    }, timeoutMs);
-                    return;
+                    // Another copy of this rid took this one's place at the server. Answers to
+                    // our earlier copies are ignored anyway (only the current attempt counts), so
+                    // that copy is not ours (a proxy or a stray retry sent it) and its answer
+                    // will not reach us: send the same rid and body again.
+                    return this._retry(s, req, new NetworkError(`rid ${req.rid} was replaced by another copy`));
                 }
                 if (status !== 200) {
                     // An error ends the session (404 item-not-found, 403, 400, 413, 503 …).
                     s.pending.delete(req.rid);
-                    const condition = answer.condition || (status === 404 ? 'item-not-found' : 'undefined-condition');
+                    const condition = answer.condition || STATUS_CONDITIONS[status] || 'undefined-condition';
                     return this._end(s, { condition, reason: `HTTP ${status}`, status });
                 }
                 s.pending.delete(req.rid);

@@ -240,14 +240,16 @@ test('a request with no answer is given up after wait + timeout and sent again',
     // sent and its answer ignored (the copy sent again gets the server's cached answer, or, if
     // the server still holds the first copy, takes its place).
     const hung = [];
-    let n = 0;
+    const rids = new Set();
     const c = client({
         timeout: 300,
         fetch: (url, init) => {
             const body = JSON.parse(init.body);
-            if (body.sid) n++;
-            const mode = n === 2 ? 'unsent' : n === 4 ? 'ignored' : null;
-            if (!mode || hung.some((h) => h.rid === body.rid)) return fetch(url, init);
+            const first = body.sid && !rids.has(body.rid);
+            if (first) rids.add(body.rid);
+            // The first copies of the session's 2nd and 4th rids hang.
+            const mode = !first ? null : rids.size === 2 ? 'unsent' : rids.size === 4 ? 'ignored' : null;
+            if (!mode) return fetch(url, init);
             if (mode === 'ignored') fetch(url, { ...init, signal: undefined }).then((r) => r.text()).catch(() => {});
             hung.push({ rid: body.rid, mode });
             return new Promise((_, reject) => {
@@ -264,6 +266,48 @@ test('a request with no answer is given up after wait + timeout and sent again',
     await got;
     assert.equal(rec.close.length, 0);
     assert.equal(dataOn(rec, 'slow-net').filter((d) => d === 'after').length, 1);
+});
+
+test('a held request replaced by a stray copy of its rid is sent again', async () => {
+    // A "proxy" sends a second copy of one held poll: the server answers the client's copy
+    // {"type":"error","condition":"replaced"} and holds the stray one, whose answer the client
+    // never sees. The client must send that rid again (the same body) and go on.
+    const replacedAnswers = [];
+    let stray = null;
+    let armed = false;
+    const logged = loggingFetch({
+        realFetch: async (url, init) => {
+            const body = JSON.parse(init.body);
+            const res = await fetch(url, init);
+            const text = await res.text();
+            if (text.includes('"replaced"')) replacedAnswers.push(body.rid);
+            return new Response(text, { status: res.status, headers: res.headers });
+        },
+    });
+    const c = client({
+        fetch: (url, init) => {
+            const body = JSON.parse(init.body);
+            const p = logged.fetch(url, init);
+            if (armed && !stray && body.sid && !body.messages) {
+                stray = body.rid;
+                // Once the client's copy is held, the stray copy takes its place.
+                setTimeout(() => fetch(url, { method: 'POST', body: init.body }).then((r) => r.text()).catch(() => {}), 200);
+            }
+            return p;
+        },
+    });
+    const rec = record(c);
+    await subscribed(c, 'dup');
+    armed = true; // the next empty poll gets a stray copy
+    await waitFor(() => stray !== null && replacedAnswers.includes(stray), { timeout: (WAIT + 3) * 1000, message: 'the replaced answer' });
+    await waitFor(() => logged.log.filter((e) => e.rid === stray).length >= 2, { timeout: 5000, message: 'the rid sent again' });
+    const got = nextEvent(c, 'message', { pred: (m) => m.channel === 'dup' && m.data === 'after' });
+    assert.deepEqual(await publishHttp('dup', 'after'), { sessions: 1 });
+    await got;
+    const copies = logged.log.filter((e) => e.rid === stray);
+    assert.ok(copies.every((e) => e.raw === copies[0].raw), 'the same body');
+    assert.equal(dataOn(rec, 'dup').filter((d) => d === 'after').length, 1);
+    assert.equal(rec.close.length, 0);
 });
 
 test('an expired session (item-not-found) reports close and reconnects with a fresh sid', async () => {
@@ -298,6 +342,24 @@ test('an expired session (item-not-found) reports close and reconnects with a fr
     assert.deepEqual(await publishHttp('expiry', 'again'), { sessions: 1 });
     await got;
     assert.equal(rec.close.length, 1);
+});
+
+test('a body over --max-body ends the session (policy-violation) and the client starts afresh', async () => {
+    const c = client();
+    const rec = record(c);
+    const first = await nextEvent(c, 'open');
+    await subscribed(c, 'big');
+    const closed = nextEvent(c, 'close');
+    const reopened = nextEvent(c, 'open', { pred: (s) => s.sid !== first.sid });
+    c.publish('big', 'x'.repeat(70000)); // the server's default --max-body is 65536
+    const info = await closed;
+    assert.equal(info.condition, 'policy-violation');
+    assert.equal(info.reconnecting, true);
+    await reopened;
+    const got = nextEvent(c, 'message', { pred: (m) => m.channel === 'big' && m.data === 'small' });
+    c.publish('big', 'small');
+    await got;
+    assert.ok(!dataOn(rec, 'big').some((d) => typeof d === 'string' && d.length > 1000));
 });
 
 test('a polling session (hold 0) polls no faster than allowed and still delivers', async () => {
