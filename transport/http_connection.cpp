@@ -106,8 +106,10 @@ void http_connection::on_read(beast::error_code ec, std::size_t) {
             (ec == http::error::body_limit || ec == http::error::header_limit) ? 413 : 400;
         if (!parser_->is_header_done() && status == 400 && buffer_.size() == 0)
             return do_close();
-        std::string target =
-            parser_->is_header_done() ? std::string(parser_->get().target()) : std::string();
+        // The target is known once the request line is parsed, before the header is done: a
+        // Content-Length over the limit fails inside the header, and /comet must still answer
+        // in JSON.
+        std::string target{parser_->get().target()};
         keep_alive_ = false;
         preflight_ = false;
         origin_.clear();

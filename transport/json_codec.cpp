@@ -128,6 +128,10 @@ nlohmann::json seconds(std::chrono::milliseconds d) {
 std::variant<client_request, protocol_error> decode_json_request(std::string_view body) {
     if (nesting_depth(body, json_max_depth) > json_max_depth)
         return protocol_error::bad_request;
+    // JSON text never holds a raw NUL, and nlohmann's parser takes one for the end of input:
+    // without this, `{"rid":1}\0anything` would be accepted.
+    if (body.find('\0') != std::string_view::npos)
+        return protocol_error::bad_request;
     nlohmann::json doc = nlohmann::json::parse(body, nullptr, /*allow_exceptions=*/false);
     if (doc.is_discarded() || !doc.is_object())
         return protocol_error::bad_request;
