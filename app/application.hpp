@@ -30,6 +30,10 @@ public:
     virtual void on_message(session&, const message&) {}
     /// The session has ended (terminate, inactivity, error, shutdown). Pushing to it is a no-op.
     virtual void on_close(session&, close_reason) {}
+    /// BOSH only (XEP-0206): the client restarted its XML stream (`xmpp:restart='true'`, after
+    /// SASL success). Called before that request's payloads, which it normally has none of;
+    /// what the app pushes now (new stream features) answers the restart request.
+    virtual void on_stream_restart(session&) {}
 };
 
 /// Thread-safe entry points to all sessions of a server (or of a test harness). Every call may

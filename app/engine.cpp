@@ -1,5 +1,7 @@
 #include "app/engine.hpp"
 
+#include "transport/bosh_codec.hpp"
+
 #include <sys/random.h>
 
 #include <algorithm>
@@ -105,8 +107,8 @@ void engine::create(client_request&& req, application& app, const session_codec&
                     exchange ex) {
     operation op{*this};
     if (config_.max_sessions != 0 && sessions_.size() >= config_.max_sessions)
-        return ex.reply({http_status(protocol_error::policy_violation), codec.kind(),
-                         codec.error(protocol_error::policy_violation)});
+        return ex.reply(
+            codec.error_response(protocol_error::policy_violation, req.bosh && !req.bosh->ver));
 
     // The client's values, capped by ours. wait 0 or hold 0 make a polling session.
     const auto wait = std::min<std::chrono::milliseconds>(
@@ -127,8 +129,7 @@ void engine::request(client_request&& req, const session_codec& codec, exchange 
     operation op{*this};
     session* s = find(req.sid);
     if (!s)
-        return ex.reply({http_status(protocol_error::item_not_found), codec.kind(),
-                         codec.error(protocol_error::item_not_found)});
+        return ex.reply(codec.error_response(protocol_error::item_not_found));
     s->on_request(std::move(req), std::move(ex));
 }
 

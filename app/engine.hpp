@@ -38,6 +38,11 @@ struct engine_config {
     /// Most requests held at once (BOSH `hold`); caps the client's value. 1: the usual two
     /// connections, one held and one sending.
     std::uint16_t max_hold = 1;
+    /// Longest pause a BOSH client may ask for (BOSH `maxpause`, §10). 120 s, as ejabberd.
+    std::chrono::milliseconds maxpause{std::chrono::seconds(120)};
+    /// A BOSH client whose `ack` shows it missed an answer sent longer ago than this is told
+    /// at once with `report`/`time` (§9.2); younger answers may simply still be in flight.
+    std::chrono::milliseconds report_after{std::chrono::seconds(1)};
     /// Packets queued per session beyond this close it with policy-violation (queue_overflow).
     std::uint32_t max_queue = 1000;
     /// Sessions per engine; 0: no limit. Creations beyond it get policy-violation.

@@ -1,5 +1,6 @@
 #include "app/server.hpp"
 
+#include "transport/bosh_codec.hpp"
 #include "transport/json_codec.hpp"
 
 #include <algorithm>
@@ -54,7 +55,17 @@ struct server::shard {
 
 namespace {
 thread_local void* tls_shard = nullptr; // the shard whose thread this is
+
+/// GET on a BOSH endpoint: a page for people who open it in a browser (as ejabberd does).
+packet bosh_info_page() {
+    static const packet page = packet::from(
+        "<!doctype html><html><head><meta charset='utf-8'><title>Megaphone BOSH</title></head>"
+        "<body><h1>Megaphone BOSH endpoint</h1><p>This is a BOSH connection manager "
+        "(XEP-0124, XEP-0206). Point an XMPP client such as Strophe.js at this URL; it speaks "
+        "HTTP POST.</p></body></html>\n");
+    return page;
 }
+} // namespace
 
 //--------------------------------------------------------------------------------------------------
 
@@ -74,7 +85,11 @@ server::~server() {
 }
 
 void server::mount(std::string path, application& app) {
-    mounts_.push_back({std::move(path), &app});
+    mounts_.push_back({std::move(path), &app, &json_codec::instance()});
+}
+
+void server::mount_bosh(std::string path, application& app) {
+    mounts_.push_back({std::move(path), &app, &bosh_codec::instance()});
 }
 
 void server::route(http::verb method, std::string prefix, route_handler handler) {
@@ -150,14 +165,13 @@ void server::handle(incoming& in) {
             continue;
         if (method == http::verb::options) // CORS preflight; the connection adds the headers
             return in.ex.reply({204, content_kind::text, {}});
+        if (method == http::verb::get && m.codec->kind() == content_kind::xml)
+            return in.ex.reply({200, content_kind::html, bosh_info_page()});
         if (method != http::verb::post)
             return in.ex.reply({405, content_kind::text, packet::from("use POST\n")});
-        if (stopping_) {
-            const auto& codec = json_codec::instance();
-            return in.ex.reply({http_status(protocol_error::system_shutdown), codec.kind(),
-                                codec.error(protocol_error::system_shutdown)});
-        }
-        return handle_comet(in, *m.app);
+        if (stopping_)
+            return in.ex.reply(m.codec->error_response(protocol_error::system_shutdown));
+        return handle_session_request(in, m);
     }
     for (const route_entry& r : routes_) {
         if (!path.starts_with(r.prefix))
@@ -175,21 +189,30 @@ void server::handle(incoming& in) {
 
 response server::refuse(std::string_view target, unsigned status) {
     const std::string_view path = target.substr(0, target.find('?'));
-    const bool comet = std::any_of(mounts_.begin(), mounts_.end(),
-                                   [path](const mount_point& m) { return m.path == path; });
     const protocol_error e =
         status == 413 ? protocol_error::too_large : protocol_error::bad_request;
-    if (comet)
-        return {http_status(e), content_kind::json, json_codec::instance().error(e)};
+    for (const mount_point& m : mounts_)
+        if (m.path == path)
+            return m.codec->error_response(e);
     return {status, content_kind::text, packet::from(std::string(status_text(status)) + "\n")};
 }
 
-void server::handle_comet(incoming& in, application& app) {
-    const json_codec& codec = json_codec::instance();
-    auto decoded = decode_json_request(in.request.body());
-    if (auto* e = std::get_if<protocol_error>(&decoded))
-        return in.ex.reply({http_status(*e), codec.kind(), codec.error(*e)});
-    client_request req = std::move(std::get<client_request>(decoded));
+void server::handle_session_request(incoming& in, const mount_point& m) {
+    application& app = *m.app;
+    const session_codec& codec = *m.codec;
+    // Decoded here, on the connection's thread; only the result travels to the session's.
+    client_request req;
+    if (codec.kind() == content_kind::xml) {
+        auto decoded = decode_bosh_request(in.request.body());
+        if (auto* e = std::get_if<protocol_error>(&decoded))
+            return in.ex.reply(codec.error_response(*e));
+        req = to_client_request(std::move(std::get<bosh_request>(decoded)));
+    } else {
+        auto decoded = decode_json_request(in.request.body());
+        if (auto* e = std::get_if<protocol_error>(&decoded))
+            return in.ex.reply(codec.error_response(*e));
+        req = std::move(std::get<client_request>(decoded));
+    }
 
     if (req.sid.empty()) {
         // A new session lives on the shard of the connection that created it.
@@ -203,8 +226,7 @@ void server::handle_comet(incoming& in, application& app) {
 
     const auto index = engine::shard_of(req.sid);
     if (!index || *index >= shards_.size())
-        return in.ex.reply({http_status(protocol_error::item_not_found), codec.kind(),
-                            codec.error(protocol_error::item_not_found)});
+        return in.ex.reply(codec.error_response(protocol_error::item_not_found));
     shard* sh = shards_[*index].get();
     // If the client goes away while this request is held, its session hears of it at once.
     in.on_lost = [sh, sid = req.sid, rid = req.rid, ex = in.ex] {

@@ -48,6 +48,8 @@ public:
 
     /// Serves `app` with the JSON transport at POST `path` (e.g. "/comet").
     void mount(std::string path, application& app);
+    /// Serves `app` with the BOSH transport (XEP-0124/0206) at POST `path` (e.g. "/bosh").
+    void mount_bosh(std::string path, application& app);
     /// Serves `method` requests whose target starts with `prefix`; `rest` is what follows it.
     void route(http::verb method, std::string prefix, route_handler handler);
 
@@ -83,6 +85,7 @@ private:
     struct mount_point {
         std::string path;
         application* app;
+        const session_codec* codec;
     };
     struct route_entry {
         http::verb method;
@@ -94,7 +97,7 @@ private:
     void handle(incoming& in) override;
     response refuse(std::string_view target, unsigned status) override;
 
-    void handle_comet(incoming& in, application& app);
+    void handle_session_request(incoming& in, const mount_point& m);
     /// Runs `f(engine&)` on the shard that owns `sid` (nothing if none does).
     template <class F>
     void on_shard_of(std::string_view sid, F&& f);

@@ -1,6 +1,7 @@
 #include "app/session.hpp"
 
 #include "app/engine.hpp"
+#include "transport/bosh_codec.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -8,6 +9,28 @@
 #include <utility>
 
 namespace megaphone {
+
+/// What a BOSH session keeps beyond a JSON one.
+struct session::bosh_state {
+    explicit bosh_state(std::shared_ptr<const bosh_request> creation)
+        : host{creation->to.value_or("")}
+        , lang{creation->lang.value_or("")}
+        , legacy{creation->legacy()}
+        , keys{creation->newkey}
+        , creation{std::move(creation)} {
+        if (this->creation->content)
+            content_type = packet::from(bosh_content_type(this->creation->content));
+    }
+
+    std::string host;
+    std::string lang;
+    bool legacy;         // no `ver` at creation: errors use bare HTTP codes (§17.1)
+    packet content_type; // the creation's `content` (§7.1); empty: text/xml
+    bosh_key_sequence keys;
+    std::shared_ptr<const bosh_request> creation;   // until the creation is answered
+    std::optional<std::chrono::milliseconds> pause; // stretched inactivity (§10)
+    bool answering_pause = false;                   // pause answers are not kept (§14.3)
+};
 
 session::session(engine& owner, application& app, const session_codec& codec, std::string_view sid,
                  const session_settings& settings, request_id first_rid)
@@ -31,6 +54,17 @@ session::~session() = default;
 
 broker& session::broker() noexcept {
     return engine_.broker();
+}
+
+std::string_view session::host() const noexcept {
+    return bosh_ ? bosh_->host : "";
+}
+std::string_view session::lang() const noexcept {
+    return bosh_ ? bosh_->lang : "";
+}
+
+void session::reply(const exchange& ex, packet body, unsigned status) const {
+    ex.reply({status, codec_.kind(), std::move(body), bosh_ ? bosh_->content_type : packet{}});
 }
 
 //--------------------------------------------------------------------------------------------------
@@ -76,12 +110,14 @@ void session::end(close_reason why) {
 // Requests
 
 void session::open(client_request&& creation, exchange ex) {
+    if (creation.bosh)
+        bosh_ = std::make_unique<bosh_state>(creation.bosh);
     fsm_.start(); // arms the die timer
     next_rid_ = creation.rid + 1;
     call_app([&] { app_.on_open(*this); });
     deliver(creation.messages);
     if (closed_)
-        return ex.reply({200, codec_.kind(), codec_.closing(creation.rid, close_reason_)});
+        return reply(ex, codec_.closing(creation.rid, close_reason_));
     // The creation request is answered at once, with whatever was pushed on open.
     outstanding_.push_back({creation.rid, std::move(ex)});
     fsm_.process(request_arrived{creation.rid, /*answer_now=*/true});
@@ -106,7 +142,7 @@ void session::on_request(client_request&& req, exchange ex) {
         for (early_request& e : early_)
             if (e.request.rid == rid) {
                 // A second copy of a waiting early request: the newest carries the answer.
-                e.ex.reply({200, codec_.kind(), codec_.replaced(rid)});
+                reply(e.ex, codec_.replaced(rid));
                 e.ex = std::move(ex);
                 return;
             }
@@ -119,10 +155,10 @@ void session::on_request(client_request&& req, exchange ex) {
     // A repeat of a processed rid: answered before, held now, or lost with its connection.
     for (const cached_answer& c : cache_)
         if (c.rid == rid)
-            return ex.reply({200, codec_.kind(), c.body});
+            return reply(ex, c.body);
     if (outstanding* o = find_outstanding(rid)) {
         // The client gave up on the held copy (a proxy cut it): the new copy takes its place.
-        o->ex.reply({200, codec_.kind(), codec_.replaced(rid)});
+        reply(o->ex, codec_.replaced(rid));
         o->ex = std::move(ex);
         return;
     }
@@ -138,6 +174,8 @@ void session::on_request(client_request&& req, exchange ex) {
 
 void session::process(client_request&& req, exchange ex) {
     next_rid_ = req.rid + 1;
+    if (req.bosh && bosh_ && !bosh_checks_pass(req, ex))
+        return;
 
     // A polling session may not poll faster than `polling` with empty requests (BOSH §12).
     if (fsm_.params().polling && req.messages.empty() && !req.terminate) {
@@ -149,19 +187,63 @@ void session::process(client_request&& req, exchange ex) {
         last_empty_poll_ = {};
     }
 
+    // XEP-0206: a stream restart comes before the payloads (it normally has none).
+    if (req.bosh && req.bosh->restart)
+        call_app([&] { app_.on_stream_restart(*this); });
     deliver(req.messages);
     if (closed_)
-        return ex.reply({200, codec_.kind(), codec_.closing(req.rid, close_reason_)});
+        return reply(ex, codec_.closing(req.rid, close_reason_));
     if (req.terminate) {
         end(close_reason::client_terminate);
-        return ex.reply({200, codec_.kind(), codec_.terminated(req.rid)});
+        return reply(ex, codec_.terminated(req.rid));
+    }
+    if (req.bosh && req.bosh->pause && bosh_)
+        return pause(req, std::move(ex));
+    // A BOSH client whose ack shows a lost answer is told at once (§9.2): it re-sends that rid.
+    if (req.bosh && req.ack && bosh_) {
+        for (const cached_answer& c : cache_)
+            if (c.rid == *req.ack + 1 && c.rid < req.rid &&
+                engine_.clock().now() - c.at >= engine_.config().report_after) {
+                const auto age = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    engine_.clock().now() - c.at);
+                return reply(ex, bosh_codec::report_answer(c.rid, age));
+            }
     }
     outstanding_.push_back({req.rid, std::move(ex)});
     fsm_.process(request_arrived{req.rid});
 }
 
-void session::deliver(const std::vector<message>& messages)
-{
+bool session::bosh_checks_pass(const client_request& req, const exchange& ex) {
+    // The next request restores the normal inactivity after a pause (§10).
+    bosh_->pause.reset();
+    // Key sequencing (§15): a wrong or missing key ends the session before anything else.
+    if (bosh_->keys.accept(*req.bosh) != bosh_key_sequence::verdict::accepted) {
+        fail(protocol_error::item_not_found, ex);
+        return false;
+    }
+    return true;
+}
+
+void session::pause(const client_request& req, exchange ex) {
+    // §10: answer every held request at once, answer the pause itself with no payload, and let
+    // the session idle for up to `pause` seconds (at most maxpause).
+    const auto asked = std::chrono::milliseconds(std::chrono::seconds(*req.bosh->pause));
+    bosh_->pause = std::min(asked, engine_.config().maxpause);
+    const std::vector<request_id> held(fsm_.held().begin(), fsm_.held().end());
+    for (request_id rid : held) {
+        if (outstanding* o = find_outstanding(rid))
+            o->deadline = time_point::max();
+        fsm_.process(wait_expired{rid}); // answered empty, as when its wait runs out
+    }
+    rearm_wait_timer();
+    // Queued data still goes out (and is kept); an empty pause answer is not kept (§14.3).
+    bosh_->answering_pause = fsm_.state() != fsm_state::have_packet;
+    outstanding_.push_back({req.rid, std::move(ex)});
+    fsm_.process(request_arrived{req.rid, /*answer_now=*/true});
+    bosh_->answering_pause = false;
+}
+
+void session::deliver(const std::vector<message>& messages) {
     for (const message& m : messages) {
         if (closed_)
             break;
@@ -170,8 +252,7 @@ void session::deliver(const std::vector<message>& messages)
 }
 
 template <class F>
-void session::call_app(F&& f)
-{
+void session::call_app(F&& f) {
     // Application code that throws ends its own session, never the thread it runs on.
     try {
         f();
@@ -232,7 +313,10 @@ void session::fail(protocol_error e, const exchange& ex) {
     case protocol_error::system_shutdown:
         break;
     }
-    ex.reply({http_status(e), codec_.kind(), codec_.error(e)});
+    response r = codec_.error_response(e, bosh_ && bosh_->legacy);
+    if (bosh_)
+        r.content_type = bosh_->content_type;
+    ex.reply(std::move(r));
 }
 
 session::outstanding* session::find_outstanding(request_id rid) {
@@ -243,7 +327,7 @@ session::outstanding* session::find_outstanding(request_id rid) {
 }
 
 void session::remember(request_id rid, const packet& body) {
-    cache_.push_back({rid, body});
+    cache_.push_back({rid, body, engine_.clock().now()});
     // Without acks keep the last `requests` answers; with acks everything not yet acknowledged
     // (apply_ack drops the rest), bounded all the same.
     const std::size_t keep = uses_ack_ ? 64 : requests();
@@ -269,21 +353,35 @@ void session::respond(request_id id, std::vector<packet> packets, answer_kind ki
     exchange ex = std::move(it->ex);
     outstanding_.erase(it);
 
-    packet body;
     if (kind == answer_kind::closing) {
-        body = codec_.closing(id, close_reason_);
-    } else {
-        if (id == creation_rid_) {
-            const session_info info{this->id(), settings_.wait,       settings_.hold,
-                                    requests(), settings_.inactivity, settings_.polling};
-            body = codec_.created(info, id, packets);
-        } else {
-            body = codec_.data(id, packets);
-        }
-        // Kept for a client that lost this answer and sends the rid again.
-        remember(id, body);
+        // Legacy BOSH clients (no `ver`) learn of an error end by a bare HTTP code (§17.1).
+        if (bosh_ && bosh_->legacy)
+            if (auto status = bosh_legacy_status(condition(close_reason_)))
+                return reply(ex, packet::from(""), *status);
+        return reply(ex, codec_.closing(id, close_reason_));
     }
-    ex.reply({200, codec_.kind(), std::move(body)});
+
+    packet body;
+    if (id == creation_rid_) {
+        const session_info info{this->id(), settings_.wait,       settings_.hold,
+                                requests(), settings_.inactivity, settings_.polling};
+        if (bosh_ && bosh_->creation) {
+            auto terms = bosh_creation::answer_to(*bosh_->creation, info);
+            terms.maxpause =
+                std::chrono::duration_cast<std::chrono::seconds>(engine_.config().maxpause);
+            terms.ack.reset(); // we do not send acks (§9.1 is optional): never promise them
+            body = bosh_codec::creation_answer(terms, packets);
+            bosh_->creation.reset();
+        } else {
+            body = codec_.created(info, id, packets);
+        }
+    } else {
+        body = codec_.data(id, packets);
+    }
+    // Kept for a client that lost this answer and sends the rid again.
+    if (!(bosh_ && bosh_->answering_pause))
+        remember(id, body);
+    reply(ex, std::move(body));
 }
 
 void session::arm_wait_timer(request_id id) {
@@ -312,7 +410,8 @@ void session::rearm_wait_timer() {
 }
 
 void session::arm_die_timer() {
-    engine_.timers().arm(die_timer_, engine_.clock().now() + settings_.inactivity);
+    const auto inactivity = bosh_ && bosh_->pause ? *bosh_->pause : settings_.inactivity;
+    engine_.timers().arm(die_timer_, engine_.clock().now() + inactivity);
 }
 
 void session::cancel_die_timer() {
@@ -349,7 +448,7 @@ void session::session_closed(close_reason why, std::vector<packet>) {
     engine_.timers().cancel(die_timer_);
     // Requests waiting for a gap that will never fill are answered too.
     for (early_request& e : early_)
-        e.ex.reply({200, codec_.kind(), codec_.closing(e.request.rid, why)});
+        reply(e.ex, codec_.closing(e.request.rid, why));
     early_.clear();
     engine_.schedule_reap(this);
 }

@@ -22,6 +22,7 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string_view>
 #include <vector>
@@ -50,6 +51,12 @@ public:
     std::size_t queued() const noexcept { return fsm_.queued().size(); }
     /// Requests held now.
     std::size_t held() const noexcept { return fsm_.held().size(); }
+    /// The transport's kind of payload: content_kind::json (JSON) or content_kind::xml (BOSH).
+    content_kind kind() const noexcept { return codec_.kind(); }
+    /// BOSH sessions: the creation request's `to` (the host it asked for) and `xml:lang`;
+    /// empty for JSON sessions.
+    std::string_view host() const noexcept;
+    std::string_view lang() const noexcept;
 
     /// Pushes to this session; a no-op once it has closed.
     void push(packet p);
@@ -86,7 +93,9 @@ private:
     struct cached_answer {
         request_id rid;
         packet body;
+        time_point at; // when it was sent
     };
+    struct bosh_state;
     struct subscription {
         channel* ch;
         std::uint32_t index; // in ch->members
@@ -105,6 +114,10 @@ private:
     template <class F>
     void call_app(F&& f);
     void fail(protocol_error e, const exchange& ex);
+    /// Answers `ex` with `body`, in this session's content type.
+    void reply(const exchange& ex, packet body, unsigned status = 200) const;
+    bool bosh_checks_pass(const client_request& req, const exchange& ex);
+    void pause(const client_request& req, exchange ex);
     void remember(request_id rid, const packet& body);
     void apply_ack(request_id ack);
     outstanding* find_outstanding(request_id rid);
@@ -133,6 +146,7 @@ private:
     std::vector<early_request> early_;
     boost::container::small_vector<cached_answer, 2> cache_;
     std::vector<subscription> subscriptions_;
+    std::unique_ptr<bosh_state> bosh_; // BOSH sessions only
     std::any data_;
     request_id next_rid_;     // the rid processed next
     request_id creation_rid_; // answered with the creation answer

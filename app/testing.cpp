@@ -1,6 +1,7 @@
 #include "app/testing.hpp"
 
 #include "app/session.hpp"
+#include "transport/bosh_codec.hpp"
 
 #include <algorithm>
 #include <map>
@@ -26,6 +27,15 @@ request::request(harness& h, std::string sid, request_id rid)
     , sid_{std::move(sid)}
     , rid_{rid}
     , target_{std::make_shared<target>(*this)} {}
+
+std::vector<std::string> request::stanzas() const {
+    if (!answered())
+        return {};
+    auto body = parse_bosh_body(text());
+    if (!std::holds_alternative<bosh_body>(body))
+        return {};
+    return std::get<bosh_body>(body).payloads;
+}
 
 nlohmann::json request::messages() const {
     if (!json_ || !json_->is_object())
@@ -69,6 +79,73 @@ client::client(harness& h, const nlohmann::json& options, std::vector<nlohmann::
     created_ = r.body();
     sid_ = created_.at("sid").get<std::string>();
     r.sid_ = sid_;
+}
+
+client::client(harness& h, const std::string& creation_body)
+    : harness_{h}
+    , bosh_{true} {
+    auto decoded = decode_bosh_request(creation_body);
+    if (!std::holds_alternative<bosh_request>(decoded))
+        throw std::invalid_argument("testing::client: not a BOSH creation body");
+    client_request req = to_client_request(std::move(std::get<bosh_request>(decoded)));
+    next_rid_ = req.rid + 1;
+    request& r = requests_.emplace_back(request{h, "", req.rid});
+    r.target_->owner = &r; // it was built in a temporary
+    const exchange ex{r.target_, 1};
+    h.step([&h, req = std::move(req), ex](megaphone::engine& e) mutable {
+        e.create(std::move(req), *h.observer_, bosh_codec::instance(), ex);
+    });
+    if (!r.answered() || r.status() != 200)
+        throw std::runtime_error("testing::client: BOSH session creation failed");
+    auto body = parse_bosh_body(r.text());
+    const std::string* sid = std::holds_alternative<bosh_body>(body)
+                                 ? std::get<bosh_body>(body).attribute("sid")
+                                 : nullptr;
+    if (!sid)
+        throw std::runtime_error("testing::client: BOSH creation answer has no sid");
+    sid_ = *sid;
+    r.sid_ = sid_;
+}
+
+request& client::issue_xml(request_id rid, std::vector<std::string> stanzas,
+                           const std::string& attributes) {
+    std::string body = "<body rid='" + std::to_string(rid) + "' sid='" + sid_ + "' " + attributes +
+                       " xmlns='http://jabber.org/protocol/httpbind'>";
+    for (const auto& s : stanzas)
+        body += s;
+    body += "</body>";
+    next_rid_ = std::max(next_rid_, rid + 1);
+    request& r = requests_.emplace_back(request{harness_, sid_, rid});
+    r.target_->owner = &r; // it was built in a temporary
+    auto decoded = decode_bosh_request(body);
+    if (!std::holds_alternative<bosh_request>(decoded))
+        throw std::invalid_argument("testing::client: malformed BOSH body: " + body);
+    client_request req = to_client_request(std::move(std::get<bosh_request>(decoded)));
+    const exchange ex{r.target_, 1};
+    harness_.step([req = std::move(req), ex](megaphone::engine& e) mutable {
+        e.request(std::move(req), bosh_codec::instance(), ex);
+    });
+    return r;
+}
+
+request& client::send_xml(std::vector<std::string> stanzas, const std::string& attributes) {
+    return issue_xml(next_rid_, std::move(stanzas), attributes);
+}
+
+request& client::restart() {
+    return issue_xml(next_rid_, {}, "xmpp:restart='true' xmlns:xmpp='urn:xmpp:xbosh'");
+}
+
+std::vector<std::string> client::stanzas() const {
+    std::map<request_id, const request*> by_rid;
+    for (const request& r : requests_)
+        if (r.answered() && r.status() == 200 && !by_rid.contains(r.rid()))
+            by_rid.emplace(r.rid(), &r);
+    std::vector<std::string> out;
+    for (const auto& [rid, r] : by_rid)
+        for (auto& s : r->stanzas())
+            out.push_back(std::move(s));
+    return out;
 }
 
 request& client::issue(client_request&& req) {
@@ -171,6 +248,11 @@ harness::harness(application& app, engine_config config)
     , engine_{config_, clock_, *this, 0} {}
 
 harness::~harness() = default;
+
+client& harness::connect_bosh(const std::string& creation_body) {
+    clients_.push_back(client{*this, creation_body});
+    return clients_.back();
+}
 
 client& harness::connect(const nlohmann::json& options, std::vector<nlohmann::json> messages) {
     clients_.push_back(client{*this, options, std::move(messages)});

@@ -45,6 +45,10 @@ public:
     const nlohmann::json& body() const { return json_.value(); }
     /// The messages of the answer ([] when empty, or for an error).
     nlohmann::json messages() const;
+    /// The answer's body as sent (BOSH: the <body/> XML).
+    std::string_view text() const { return answer_.value().body.view(); }
+    /// BOSH: the stanzas of the answer, each as standalone XML.
+    std::vector<std::string> stanzas() const;
     /// The client closes this request's connection (a held request: the session hears it).
     void drop();
 
@@ -82,6 +86,14 @@ public:
     /// Ends the session from the client's side.
     request& terminate();
 
+    /// BOSH clients (harness::connect_bosh): sends `stanzas` in a <body/> with `attributes`
+    /// added to it (e.g. "pause='30'").
+    request& send_xml(std::vector<std::string> stanzas, const std::string& attributes = "");
+    /// BOSH: an XEP-0206 stream restart (xmpp:restart='true').
+    request& restart();
+    /// BOSH: every stanza received so far, in rid order (creation answer included).
+    std::vector<std::string> stanzas() const;
+
     /// Every message delivered to this client so far, in rid order (creation answer included).
     std::vector<nlohmann::json> received() const;
     /// Messages received since the last call to take().
@@ -98,6 +110,9 @@ public:
 private:
     friend class harness;
     client(harness& h, const nlohmann::json& options, std::vector<nlohmann::json> messages);
+    client(harness& h, const std::string& creation_body);
+    request& issue_xml(request_id rid, std::vector<std::string> stanzas,
+                       const std::string& attributes);
 
     harness& harness_;
     std::string sid_;
@@ -106,6 +121,7 @@ private:
     request& issue(client_request&& req);
 
     std::list<request> requests_; // stable addresses
+    bool bosh_ = false;
     std::size_t taken_ = 0;
 };
 
@@ -117,6 +133,12 @@ public:
     /// Creates a session. `options` may set "wait" and "hold"; `messages` go with the creation.
     client& connect(const nlohmann::json& options = nlohmann::json::object(),
                     std::vector<nlohmann::json> messages = {});
+    /// Creates a BOSH session with this creation <body/> (its rid is used as the first rid).
+    /// The default asks for host localhost, XEP-0206, wait 60, hold 1.
+    client& connect_bosh(const std::string& creation_body =
+                             "<body rid='1000' to='localhost' xml:lang='en' ver='1.6' wait='60' "
+                             "hold='1' xmpp:version='1.0' xmlns:xmpp='urn:xmpp:xbosh' "
+                             "xmlns='http://jabber.org/protocol/httpbind'/>");
     /// Moves the clock and fires every timer that is due (wait, inactivity), in order.
     void advance(duration d);
     /// Runs the broker calls the application made (done after every step anyway).

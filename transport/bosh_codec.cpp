@@ -559,7 +559,7 @@ std::variant<bosh_request, protocol_error> decode_bosh_request(std::string_view 
 client_request to_client_request(bosh_request req) {
     client_request out;
     const bool creation = req.creation();
-    out.sid = std::move(req.sid);
+    out.sid = req.sid;
     out.rid = req.rid;
     if (!creation)
         out.ack = req.ack;
@@ -569,6 +569,9 @@ client_request to_client_request(bosh_request req) {
     out.messages.reserve(req.payloads.size());
     for (auto& payload : req.payloads)
         out.messages.push_back(message::xml(std::move(payload)));
+    // The session layer acts on the rest (pause, key, restart, creation attributes).
+    req.payloads.clear();
+    out.bosh = std::make_shared<const bosh_request>(std::move(req));
     return out;
 }
 
@@ -751,6 +754,10 @@ std::optional<unsigned> bosh_legacy_status(std::string_view condition) noexcept 
     if (condition == "item-not-found")
         return 404;
     return std::nullopt;
+}
+
+response bosh_codec::error_response(protocol_error e, bool legacy) const {
+    return bosh_error_response(e, legacy);
 }
 
 response bosh_error_response(protocol_error e, bool legacy) {

@@ -190,6 +190,8 @@ public:
     packet replaced(request_id rid) const override;
     /// <body type='terminate' condition='...' xmlns='...'/>; send it with bosh_error_response().
     packet error(protocol_error e) const override;
+    /// 200 with a terminate body; bare 400/403/404 for legacy clients (XEP-0124 §17.1).
+    response error_response(protocol_error e, bool legacy = false) const override;
     /// A JSON value as a XEP-0335 payload: <json xmlns='urn:xmpp:json:0'>text</json>.
     packet encode(const nlohmann::json& value) const override;
 

@@ -21,6 +21,8 @@ struct response {
     unsigned status = 200;
     content_kind kind = content_kind::json;
     packet body;
+    /// Overrides the Content-Type of `kind` when set (BOSH's `content` attribute).
+    packet content_type = {};
 };
 
 class exchange_target {

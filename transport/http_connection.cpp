@@ -191,7 +191,7 @@ void http_connection::do_write(response r) {
     head_ += ' ';
     head_ += status_text(answer_.status);
     head_ += "\r\nContent-Type: ";
-    head_ += content_type(answer_.kind);
+    head_ += answer_.content_type ? answer_.content_type.view() : content_type(answer_.kind);
     head_ += "\r\nContent-Length: ";
     head_ += std::to_string(answer_.body.size());
     head_ += "\r\nCache-Control: no-store\r\n";

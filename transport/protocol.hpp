@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -41,6 +42,8 @@ private:
     bool is_xml_ = false;
 };
 
+struct bosh_request;
+
 /// A decoded client request. No `sid`: a session creation.
 struct client_request {
     std::string sid;
@@ -50,6 +53,8 @@ struct client_request {
     std::optional<std::uint32_t> wait; ///< creation only: seconds
     std::optional<std::uint32_t> hold; ///< creation only
     std::vector<message> messages;
+    /// BOSH requests: every attribute of the <body/> (payloads moved into `messages`).
+    std::shared_ptr<const bosh_request> bosh;
 };
 
 /// Errors a request can meet, each with one protocol condition and one HTTP status.
@@ -93,6 +98,12 @@ public:
     virtual packet replaced(request_id rid) const = 0;
     /// An error answer (the status comes from http_status()).
     virtual packet error(protocol_error e) const = 0;
+    /// The whole error answer: status and body (BOSH answers errors with 200 and a terminate
+    /// body, and with bare legacy codes for `legacy` clients, XEP-0124 §17.1).
+    virtual response error_response(protocol_error e, bool legacy = false) const {
+        (void)legacy;
+        return {http_status(e), kind(), error(e)};
+    }
     /// Encodes a JSON value as a packet for this transport's sessions.
     virtual packet encode(const nlohmann::json& value) const = 0;
 };
