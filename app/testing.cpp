@@ -231,6 +231,7 @@ public:
         , h_{h} {}
     void on_open(session& s) override { app_.on_open(s); }
     void on_message(session& s, const message& m) override { app_.on_message(s, m); }
+    void on_stream_restart(session& s) override { app_.on_stream_restart(s); }
     void on_close(session& s, close_reason why) override {
         h_.closed_.emplace_back(std::string(s.id()), why);
         app_.on_close(s, why);

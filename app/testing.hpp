@@ -47,6 +47,8 @@ public:
     nlohmann::json messages() const;
     /// The answer's body as sent (BOSH: the <body/> XML).
     std::string_view text() const { return answer_.value().body.view(); }
+    /// The Content-Type the answer asks for, when it overrides the transport's default.
+    std::string_view content_type() const { return answer_.value().content_type.view(); }
     /// BOSH: the stanzas of the answer, each as standalone XML.
     std::vector<std::string> stanzas() const;
     /// The client closes this request's connection (a held request: the session hears it).
@@ -72,6 +74,8 @@ public:
     const std::string& sid() const noexcept { return sid_; }
     /// The creation answer (sid, wait, hold, requests, inactivity, polling, messages).
     const nlohmann::json& created() const noexcept { return created_; }
+    /// The creation request, answered (both transports; BOSH: read its <body/> attributes).
+    const request& creation() const { return requests_.front(); }
 
     /// Sends a request with `messages` (none: a poll). It may be answered now or stay held.
     request& send(std::vector<nlohmann::json> messages = {});
@@ -89,6 +93,11 @@ public:
     /// BOSH clients (harness::connect_bosh): sends `stanzas` in a <body/> with `attributes`
     /// added to it (e.g. "pause='30'").
     request& send_xml(std::vector<std::string> stanzas, const std::string& attributes = "");
+    /// BOSH: the same with an explicit rid (to test early or out-of-window rids).
+    request& send_xml_as(request_id rid, std::vector<std::string> stanzas,
+                         const std::string& attributes = "") {
+        return issue_xml(rid, std::move(stanzas), attributes);
+    }
     /// BOSH: an XEP-0206 stream restart (xmpp:restart='true').
     request& restart();
     /// BOSH: every stanza received so far, in rid order (creation answer included).
