@@ -15,7 +15,11 @@ import { fileURLToPath } from 'node:url';
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-const ENV = { megaphone: 'MEGAPHONE_BIN', 'megaphone-demo': 'MEGAPHONE_DEMO_BIN' };
+const ENV = {
+    megaphone: 'MEGAPHONE_BIN',
+    'megaphone-demo': 'MEGAPHONE_DEMO_BIN',
+    'megaphone-xmpp': 'MEGAPHONE_XMPP_BIN',
+};
 const running = new Set();
 
 process.on('exit', () => {
