@@ -65,6 +65,14 @@ packet bosh_info_page() {
         "HTTP POST.</p></body></html>\n");
     return page;
 }
+
+/// A refused BOSH body that is still a well-formed <body/> with neither `sid` nor `ver` is a
+/// legacy client's session request: it gets the bare HTTP code (XEP-0124 §17.1).
+bool legacy_bosh_creation(std::string_view body) {
+    const auto parsed = parse_bosh_body(body);
+    const auto* b = std::get_if<bosh_body>(&parsed);
+    return b && !b->attribute("sid") && !b->attribute("ver");
+}
 } // namespace
 
 //--------------------------------------------------------------------------------------------------
@@ -205,7 +213,7 @@ void server::handle_session_request(incoming& in, const mount_point& m) {
     if (codec.kind() == content_kind::xml) {
         auto decoded = decode_bosh_request(in.request.body());
         if (auto* e = std::get_if<protocol_error>(&decoded))
-            return in.ex.reply(codec.error_response(*e));
+            return in.ex.reply(codec.error_response(*e, legacy_bosh_creation(in.request.body())));
         req = to_client_request(std::move(std::get<bosh_request>(decoded)));
     } else {
         auto decoded = decode_json_request(in.request.body());

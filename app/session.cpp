@@ -57,10 +57,11 @@ broker& session::broker() noexcept {
 }
 
 std::string_view session::host() const noexcept {
-    return bosh_ ? bosh_->host : "";
+    // Both arms string_view: a std::string arm would make the result point into a temporary.
+    return bosh_ ? std::string_view(bosh_->host) : std::string_view();
 }
 std::string_view session::lang() const noexcept {
-    return bosh_ ? bosh_->lang : "";
+    return bosh_ ? std::string_view(bosh_->lang) : std::string_view();
 }
 
 void session::reply(const exchange& ex, packet body, unsigned status) const {
@@ -146,7 +147,9 @@ void session::on_request(client_request&& req, exchange ex) {
                 e.ex = std::move(ex);
                 return;
             }
-        if (outstanding_.size() + early_.size() >= requests() && !req.terminate)
+        // One more than `requests` is allowed when it is a terminate or a pause (§11).
+        const bool pause = req.bosh && req.bosh->pause;
+        if (outstanding_.size() + early_.size() >= requests() && !req.terminate && !pause)
             return fail(protocol_error::policy_violation, ex);
         early_.push_back({std::move(req), std::move(ex)});
         return;

@@ -49,7 +49,8 @@ async function xmppClient({ user = null, password = null, wait = 3 } = {}) {
     await page.goto(server.url + '/');
     await page.addScriptTag({ path: STROPHE });
     const jid = await page.evaluate(async ({ user, password, wait }) => {
-        const { Strophe } = window.Strophe;
+        // Strophe 5's UMD build: window.Strophe is Strophe itself, $msg etc. are globals.
+        const Strophe = window.Strophe.Strophe || window.Strophe;
         window.received = [];
         window.statuses = [];
         const conn = new Strophe.Connection('/bosh');
@@ -76,7 +77,7 @@ async function xmppClient({ user = null, password = null, wait = 3 } = {}) {
 
 function send(page, to, body) {
     return page.evaluate(({ to, body }) => {
-        const { $msg } = window.Strophe;
+        const $msg = window.Strophe.$msg || window.$msg;
         window.conn.send($msg({ to, type: 'chat' }).c('body').t(body));
     }, { to, body });
 }
@@ -133,7 +134,8 @@ test('strophe: a client whose connection breaks for a while recovers its session
         assert.deepEqual(got, Array.from({ length: count }, (_, i) => `m${i + 1}`),
             'every message exactly once, in order');
         const { statuses, disconnected } = await receiver.page.evaluate(() => ({
-            statuses: window.statuses, disconnected: window.Strophe.Strophe.Status.DISCONNECTED }));
+            statuses: window.statuses,
+            disconnected: (window.Strophe.Strophe || window.Strophe).Status.DISCONNECTED }));
         assert.ok(!statuses.includes(disconnected), `the session survived (statuses ${statuses})`);
         await sender.context.close();
         await receiver.context.close();
