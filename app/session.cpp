@@ -96,8 +96,8 @@ bool session::subscribed(std::string_view channel) const noexcept {
                        [channel](const subscription& s) { return s.ch->name == channel; });
 }
 
-void session::close() {
-    end(close_reason::server_terminate);
+void session::close(close_reason why) {
+    end(why);
 }
 
 void session::end(close_reason why) {

@@ -64,8 +64,10 @@ public:
     void subscribe(std::string_view channel);
     void unsubscribe(std::string_view channel);
     bool subscribed(std::string_view channel) const noexcept;
-    /// Ends the session (server_terminate): held requests are answered with terminate.
-    void close();
+    /// Ends the session: held requests (and the creation request, from on_open) are answered
+    /// with terminate and the condition of `why` (server_terminate: none; host_unknown:
+    /// host-unknown; ...).
+    void close(close_reason why = close_reason::server_terminate);
 
     /// Every session's broker: to reach other sessions, channels, everyone.
     megaphone::broker& broker() noexcept;

@@ -142,7 +142,8 @@ public:
     /// Creates a session. `options` may set "wait" and "hold"; `messages` go with the creation.
     client& connect(const nlohmann::json& options = nlohmann::json::object(),
                     std::vector<nlohmann::json> messages = {});
-    /// Creates a BOSH session with this creation <body/> (its rid is used as the first rid).
+    /// Creates a BOSH session with this creation <body/> (its rid is used as the first rid). A
+    /// creation the application refuses gives a client that is closed from the start.
     /// The default asks for host localhost, XEP-0206, wait 60, hold 1.
     client& connect_bosh(const std::string& creation_body =
                              "<body rid='1000' to='localhost' xml:lang='en' ver='1.6' wait='60' "

@@ -24,6 +24,7 @@ enum class close_reason : std::uint8_t {
     bad_request,      ///< protocol: malformed request inside a session
     system_shutdown,  ///< the server is stopping
     internal_error,   ///< the application failed (threw) while handling the session
+    host_unknown,     ///< the application does not serve the host the client asked for
 };
 std::string_view to_string(close_reason) noexcept;
 

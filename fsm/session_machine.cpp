@@ -71,6 +71,8 @@ std::string_view to_string(close_reason r) noexcept {
         return "system_shutdown";
     case close_reason::internal_error:
         return "internal_error";
+    case close_reason::host_unknown:
+        return "host_unknown";
     }
     return "?";
 }

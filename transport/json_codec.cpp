@@ -53,6 +53,8 @@ std::string_view condition(close_reason r) noexcept {
         return "system-shutdown";
     case close_reason::internal_error:
         return "internal-server-error";
+    case close_reason::host_unknown:
+        return "host-unknown";
     }
     return "undefined-condition";
 }

@@ -25,6 +25,9 @@ void xmpp_app::deliver(session& s, const xmpp::outputs& out) {
 void xmpp_app::on_open(session& s) {
     if (s.kind() != content_kind::xml)
         return s.close(); // stanzas are XML: BOSH sessions only
+    // A host we do not serve ends the session at once: the creation answer says host-unknown.
+    if (!s.host().empty() && s.host() != core_.settings().domain)
+        return s.close(close_reason::host_unknown);
     deliver(s, core_.open(s.id(), s.host()));
 }
 

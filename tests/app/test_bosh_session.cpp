@@ -230,3 +230,25 @@ TEST_CASE("bosh: terminate forwards its payloads, then ends the session") {
     CHECK(c.closed());
     CHECK(h.close_reason_of(c.sid()) == close_reason::client_terminate);
 }
+
+TEST_CASE("bosh: an app that does not serve the host ends the session with host-unknown") {
+    class one_host final : public megaphone::application {
+    public:
+        void on_open(megaphone::session& s) override {
+            if (s.host() != "localhost")
+                s.close(close_reason::host_unknown);
+        }
+    };
+    one_host app;
+    harness h{app};
+    SECTION("with ver: the creation answer is a terminate body") {
+        auto& c = h.connect_bosh("<body rid='1' to='elsewhere.example' ver='1.6'" + creation_tail);
+        CHECK(attribute(c.creation().text(), "type") == "terminate");
+        CHECK(attribute(c.creation().text(), "condition") == "host-unknown");
+        CHECK(c.closed());
+    }
+    SECTION("served host: the session opens") {
+        auto& c = h.connect_bosh();
+        CHECK(c.state() == fsm_state::waiting);
+    }
+}
