@@ -1,5 +1,7 @@
 #include "transport/bosh_codec.hpp"
 
+#include "transport/xml_escape.hpp"
+
 #include <expat.h>
 #include <openssl/evp.h>
 
@@ -56,62 +58,6 @@ std::string clark_name(const expanded_name& n) {
     out += '}';
     out += n.local;
     return out;
-}
-
-/// Escapes an attribute value for single or double quotes. Tabs and line ends become character
-/// references so that attribute-value normalization gives them back unchanged.
-void append_attribute_value(std::string& out, std::string_view value) {
-    for (char c : value) {
-        switch (c) {
-        case '&':
-            out += "&amp;";
-            break;
-        case '<':
-            out += "&lt;";
-            break;
-        case '>':
-            out += "&gt;";
-            break;
-        case '\'':
-            out += "&apos;";
-            break;
-        case '"':
-            out += "&quot;";
-            break;
-        case '\t':
-            out += "&#9;";
-            break;
-        case '\n':
-            out += "&#10;";
-            break;
-        case '\r':
-            out += "&#13;";
-            break;
-        default:
-            out += c;
-        }
-    }
-}
-
-void append_text(std::string& out, std::string_view text) {
-    for (char c : text) {
-        switch (c) {
-        case '&':
-            out += "&amp;";
-            break;
-        case '<':
-            out += "&lt;";
-            break;
-        case '>': // "]]>" is not allowed in character data
-            out += "&gt;";
-            break;
-        case '\r': // would be normalized to '\n' otherwise
-            out += "&#13;";
-            break;
-        default:
-            out += c;
-        }
-    }
 }
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -319,7 +265,7 @@ private:
                 out += prefix;
             }
             out += "='";
-            append_attribute_value(out, uri);
+            xml_escape_attribute(out, uri);
             out += '\'';
         }
         out.append(input_.substr(child_name_end_, end - child_name_end_));
@@ -385,7 +331,7 @@ void append_attribute(std::string& out, std::string_view name, std::string_view 
     out += ' ';
     out += name;
     out += "='";
-    append_attribute_value(out, value);
+    xml_escape_attribute(out, value);
     out += '\'';
 }
 
@@ -703,7 +649,7 @@ packet bosh_codec::remote_stream_error(std::string_view stream_error,
 
 packet bosh_codec::see_other_uri(std::string_view uri) {
     std::string element = "<uri>";
-    append_text(element, uri);
+    xml_escape_text(element, uri);
     element += "</uri>";
     const packet content[] = {packet::from(element)};
     return terminate_answer(bosh_condition::see_other_uri, content);
@@ -736,7 +682,7 @@ packet bosh_codec::error(protocol_error e) const {
 
 packet bosh_codec::encode(const nlohmann::json& value) const {
     std::string out = "<json xmlns='urn:xmpp:json:0'>";
-    append_text(out, value.dump());
+    xml_escape_text(out, value.dump());
     out += "</json>";
     return packet::from(out);
 }

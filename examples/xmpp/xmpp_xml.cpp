@@ -1,5 +1,7 @@
 #include "examples/xmpp/xmpp_xml.hpp"
 
+#include "transport/xml_escape.hpp"
+
 #include <expat.h>
 
 #include <algorithm>
@@ -185,60 +187,6 @@ std::optional<element> parse(std::string_view xml) {
 //--------------------------------------------------------------------------------------------------
 // Writing
 
-void append_escaped_attribute(std::string& out, std::string_view value) {
-    for (char c : value) {
-        switch (c) {
-        case '&':
-            out += "&amp;";
-            break;
-        case '<':
-            out += "&lt;";
-            break;
-        case '>':
-            out += "&gt;";
-            break;
-        case '\'':
-            out += "&apos;";
-            break;
-        case '"':
-            out += "&quot;";
-            break;
-        case '\t':
-            out += "&#9;";
-            break;
-        case '\n':
-            out += "&#10;";
-            break;
-        case '\r':
-            out += "&#13;";
-            break;
-        default:
-            out += c;
-        }
-    }
-}
-
-void append_escaped_text(std::string& out, std::string_view text) {
-    for (char c : text) {
-        switch (c) {
-        case '&':
-            out += "&amp;";
-            break;
-        case '<':
-            out += "&lt;";
-            break;
-        case '>':
-            out += "&gt;";
-            break;
-        case '\r':
-            out += "&#13;";
-            break;
-        default:
-            out += c;
-        }
-    }
-}
-
 namespace {
 
 struct writer {
@@ -258,7 +206,7 @@ struct writer {
         out += " xmlns:";
         out += prefix;
         out += "='";
-        append_escaped_attribute(out, uri);
+        xml_escape_attribute(out, uri);
         out += '\'';
         prefixes.emplace_back(std::move(prefix), std::string(uri));
     }
@@ -279,7 +227,7 @@ struct writer {
                 declare("stream", ns_stream);
         } else if (!parent_default || *parent_default != e.ns) {
             out += " xmlns='";
-            append_escaped_attribute(out, e.ns);
+            xml_escape_attribute(out, e.ns);
             out += '\'';
             default_ns = &e.ns;
         }
@@ -300,7 +248,7 @@ struct writer {
             out += ' ';
             out += qname;
             out += "='";
-            append_escaped_attribute(out, a.value);
+            xml_escape_attribute(out, a.value);
             out += '\'';
         }
         const bool empty =
@@ -311,10 +259,10 @@ struct writer {
         } else {
             out += '>';
             for (std::size_t i = 0; i < e.children.size(); ++i) {
-                append_escaped_text(out, e.texts[i]);
+                xml_escape_text(out, e.texts[i]);
                 write(e.children[i], default_ns);
             }
-            append_escaped_text(out, e.texts.back());
+            xml_escape_text(out, e.texts.back());
             out += "</";
             if (stream_element)
                 out += "stream:";

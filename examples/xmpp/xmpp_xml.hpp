@@ -83,10 +83,6 @@ std::optional<element> parse(std::string_view xml);
 /// `stream` (<stream:features/>, <stream:error/>), declared on them.
 std::string serialize(const element& e);
 
-/// Appends `value` escaped for a single- or double-quoted attribute (&, <, >, ', " and the
-/// whitespace characters that attribute-value normalization would change).
-void append_escaped_attribute(std::string& out, std::string_view value);
-/// Appends `text` escaped for character data (&, <, >, and CR, which parsers would drop).
-void append_escaped_text(std::string& out, std::string_view text);
+// Escaping: megaphone::xml_escape_attribute / xml_escape_text (transport/xml_escape.hpp).
 
 } // namespace megaphone::examples::xmpp
