@@ -232,6 +232,12 @@ void session::pause(const client_request& req, exchange ex) {
     // the session idle for up to `pause` seconds (at most maxpause).
     const auto asked = std::chrono::milliseconds(std::chrono::seconds(*req.bosh->pause));
     bosh_->pause = std::min(asked, engine_.config().maxpause);
+    if (fsm_.state() == fsm_state::have_packet) {
+        // The pause answer carries no payload (§10): queued data waits for the next request,
+        // and the die timer, which runs in have_packet, restarts stretched to the pause.
+        reply(ex, codec_.data(req.rid, {}));
+        return arm_die_timer();
+    }
     const std::vector<request_id> held(fsm_.held().begin(), fsm_.held().end());
     for (request_id rid : held) {
         if (outstanding* o = find_outstanding(rid))
@@ -239,8 +245,9 @@ void session::pause(const client_request& req, exchange ex) {
         fsm_.process(wait_expired{rid}); // answered empty, as when its wait runs out
     }
     rearm_wait_timer();
-    // Queued data still goes out (and is kept); an empty pause answer is not kept (§14.3).
-    bosh_->answering_pause = fsm_.state() != fsm_state::have_packet;
+    // Nothing is queued now (have_request and have_packet exclude each other): the pause is
+    // answered empty, and that answer is not kept (§14.3).
+    bosh_->answering_pause = true;
     outstanding_.push_back({req.rid, std::move(ex)});
     fsm_.process(request_arrived{req.rid, /*answer_now=*/true});
     bosh_->answering_pause = false;

@@ -216,7 +216,8 @@ public:
 /// The HTTP answer to a refused request (§17.1). Clients that sent `ver` at creation get 200 with
 /// the terminate body; legacy ones (no `ver`) get 400, 403 or 404 with an empty body for the
 /// three conditions that had an HTTP code, and the terminate body otherwise. A request that
-/// cannot be tied to a session (unparsable, unknown sid) is answered as non-legacy.
+/// cannot be tied to a session (unknown sid, unparsable) is answered as non-legacy, except a
+/// refused body that is still a `<body/>` with neither `sid` nor `ver`: a legacy creation.
 response bosh_error_response(protocol_error e, bool legacy);
 /// The legacy HTTP code of a condition (bad-request 400, policy-violation 403, item-not-found
 /// 404), or nullopt: for closing() answers to legacy clients.

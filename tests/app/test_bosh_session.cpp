@@ -252,3 +252,21 @@ TEST_CASE("bosh: an app that does not serve the host ends the session with host-
         CHECK(c.state() == fsm_state::waiting);
     }
 }
+
+TEST_CASE("bosh: a pause answer never carries payloads; queued data waits for the next request") {
+    echo_app app;
+    harness h{app};
+    auto& c = h.connect_bosh();
+    h.push(c.sid(), megaphone::packet::from("<queued xmlns='urn:test'/>"));
+    h.settle();
+    CHECK(c.state() == fsm_state::have_packet);
+    auto& paused = c.send_xml({}, "pause='100'");
+    REQUIRE(paused.answered());
+    CHECK(paused.stanzas().empty());
+    h.advance(99s); // the pause stretched the die timer of have_packet too
+    CHECK_FALSE(c.closed());
+    auto& next = c.send_xml({});
+    REQUIRE(next.answered());
+    REQUIRE(next.stanzas().size() == 1);
+    CHECK(next.stanzas()[0] == "<queued xmlns='urn:test'/>");
+}
