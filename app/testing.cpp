@@ -82,8 +82,7 @@ client::client(harness& h, const nlohmann::json& options, std::vector<nlohmann::
 }
 
 client::client(harness& h, const std::string& creation_body)
-    : harness_{h}
-    , bosh_{true} {
+    : harness_{h} {
     auto decoded = decode_bosh_request(creation_body);
     if (!std::holds_alternative<bosh_request>(decoded))
         throw std::invalid_argument("testing::client: not a BOSH creation body");
@@ -242,8 +241,7 @@ private:
 };
 
 harness::harness(application& app, engine_config config)
-    : app_{app}
-    , observer_{std::make_unique<closing_observer>(app, *this)}
+    : observer_{std::make_unique<closing_observer>(app, *this)}
     , config_{std::move(config)}
     , engine_{config_, clock_, *this, 0} {}
 

@@ -130,7 +130,6 @@ private:
     request& issue(client_request&& req);
 
     std::list<request> requests_; // stable addresses
-    bool bosh_ = false;
     std::size_t taken_ = 0;
 };
 
@@ -178,7 +177,6 @@ private:
 
     void step(const std::function<void(megaphone::engine&)>& f);
 
-    application& app_;
     std::unique_ptr<application> observer_;
     engine_config config_;
     manual_clock clock_;
