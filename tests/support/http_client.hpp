@@ -131,6 +131,32 @@ private:
     int fd_;
 };
 
+/// A blocking TCP connection to 127.0.0.1:port whose reads and writes give up after `timeout`
+/// (SO_RCVTIMEO/SO_SNDTIMEO: a test never hangs), with Nagle off.
+inline fd_stream connect_loopback(unsigned short port, std::chrono::milliseconds timeout) {
+    const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        throw std::system_error(errno, std::generic_category(), "socket");
+    fd_stream stream{fd};
+    timeval tv{};
+    tv.tv_sec = static_cast<time_t>(timeout.count() / 1000);
+    tv.tv_usec = static_cast<suseconds_t>((timeout.count() % 1000) * 1000);
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    const int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    for (;;) {
+        if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0)
+            return stream;
+        if (errno != EINTR)
+            throw std::system_error(errno, std::generic_category(), "connect");
+    }
+}
+
 /// One answer as the client saw it.
 struct http_reply {
     unsigned status = 0;
@@ -163,30 +189,7 @@ public:
     /// (Re)connects: a fresh connection.
     void connect() {
         close();
-        const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            throw std::system_error(errno, std::generic_category(), "socket");
-        stream_ = fd_stream{fd};
-        timeval tv{};
-        tv.tv_sec = static_cast<time_t>(timeout_.count() / 1000);
-        tv.tv_usec = static_cast<suseconds_t>((timeout_.count() % 1000) * 1000);
-        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-        ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-        const int one = 1;
-        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_port = htons(port_);
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        for (;;) {
-            if (::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0)
-                break;
-            if (errno == EINTR)
-                continue;
-            const int err = errno;
-            close();
-            throw std::system_error(err, std::generic_category(), "connect");
-        }
+        stream_ = connect_loopback(port_, timeout_);
         buffer_.clear();
     }
 
