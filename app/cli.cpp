@@ -48,6 +48,9 @@ void print_help(std::string_view about, const server_options& d) {
         "Options (defaults in brackets):\n"
         "  --address ADDR        listen address [%s]\n"
         "  --port N              listen port; 0 picks a free one and prints it [%u]\n"
+        "  --tls-cert FILE       serve HTTPS too, with this PEM certificate chain [off]\n"
+        "  --tls-key FILE        the certificate's PEM private key [the --tls-cert file]\n"
+        "  --tls-port N          HTTPS listen port, next to the HTTP one; 0: a free one [%u]\n"
         "  --threads N           I/O threads, one session shard each; 0: one per core [%u]\n"
         "  --wait S              longest a request is held, seconds (caps the client's) [%g]\n"
         "  --hold N              most requests held at once per session [%u]\n"
@@ -62,8 +65,8 @@ void print_help(std::string_view about, const server_options& d) {
         "  --cors-origin ORIGIN  allowed CORS origin, repeatable; '*' allows any [*]\n"
         "  --node-id ID          session id prefix, for routing across servers [%s]\n"
         "  --help                this text\n",
-        static_cast<int>(about.size()), about.data(), d.address.c_str(), d.port, d.threads,
-        secs(d.engine.max_wait), d.engine.max_hold, secs(d.engine.inactivity),
+        static_cast<int>(about.size()), about.data(), d.address.c_str(), d.port, d.tls_port,
+        d.threads, secs(d.engine.max_wait), d.engine.max_hold, secs(d.engine.inactivity),
         secs(d.engine.polling), d.http.max_body, d.engine.max_queue, d.engine.max_sessions,
         secs(d.http.read_timeout), d.static_dir.c_str(), d.engine.node_id.c_str());
 }
@@ -86,6 +89,12 @@ server_options parse_command_line(int argc, char** argv, std::string_view about)
             o.address = value;
         else if (arg == "--port")
             o.port = whole<unsigned short>(arg, value, 65535);
+        else if (arg == "--tls-cert")
+            o.tls_cert = value;
+        else if (arg == "--tls-key")
+            o.tls_key = value;
+        else if (arg == "--tls-port")
+            o.tls_port = whole<unsigned short>(arg, value, 65535);
         else if (arg == "--threads")
             o.threads = whole<unsigned>(arg, value, 36);
         else if (arg == "--wait")
@@ -121,6 +130,10 @@ server_options parse_command_line(int argc, char** argv, std::string_view about)
     if (o.engine.node_id.empty() || o.engine.node_id.size() > 6 ||
         o.engine.node_id.find('-') != std::string::npos)
         usage_error("--node-id takes 1 to 6 characters, no '-'");
+    if (o.tls_cert.empty() && !o.tls_key.empty())
+        usage_error("--tls-key needs --tls-cert");
+    if (!o.tls_cert.empty() && o.tls_port == o.port && o.port != 0)
+        usage_error("--tls-port must differ from --port");
     if (!o.static_dir.empty() && !std::filesystem::is_directory(o.static_dir))
         usage_error("--static-dir " + o.static_dir.string() + " is not a directory");
     return o;
@@ -135,6 +148,9 @@ int serve_until_signalled(server& srv) {
     }
     std::printf("megaphone: listening on http://%s:%u\n", srv.options().address.c_str(),
                 srv.port());
+    if (srv.tls_port() != 0)
+        std::printf("megaphone: listening on https://%s:%u\n", srv.options().address.c_str(),
+                    srv.tls_port());
     std::fflush(stdout);
 
     net::io_context signals_ioc;

@@ -3,6 +3,8 @@
 #include "transport/bosh_codec.hpp"
 #include "transport/json_codec.hpp"
 
+#include <boost/asio/ssl/context.hpp>
+
 #include <algorithm>
 #include <cstdio>
 #include <future>
@@ -105,15 +107,34 @@ void server::route(http::verb method, std::string prefix, route_handler handler)
 }
 
 void server::start() {
-    const tcp::endpoint endpoint{net::ip::make_address(options_.address), options_.port};
-    listener_ = std::make_shared<http_listener>(
-        shards_.front()->ioc, endpoint,
-        [this]() -> net::io_context& {
-            return shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()]
-                ->ioc;
-        },
-        static_cast<request_handler&>(*this), options_.http);
+    const auto address = net::ip::make_address(options_.address);
+    auto pick = [this]() -> net::io_context& {
+        return shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()]->ioc;
+    };
+    if (!options_.tls_cert.empty()) {
+        // Loaded before anything listens: a bad certificate or key fails start() with the
+        // reason, and no HTTP listener is left behind.
+        tls_context_ = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+        tls_context_->set_options(net::ssl::context::default_workarounds |
+                                  net::ssl::context::no_sslv2 | net::ssl::context::no_sslv3 |
+                                  net::ssl::context::no_tlsv1 | net::ssl::context::no_tlsv1_1 |
+                                  net::ssl::context::single_dh_use);
+        tls_context_->use_certificate_chain_file(options_.tls_cert.string());
+        tls_context_->use_private_key_file(
+            (options_.tls_key.empty() ? options_.tls_cert : options_.tls_key).string(),
+            net::ssl::context::pem);
+    }
+    listener_ =
+        std::make_shared<http_listener>(shards_.front()->ioc, tcp::endpoint{address, options_.port},
+                                        pick, static_cast<request_handler&>(*this), options_.http);
     port_ = listener_->local_endpoint().port();
+    if (tls_context_) {
+        tls_listener_ = std::make_shared<http_listener>(
+            shards_.front()->ioc, tcp::endpoint{address, options_.tls_port}, pick,
+            static_cast<request_handler&>(*this), options_.http, tls_context_.get());
+        tls_port_ = tls_listener_->local_endpoint().port();
+        tls_listener_->start();
+    }
     listener_->start();
     for (auto& sh : shards_) {
         shard* raw = sh.get();
@@ -135,6 +156,8 @@ void server::stop() {
         stopping_ = true;
         if (listener_)
             listener_->stop();
+        if (tls_listener_)
+            tls_listener_->stop();
         // Every session ends with system-shutdown: held requests get their answer.
         for (auto& sh : shards_)
             sh->run([](engine& e) { e.shutdown(); });

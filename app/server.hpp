@@ -28,6 +28,11 @@ struct server_options {
     std::string address = "127.0.0.1";
     /// 0 picks a free port (see port()).
     unsigned short port = 8080;
+    /// HTTPS next to HTTP: a certificate chain and its private key (PEM files). HTTPS is on when
+    /// tls_cert is set; it listens on tls_port (0 picks a free port, see tls_port()).
+    std::filesystem::path tls_cert;
+    std::filesystem::path tls_key;
+    unsigned short tls_port = 8443;
     /// I/O threads, each with its own engine. 0: one per core.
     unsigned threads = 0;
     /// Files served for GET; none when empty.
@@ -57,6 +62,8 @@ public:
     void start();
     /// The bound port (useful with port 0).
     unsigned short port() const noexcept { return port_; }
+    /// The bound HTTPS port; 0 without HTTPS.
+    unsigned short tls_port() const noexcept { return tls_port_; }
     /// Blocks until stop() has finished.
     void wait();
     /// Stops accepting, ends every session (held requests answered with system-shutdown),
@@ -105,14 +112,17 @@ private:
 
     server_options options_;
     steady_clock_source clock_;
+    std::unique_ptr<net::ssl::context> tls_context_; // before shards_: outlives connections
     std::vector<std::unique_ptr<shard>> shards_;
     std::vector<mount_point> mounts_;
     std::vector<route_entry> routes_;
     std::optional<static_files> files_;
     std::shared_ptr<http_listener> listener_;
+    std::shared_ptr<http_listener> tls_listener_;
     std::atomic<unsigned> next_shard_{0};
     std::atomic<bool> stopping_{false};
     unsigned short port_ = 0;
+    unsigned short tls_port_ = 0;
     std::once_flag stop_once_;
 };
 

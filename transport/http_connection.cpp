@@ -1,5 +1,8 @@
 #include "transport/http_connection.hpp"
 
+#include <boost/beast/core/detect_ssl.hpp>
+#include <boost/beast/ssl.hpp>
+
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -70,19 +73,81 @@ bool origin_allowed(const std::vector<std::string>& allowed, std::string_view or
 //--------------------------------------------------------------------------------------------------
 // http_connection
 
+struct http_connection::tls_stream {
+    beast::ssl_stream<beast::tcp_stream&> stream;
+};
+
+template <class F>
+void http_connection::with_stream(F&& f) {
+    if (tls_)
+        f(tls_->stream);
+    else
+        f(stream_);
+}
+
 http_connection::http_connection(tcp::socket&& socket, request_handler& handler,
-                                 const http_options& options)
+                                 const http_options& options, net::ssl::context* tls)
     : stream_{std::move(socket)}
     , handler_{handler}
     , options_{options} {
     beast::error_code ec;
     remote_ = stream_.socket().remote_endpoint(ec);
+    if (tls)
+        tls_.reset(new tls_stream{{stream_, *tls}});
 }
+
+http_connection::~http_connection() = default;
 
 void http_connection::start() {
     // Accepted into this connection's own io_context: enter it before touching the stream.
-    net::dispatch(stream_.get_executor(),
-                  beast::bind_front_handler(&http_connection::do_read, shared_from_this()));
+    net::dispatch(
+        stream_.get_executor(),
+        beast::bind_front_handler(tls_ ? &http_connection::do_detect : &http_connection::do_read,
+                                  shared_from_this()));
+}
+
+void http_connection::do_detect() {
+    // The first bytes tell a TLS ClientHello from plain HTTP; detection and handshake together
+    // must finish within the read timeout (a silent or slow client is cut off).
+    stream_.expires_after(options_.read_timeout);
+    beast::async_detect_ssl(
+        stream_, buffer_,
+        beast::bind_front_handler(&http_connection::on_detect, shared_from_this()));
+}
+
+void http_connection::on_detect(beast::error_code ec, bool is_tls) {
+    if (ec)
+        return do_close();
+    if (!is_tls) {
+        // Plain HTTP sent to the HTTPS port: say so in plain HTTP, then close.
+        tls_.reset();
+        keep_alive_ = false;
+        preflight_ = false;
+        origin_.clear();
+        awaiting_ = false;
+        response r;
+        r.status = 400;
+        r.kind = content_kind::text;
+        r.body = packet::from("This port speaks HTTPS: use https://\n");
+        return do_write(std::move(r));
+    }
+    // The detected bytes are the start of the handshake. (The size_t defaults: Boost 1.81's
+    // constraint on this overload checks the handler against a one-argument signature.)
+    tls_->stream.async_handshake(
+        net::ssl::stream_base::server, buffer_.data(),
+        [self = shared_from_this()](beast::error_code hec, std::size_t used = 0) {
+            self->on_handshake(hec, used);
+        });
+}
+
+void http_connection::on_handshake(beast::error_code ec, std::size_t used) {
+    if (ec)
+        return do_close(); // not TLS after all, no shared cipher, timeout: nothing to say
+    buffer_.consume(used);
+    // Held requests probe the TLS stream without blocking (tls_still_there); async operations
+    // are not affected by this flag.
+    stream_.socket().non_blocking(true, ec);
+    do_read();
 }
 
 void http_connection::do_read() {
@@ -90,8 +155,10 @@ void http_connection::do_read() {
     parser_->body_limit(options_.max_body);
     parser_->header_limit(options_.max_header);
     stream_.expires_after(options_.read_timeout);
-    http::async_read(stream_, buffer_, *parser_,
-                     beast::bind_front_handler(&http_connection::on_read, shared_from_this()));
+    with_stream([&](auto& stream) {
+        http::async_read(stream, buffer_, *parser_,
+                         beast::bind_front_handler(&http_connection::on_read, shared_from_this()));
+    });
 }
 
 void http_connection::on_read(beast::error_code ec, std::size_t) {
@@ -133,7 +200,12 @@ void http_connection::on_read(beast::error_code ec, std::size_t) {
     handler_.handle(in);
     if (awaiting_) {
         on_lost_ = std::move(in.on_lost);
-        do_watch();
+        // Over TLS, bytes the handshake or the last read left inside the TLS stream (a
+        // close_notify right behind the request) would never wake the socket: look first.
+        if (tls_)
+            on_watch(seq_, {});
+        else
+            do_watch();
     }
 }
 
@@ -148,7 +220,10 @@ void http_connection::do_watch() {
 void http_connection::on_watch(std::uint32_t seq, beast::error_code ec) {
     if (seq != seq_ || !awaiting_ || ec == net::error::operation_aborted)
         return;
-    if (!ec) {
+    if (!ec && tls_) {
+        if (tls_still_there())
+            return;
+    } else if (!ec) {
         std::array<char, 1> probe{};
         const auto n = ::recv(stream_.socket().native_handle(), probe.data(), probe.size(),
                               MSG_PEEK | MSG_DONTWAIT);
@@ -162,6 +237,24 @@ void http_connection::on_watch(std::uint32_t seq, beast::error_code ec) {
     if (auto lost = std::exchange(on_lost_, nullptr))
         lost();
     do_close();
+}
+
+bool http_connection::tls_still_there() {
+    // Readable TCP does not mean a request: it may be a TLS record that carries no data (a
+    // close_notify alert, a key update, half a record), and TLS 1.3 hides the record type. So
+    // read through TLS, without blocking (the socket is non-blocking for synchronous calls):
+    // - nothing yet (would_block): still there, watch again;
+    // - data: a pipelined request, kept in buffer_ for the next read, as the plain peek does;
+    // - end of stream (close_notify, or EOF without it: stream_truncated), reset, any error:
+    //   gone.
+    beast::error_code ec;
+    const std::size_t n = tls_->stream.read_some(buffer_.prepare(4096), ec);
+    buffer_.commit(n);
+    if (ec == net::error::would_block || ec == net::error::try_again) {
+        do_watch();
+        return true;
+    }
+    return !ec;
 }
 
 void http_connection::deliver(std::uint32_t seq, response r) {
@@ -213,8 +306,10 @@ void http_connection::do_write(response r) {
     std::array<net::const_buffer, 2> buffers{
         net::buffer(head_), net::buffer(answer_.body.view().data(), answer_.body.size())};
     stream_.expires_after(options_.write_timeout);
-    net::async_write(stream_, buffers,
-                     beast::bind_front_handler(&http_connection::on_write, shared_from_this()));
+    with_stream([&](auto& stream) {
+        net::async_write(stream, buffers,
+                         beast::bind_front_handler(&http_connection::on_write, shared_from_this()));
+    });
 }
 
 void http_connection::on_write(beast::error_code ec, std::size_t) {
@@ -234,12 +329,14 @@ void http_connection::do_close() {
 // http_listener
 
 http_listener::http_listener(net::io_context& ioc, tcp::endpoint endpoint, context_picker pick,
-                             request_handler& handler, const http_options& options)
+                             request_handler& handler, const http_options& options,
+                             net::ssl::context* tls)
     : acceptor_{ioc}
     , backoff_{ioc}
     , pick_{std::move(pick)}
     , handler_{handler}
-    , options_{options} {
+    , options_{options}
+    , tls_{tls} {
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
     acceptor_.bind(endpoint);
@@ -278,7 +375,7 @@ void http_listener::on_accept(beast::error_code ec, tcp::socket socket) {
         return;
     }
     socket.set_option(tcp::no_delay(true), ec);
-    std::make_shared<http_connection>(std::move(socket), handler_, options_)->start();
+    std::make_shared<http_connection>(std::move(socket), handler_, options_, tls_)->start();
     do_accept();
 }
 

@@ -1,4 +1,5 @@
-// http_connection: one TCP connection speaking HTTP/1.1, and http_listener, which accepts them.
+// http_connection: one TCP connection speaking HTTP/1.1, plain or over TLS, and http_listener,
+// which accepts them.
 //
 // A connection reads one request, hands it to the request_handler as an exchange, and writes the
 // answer whenever it comes (at once for a static file, up to `wait` seconds later for a held
@@ -6,6 +7,12 @@
 // Erlang's {active, once} does: a client that goes away is noticed at once and reported through
 // the exchange's on_lost hook, so the session's machine gets `connection_closed` immediately
 // instead of writing into a dead socket `wait` seconds later.
+//
+// TLS (a listener given an ssl::context): the connection first reads a few bytes to tell a TLS
+// ClientHello from plain HTTP (answered with 400 and closed), then handshakes, all within the read
+// timeout; from then on the same code runs over Beast's ssl_stream, which lies on top of the same
+// tcp_stream (its timeouts and raw socket serve both). Plain connections carry no TLS state and
+// take one branch per read or write, not per byte.
 //
 // Lifetime: the connection lives while an operation holds a shared_ptr to it. Everything runs on
 // the executor of the io_context it was accepted into (one thread per io_context).
@@ -21,6 +28,10 @@
 #include <optional>
 #include <string>
 #include <vector>
+
+namespace boost::asio::ssl {
+class context;
+} // namespace boost::asio::ssl
 
 namespace megaphone {
 
@@ -60,21 +71,35 @@ public:
 class http_connection final : public exchange_target,
                               public std::enable_shared_from_this<http_connection> {
 public:
-    http_connection(tcp::socket&& socket, request_handler& handler, const http_options& options);
+    /// Plain HTTP, or HTTPS when `tls` is given (it must outlive the connection).
+    http_connection(tcp::socket&& socket, request_handler& handler, const http_options& options,
+                    net::ssl::context* tls = nullptr);
+    ~http_connection() override;
     void start();
     void deliver(std::uint32_t seq, response r) override;
 
 private:
+    struct tls_stream;
+    /// Calls f(stream) with the stream requests travel on: the TLS stream, or the TCP one.
+    template <class F>
+    void with_stream(F&& f);
+    void do_detect();
+    void on_detect(beast::error_code ec, bool is_tls);
+    void on_handshake(beast::error_code ec, std::size_t used);
     void do_read();
     void on_read(beast::error_code ec, std::size_t bytes);
     void do_watch();
     void on_watch(std::uint32_t seq, beast::error_code ec);
+    /// While a request is held over TLS: reads what arrived without blocking; false when the
+    /// client is gone (close_notify, EOF, reset), true when it is still there.
+    bool tls_still_there();
     void on_deliver(std::uint32_t seq, response r);
     void do_write(response r);
     void on_write(beast::error_code ec, std::size_t bytes);
     void do_close();
 
     beast::tcp_stream stream_;
+    std::unique_ptr<tls_stream> tls_; // on top of stream_, for HTTPS; null for plain HTTP
     beast::flat_buffer buffer_;
     std::optional<http::request_parser<http::string_body>> parser_;
     request_handler& handler_;
@@ -95,8 +120,11 @@ class http_listener : public std::enable_shared_from_this<http_listener> {
 public:
     using context_picker = std::function<net::io_context&()>;
 
+    /// Accepts HTTPS connections when `tls` is given (it must outlive the listener and every
+    /// connection), plain HTTP otherwise.
     http_listener(net::io_context& ioc, tcp::endpoint endpoint, context_picker pick,
-                  request_handler& handler, const http_options& options);
+                  request_handler& handler, const http_options& options,
+                  net::ssl::context* tls = nullptr);
     void start();
     void stop();
     tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
@@ -110,6 +138,7 @@ private:
     context_picker pick_;
     request_handler& handler_;
     const http_options& options_;
+    net::ssl::context* tls_;
 };
 
 /// Status line text for the codes Megaphone sends.
