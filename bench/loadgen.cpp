@@ -1605,8 +1605,16 @@ private:
             } else
                 return;
         }
-        if (fanout_sent_ >= o_.publishes)
+        if (fanout_sent_ >= o_.publishes) {
+            // The last publish's own answer (the server's count of sessions reached) may come
+            // after its subscribers have it: wait for it, bounded by the publish timeout.
+            const i64 last_sent =
+                fanout_sent_ ? at(shared_.slot(fanout_sent_ - 1).send_ns).load() : now;
+            if (publish_answers_ < fanout_sent_ &&
+                now - last_sent <= static_cast<i64>(o_.publish_timeout * s_ns))
+                return;
             return finish(now);
+        }
         if (conn* p = free_publisher()) {
             const i64 t = now_ns();
             at(shared_.slot(fanout_sent_).send_ns).store(t);
