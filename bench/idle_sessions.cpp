@@ -3,7 +3,8 @@
 // malloc'd bytes), sizeof(session), and the cost of the timers (create = arm a die timer each,
 // one expire_timers() with nothing due, expiring all N die timers). Phase 2: N sessions each with
 // a held poll (wait timer armed): bytes per held session. No HTTP: every answer goes to one
-// shared target that discards it, so no per-session answer storage is counted.
+// shared target that discards it, so no per-session answer storage is counted. Times are CPU
+// time of the process.
 #include "app/application.hpp"
 #include "app/engine.hpp"
 #include "app/session.hpp"
@@ -12,6 +13,7 @@
 #include "transport/json_codec.hpp"
 
 #include <malloc.h>
+#include <time.h>
 
 #include <chrono>
 #include <cstdio>
@@ -25,7 +27,21 @@
 namespace {
 
 using namespace megaphone;
-using clk = std::chrono::steady_clock;
+
+// Times are the process's CPU time (user + system, page faults included), not wall time: on a
+// shared machine the wall clock also counts the turns of every other process.
+struct clk {
+    using duration = std::chrono::nanoseconds;
+    using rep = duration::rep;
+    using period = duration::period;
+    using time_point = std::chrono::time_point<clk>;
+    static constexpr bool is_steady = true;
+    static time_point now() noexcept {
+        timespec ts{};
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+        return time_point{duration{static_cast<rep>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec}};
+    }
+};
 
 struct discard_target final : exchange_target {
     void deliver(std::uint32_t, response r) override {
@@ -189,7 +205,8 @@ int main(int argc, char** argv) {
     const double dn = static_cast<double>(n);
     const double idle_heap = static_cast<double>(m1.heap - m0.heap) / dn;
     const double idle_rss = static_cast<double>(m1.rss_kib - m0.rss_kib) * 1024.0 / dn;
-    const double held_heap_total = static_cast<double>((p1.heap - p0.heap) + (p3.heap - p2.heap)) / dn;
+    const double held_heap_total =
+        static_cast<double>((p1.heap - p0.heap) + (p3.heap - p2.heap)) / dn;
     const double held_heap_delta = static_cast<double>(p3.heap - p2.heap) / dn;
     const double held_rss_delta = static_cast<double>(p3.rss_kib - p2.rss_kib) * 1024.0 / dn;
     const double create_ns = secs(t0, t1) * 1e9 / dn;
@@ -199,28 +216,30 @@ int main(int argc, char** argv) {
     const double poll_ns = secs(h2, h3) * 1e9 / dn;
     const double wait_expire_s = secs(w0, w1);
 
-    std::printf(
-        "{\"n\":%zu,\"sizeof_session\":%zu,\"sizeof_timer_node\":%zu,\"fsm_storage\":%zu,"
-        "\"timers_armed\":%zu,\"creation_answer_bytes\":%zu,\"random_token_ns\":%.1f,"
-        "\"idle_heap_bytes_per_session\":%.1f,\"idle_rss_bytes_per_session\":%.1f,"
-        "\"rss_kib_before\":%ld,\"rss_kib_idle\":%ld,\"heap_bytes_before\":%lld,"
-        "\"heap_bytes_idle\":%lld,"
-        "\"create_s\":%.4f,\"create_ns_per_session\":%.1f,"
-        "\"expire_nothing_due_first_ns\":%.1f,\"expire_nothing_due_avg_ns\":%.2f,"
-        "\"expire_all_die_s\":%.4f,\"expire_die_ns_per_session\":%.1f,"
-        "\"after_gone_rss_kib\":%ld,\"after_gone_heap_bytes\":%lld,"
-        "\"after_gone_trim_rss_kib\":%ld,"
-        "\"held_create_s\":%.4f,\"held_poll_s\":%.4f,\"held_poll_ns_per_session\":%.1f,"
-        "\"held_heap_bytes_per_session\":%.1f,\"held_extra_heap_bytes_per_session\":%.1f,"
-        "\"held_extra_rss_bytes_per_session\":%.1f,\"held_rss_kib\":%ld,"
-        "\"expire_all_wait_s\":%.4f,\"wait_answers\":%zu}\n",
-        n, sizeof(session), sizeof(timer_node), session_fsm::storage_size, armed, creation_answer, token_ns, idle_heap,
-        idle_rss, m0.rss_kib, m1.rss_kib, m0.heap, m1.heap, secs(t0, t1), create_ns,
-        check_one_ns, check_avg_ns, expire_s, expire_s * 1e9 / dn, m2.rss_kib, m2.heap,
-        m2t.rss_kib, secs(h0, h1), secs(h2, h3), poll_ns, held_heap_total, held_heap_delta,
-        held_rss_delta, p3.rss_kib, wait_expire_s, wait_answers);
+    std::printf("{\"n\":%zu,\"sizeof_session\":%zu,\"sizeof_timer_node\":%zu,\"fsm_storage\":%zu,"
+                "\"timers_armed\":%zu,\"creation_answer_bytes\":%zu,\"random_token_ns\":%.1f,"
+                "\"idle_heap_bytes_per_session\":%.1f,\"idle_rss_bytes_per_session\":%.1f,"
+                "\"rss_kib_before\":%ld,\"rss_kib_idle\":%ld,\"heap_bytes_before\":%lld,"
+                "\"heap_bytes_idle\":%lld,"
+                "\"create_s\":%.4f,\"create_ns_per_session\":%.1f,"
+                "\"expire_nothing_due_first_ns\":%.1f,\"expire_nothing_due_avg_ns\":%.2f,"
+                "\"expire_all_die_s\":%.4f,\"expire_die_ns_per_session\":%.1f,"
+                "\"after_gone_rss_kib\":%ld,\"after_gone_heap_bytes\":%lld,"
+                "\"after_gone_trim_rss_kib\":%ld,"
+                "\"held_create_s\":%.4f,\"held_poll_s\":%.4f,\"held_poll_ns_per_session\":%.1f,"
+                "\"held_heap_bytes_per_session\":%.1f,\"held_extra_heap_bytes_per_session\":%.1f,"
+                "\"held_extra_rss_bytes_per_session\":%.1f,\"held_rss_kib\":%ld,"
+                "\"expire_all_wait_s\":%.4f,\"wait_answers\":%zu}\n",
+                n, sizeof(session), sizeof(timer_node), session_fsm::storage_size, armed,
+                creation_answer, token_ns, idle_heap, idle_rss, m0.rss_kib, m1.rss_kib, m0.heap,
+                m1.heap, secs(t0, t1), create_ns, check_one_ns, check_avg_ns, expire_s,
+                expire_s * 1e9 / dn, m2.rss_kib, m2.heap, m2t.rss_kib, secs(h0, h1), secs(h2, h3),
+                poll_ns, held_heap_total, held_heap_delta, held_rss_delta, p3.rss_kib,
+                wait_expire_s, wait_answers);
 
-    std::printf("\nidle sessions, N = %zu (engine_config defaults, manual clock)\n", n);
+    std::printf("\nidle sessions, N = %zu (engine_config defaults, manual clock; times are "
+                "process CPU time)\n",
+                n);
     std::printf("  %-52s %12zu B\n", "sizeof(megaphone::session)", sizeof(session));
     std::printf("  %-52s %12zu B\n", "sizeof(timer_node)", sizeof(timer_node));
     std::printf("  %-52s %12.1f B\n", "idle: malloc'd bytes per session", idle_heap);
@@ -230,10 +249,9 @@ int main(int argc, char** argv) {
     std::printf("  %-52s %12.3f s  (%.0f ns/session)\n", "create N (sid, session, die timer)",
                 secs(t0, t1), create_ns);
     std::printf("  %-52s %12.0f ns\n", "  of which: sid = random_token(16) (getrandom)", token_ns);
-    std::printf("  %-52s %12zu B\n", "creation answer body (cached per session)",
-                creation_answer);
-    std::printf("  %-52s %12.1f ns (first), %.2f ns avg of %d\n",
-                "expire_timers(), nothing due", check_one_ns, check_avg_ns, checks);
+    std::printf("  %-52s %12zu B\n", "creation answer body (cached per session)", creation_answer);
+    std::printf("  %-52s %12.1f ns (first), %.2f ns avg of %d\n", "expire_timers(), nothing due",
+                check_one_ns, check_avg_ns, checks);
     std::printf("  %-52s %12.3f s  (%.0f ns/session)\n",
                 "advance 46 s, expire N die timers (close+reap)", expire_s, expire_s * 1e9 / dn);
     std::printf("  %-52s %9ld KiB, heap %lld B; after malloc_trim %ld KiB\n",
