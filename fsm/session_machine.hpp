@@ -60,8 +60,10 @@ struct have_packet : msmf::state<> {
     static constexpr std::string_view entry = "";
 };
 
-/// The session has ended; every later event is ignored.
-struct closed : msmf::terminate_state<> {
+/// The session has ended; every later event is ignored (its rows below say so). Not MSM's
+/// terminate_state: with one, Boost 1.81's MSM rebuilds a function-local static flag table on
+/// every event, a data race between shards that ThreadSanitizer reports.
+struct closed : msmf::state<> {
     static constexpr std::string_view name = "closed";
     static constexpr std::string_view entry = "";
 };
@@ -310,7 +312,14 @@ struct session_machine_def : msmf::state_machine_def<session_machine_def> {
     Row < have_packet  , die_expired       , closed       , close_inactive           , none                 >,
     Row < have_packet  , terminate_session , closed       , close_as_asked           , none                 >,
     Row < have_packet  , wait_expired      , none         , none                     , none                 >,
-    Row < have_packet  , connection_closed , none         , none                     , none                 >
+    Row < have_packet  , connection_closed , none         , none                     , none                 >,
+    //  +--------------+-------------------+--------------+--------------------------+----------------------+
+    Row < closed       , request_arrived   , none         , none                     , none                 >,
+    Row < closed       , packet_pushed     , none         , none                     , none                 >,
+    Row < closed       , wait_expired      , none         , none                     , none                 >,
+    Row < closed       , die_expired       , none         , none                     , none                 >,
+    Row < closed       , connection_closed , none         , none                     , none                 >,
+    Row < closed       , terminate_session , none         , none                     , none                 >
     //  +--------------+-------------------+--------------+--------------------------+----------------------+
     > {};
     // clang-format on
