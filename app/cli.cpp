@@ -1,162 +1,357 @@
 #include "app/cli.hpp"
 
+#include <spdlog/logger.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <iostream>
-#include <string>
+#include <sstream>
 
 namespace megaphone {
 
 namespace {
 
-[[noreturn]] void usage_error(const std::string& what) {
-    std::cerr << "megaphone: " << what << " (see --help)\n";
-    std::exit(2);
+using kind = option_spec::kind;
+
+[[noreturn]] void fail(std::string_view as, const std::string& what) {
+    throw usage_error(std::string(as) + " " + what);
 }
 
-double number(std::string_view option, std::string_view text) {
+double number(std::string_view as, std::string_view text) {
     double value = 0;
     auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
     if (ec != std::errc{} || end != text.data() + text.size() || value < 0 || !std::isfinite(value))
-        usage_error(std::string(option) + " takes a non-negative number, not '" +
-                    std::string(text) + "'");
+        fail(as, "takes a non-negative number, not '" + std::string(text) + "'");
     return value;
 }
 
-std::chrono::milliseconds seconds(std::string_view option, std::string_view text) {
-    return std::chrono::milliseconds(
-        static_cast<long long>(std::llround(number(option, text) * 1000)));
+std::chrono::milliseconds seconds(std::string_view as, std::string_view text) {
+    const double v = number(as, text);
+    if (v > 1e9)
+        fail(as, "takes at most 1e9 seconds");
+    return std::chrono::milliseconds(static_cast<long long>(std::llround(v * 1000)));
 }
 
 template <class T>
-T whole(std::string_view option, std::string_view text, T max) {
-    const double v = number(option, text);
+T whole(std::string_view as, std::string_view text, T max) {
+    const double v = number(as, text);
     if (v != std::floor(v) || v > static_cast<double>(max))
-        usage_error(std::string(option) + " takes a whole number up to " + std::to_string(max));
+        fail(as, "takes a whole number up to " + std::to_string(max));
     return static_cast<T>(v);
 }
 
-double secs(std::chrono::milliseconds d) {
-    return static_cast<double>(d.count()) / 1000.0;
+std::string secs(std::chrono::milliseconds d) {
+    std::ostringstream out;
+    out << static_cast<double>(d.count()) / 1000.0;
+    return out.str();
 }
 
-void print_help(std::string_view about, const server_options& d) {
-    std::printf(
-        "%.*s\n\n"
-        "Options (defaults in brackets):\n"
-        "  --address ADDR        listen address [%s]\n"
-        "  --port N              listen port; 0 picks a free one and prints it [%u]\n"
-        "  --tls-cert FILE       serve HTTPS too, with this PEM certificate chain [off]\n"
-        "  --tls-key FILE        the certificate's PEM private key [the --tls-cert file]\n"
-        "  --tls-port N          HTTPS listen port, next to the HTTP one; 0: a free one [%u]\n"
-        "  --threads N           I/O threads, one session shard each; 0: one per core [%u]\n"
-        "  --wait S              longest a request is held, seconds (caps the client's) [%g]\n"
-        "  --hold N              most requests held at once per session [%u]\n"
-        "  --inactivity S        a session with no request held this long is closed [%g]\n"
-        "  --polling S           shortest interval between empty polls of a polling session "
-        "[%g]\n"
-        "  --max-body BYTES      largest request body; larger gets 413 [%zu]\n"
-        "  --max-queue N         packets queued per session before it is closed [%u]\n"
-        "  --max-sessions N      sessions per thread; 0: no limit [%zu]\n"
-        "  --read-timeout S      time to receive a whole request (and keep-alive idle) [%g]\n"
-        "  --static-dir DIR      serve files from DIR for GET (none when empty) [%s]\n"
-        "  --cors-origin ORIGIN  allowed CORS origin, repeatable; '*' allows any [*]\n"
-        "  --node-id ID          session id prefix, for routing across servers [%s]\n"
-        "  --help                this text\n",
-        static_cast<int>(about.size()), about.data(), d.address.c_str(), d.port, d.tls_port,
-        d.threads, secs(d.engine.max_wait), d.engine.max_hold, secs(d.engine.inactivity),
-        secs(d.engine.polling), d.http.max_body, d.engine.max_queue, d.engine.max_sessions,
-        secs(d.http.read_timeout), d.static_dir.c_str(), d.engine.node_id.c_str());
+// Table rows: an option bound to one field of server_options.
+template <class Get>
+option_spec seconds_option(std::string_view name, std::string_view help, Get field) {
+    return {name,
+            "S",
+            kind::number,
+            help,
+            [field](const server_options& o) { return secs(field(o)); },
+            [field](server_options& o, std::string_view as, std::string_view v) {
+                field(o) = seconds(as, v);
+            },
+            nullptr};
+}
+
+template <class T, class Get>
+option_spec whole_option(std::string_view name, std::string_view value_name, std::string_view help,
+                         T max, Get field) {
+    return {name,
+            value_name,
+            kind::number,
+            help,
+            [field](const server_options& o) { return std::to_string(field(o)); },
+            [field, max](server_options& o, std::string_view as, std::string_view v) {
+                field(o) = whole<T>(as, v, max);
+            },
+            nullptr};
+}
+
+template <class Get>
+option_spec text_option(std::string_view name, std::string_view value_name, std::string_view help,
+                        Get field) {
+    return {name,
+            value_name,
+            kind::text,
+            help,
+            [field](const server_options& o) { return std::string(field(o)); },
+            [field](server_options& o, std::string_view, std::string_view v) { field(o) = v; },
+            nullptr};
+}
+
+std::vector<option_spec> make_table() {
+    using o_t = server_options;
+    std::vector<option_spec> t;
+    t.push_back(text_option(
+        "address", "ADDR", "listen address", [](auto& o) -> auto& { return o.address; }));
+    t.push_back(whole_option<unsigned short>(
+        "port", "N", "listen port; 0 picks a free one and prints it", 65535,
+        [](auto& o) -> auto& { return o.port; }));
+    t.push_back(whole_option<unsigned>(
+        "threads", "N", "I/O threads, one session shard each; 0: one per core", 36,
+        [](auto& o) -> auto& { return o.threads; }));
+    t.push_back(seconds_option(
+        "wait", "longest a request is held, seconds (caps the client's)",
+        [](auto& o) -> auto& { return o.engine.max_wait; }));
+    t.push_back(whole_option<std::uint16_t>(
+        "hold", "N", "most requests held at once per session", 16,
+        [](auto& o) -> auto& { return o.engine.max_hold; }));
+    t.push_back(seconds_option(
+        "inactivity", "a session with no request held this long is closed",
+        [](auto& o) -> auto& { return o.engine.inactivity; }));
+    t.push_back(seconds_option(
+        "polling",
+        "shortest interval between empty polls of a polling "
+        "session",
+        [](auto& o) -> auto& { return o.engine.polling; }));
+    t.push_back(whole_option<std::size_t>(
+        "max-body", "BYTES", "largest request body; larger gets 413", std::size_t{1} << 30,
+        [](auto& o) -> auto& { return o.http.max_body; }));
+    t.push_back(whole_option<std::uint32_t>(
+        "max-queue", "N", "packets queued per session before it is closed", 1u << 24,
+        [](auto& o) -> auto& { return o.engine.max_queue; }));
+    t.push_back(whole_option<std::size_t>(
+        "max-sessions", "N", "sessions per thread; 0: no limit", std::size_t{1} << 32,
+        [](auto& o) -> auto& { return o.engine.max_sessions; }));
+    t.push_back(seconds_option(
+        "read-timeout", "time to receive a whole request (and keep-alive idle)",
+        [](auto& o) -> auto& { return o.http.read_timeout; }));
+    t.push_back({"static-dir", "DIR", kind::text, "serve files from DIR for GET (none when empty)",
+                 [](const o_t& o) { return o.static_dir.string(); },
+                 [](o_t& o, std::string_view, std::string_view v) { o.static_dir = v; }, nullptr});
+    t.push_back(
+        {"cors-origin", "ORIGIN", kind::list, "allowed CORS origin, repeatable; '*' allows any",
+         [](const o_t& o) {
+             std::string s;
+             for (const auto& origin : o.http.cors_origins)
+                 s += (s.empty() ? "" : ",") + origin;
+             return s;
+         },
+         [](o_t& o, std::string_view, std::string_view v) { o.http.cors_origins.emplace_back(v); },
+         [](o_t& o) { o.http.cors_origins.clear(); }});
+    t.push_back(text_option(
+        "node-id", "ID", "session id prefix, for routing across servers",
+        [](auto& o) -> auto& { return o.engine.node_id; }));
+    t.push_back({"log-level", "LEVEL", kind::text, "trace, debug, info, warn, error or off",
+                 [](const o_t& o) { return std::string(to_string(o.log.level)); },
+                 [](o_t& o, std::string_view as, std::string_view v) {
+                     auto level = parse_log_level(v);
+                     if (!level)
+                         fail(as, "takes trace, debug, info, warn, error or off, not '" +
+                                      std::string(v) + "'");
+                     o.log.level = *level;
+                 },
+                 nullptr});
+    t.push_back(text_option(
+        "access-log", "FILE", "one line per HTTP request to FILE ('-': stdout; none when empty)",
+        [](auto& o) -> auto& { return o.log.access_log; }));
+    return t;
+}
+
+const option_spec* find_option(std::string_view name) {
+    for (const auto& spec : option_table())
+        if (spec.name == name)
+            return &spec;
+    return nullptr;
+}
+
+std::string_view type_name(kind k) {
+    switch (k) {
+    case kind::text:
+        return "a string";
+    case kind::number:
+        return "a number";
+    case kind::list:
+        return "an array of strings";
+    case kind::flag:
+        return "true or false";
+    }
+    return "?";
 }
 
 } // namespace
 
-server_options parse_command_line(int argc, char** argv, std::string_view about) {
-    server_options o;
-    bool cors_given = false;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        if (arg == "--help" || arg == "-h") {
-            print_help(about, o);
-            std::exit(0);
+const std::vector<option_spec>& option_table() {
+    static const std::vector<option_spec> table = make_table();
+    return table;
+}
+
+void apply_config(server_options& o, const nlohmann::json& config) {
+    if (!config.is_object())
+        throw usage_error("the configuration must be a JSON object of option names");
+    for (const auto& [key, value] : config.items()) {
+        const option_spec* spec = find_option(key);
+        if (!spec)
+            throw usage_error("unknown configuration key \"" + key + "\"");
+        const std::string as = "configuration key \"" + key + "\"";
+        const auto wrong_type = [&] { fail(as, "takes " + std::string(type_name(spec->type))); };
+        switch (spec->type) {
+        case kind::text:
+            if (!value.is_string())
+                wrong_type();
+            spec->set(o, as, value.get_ref<const std::string&>());
+            break;
+        case kind::number:
+            if (!value.is_number())
+                wrong_type();
+            spec->set(o, as, value.dump());
+            break;
+        case kind::flag:
+            if (!value.is_boolean())
+                wrong_type();
+            spec->set(o, as, value.get<bool>() ? "true" : "false");
+            break;
+        case kind::list:
+            if (!value.is_array())
+                wrong_type();
+            for (const auto& item : value)
+                if (!item.is_string())
+                    wrong_type();
+            spec->clear(o);
+            for (const auto& item : value)
+                spec->set(o, as, item.get_ref<const std::string&>());
+            break;
         }
-        if (i + 1 >= argc)
-            usage_error("unknown option or missing value: " + std::string(arg));
-        const std::string_view value = argv[++i];
-        if (arg == "--address")
-            o.address = value;
-        else if (arg == "--port")
-            o.port = whole<unsigned short>(arg, value, 65535);
-        else if (arg == "--tls-cert")
-            o.tls_cert = value;
-        else if (arg == "--tls-key")
-            o.tls_key = value;
-        else if (arg == "--tls-port")
-            o.tls_port = whole<unsigned short>(arg, value, 65535);
-        else if (arg == "--threads")
-            o.threads = whole<unsigned>(arg, value, 36);
-        else if (arg == "--wait")
-            o.engine.max_wait = seconds(arg, value);
-        else if (arg == "--hold")
-            o.engine.max_hold = whole<std::uint16_t>(arg, value, 16);
-        else if (arg == "--inactivity")
-            o.engine.inactivity = seconds(arg, value);
-        else if (arg == "--polling")
-            o.engine.polling = seconds(arg, value);
-        else if (arg == "--max-body")
-            o.http.max_body = whole<std::size_t>(arg, value, std::size_t{1} << 30);
-        else if (arg == "--max-queue")
-            o.engine.max_queue = whole<std::uint32_t>(arg, value, 1u << 24);
-        else if (arg == "--max-sessions")
-            o.engine.max_sessions = whole<std::size_t>(arg, value, std::size_t{1} << 32);
-        else if (arg == "--read-timeout")
-            o.http.read_timeout = seconds(arg, value);
-        else if (arg == "--static-dir")
-            o.static_dir = value;
-        else if (arg == "--node-id")
-            o.engine.node_id = value;
-        else if (arg == "--cors-origin") {
-            if (!cors_given)
-                o.http.cors_origins.clear();
-            cors_given = true;
-            o.http.cors_origins.emplace_back(value);
-        } else
-            usage_error("unknown option " + std::string(arg));
     }
+}
+
+void apply_config_file(server_options& o, const std::string& path) {
+    std::ifstream in{path};
+    if (!in)
+        throw usage_error("cannot read the configuration file " + path);
+    nlohmann::json config;
+    try {
+        config = nlohmann::json::parse(in, nullptr, true, /*ignore_comments=*/true);
+    } catch (const nlohmann::json::exception& e) {
+        throw usage_error("the configuration file " + path + " is not valid JSON: " + e.what());
+    }
+    apply_config(o, config);
+}
+
+void validate(const server_options& o) {
     if (o.engine.max_queue == 0)
-        usage_error("--max-queue must be at least 1");
+        throw usage_error("max-queue must be at least 1");
     if (o.engine.node_id.empty() || o.engine.node_id.size() > 6 ||
         o.engine.node_id.find('-') != std::string::npos)
-        usage_error("--node-id takes 1 to 6 characters, no '-'");
-    if (o.tls_cert.empty() && !o.tls_key.empty())
-        usage_error("--tls-key needs --tls-cert");
-    if (!o.tls_cert.empty() && o.tls_port == o.port && o.port != 0)
-        usage_error("--tls-port must differ from --port");
+        throw usage_error("node-id takes 1 to 6 characters, no '-'");
     if (!o.static_dir.empty() && !std::filesystem::is_directory(o.static_dir))
-        usage_error("--static-dir " + o.static_dir.string() + " is not a directory");
-    return o;
+        throw usage_error("static-dir " + o.static_dir.string() + " is not a directory");
+}
+
+parsed_command_line parse_arguments(const std::vector<std::string_view>& args) {
+    parsed_command_line result;
+    std::string config;
+    std::vector<std::pair<const option_spec*, std::string_view>> given;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string_view arg = args[i];
+        if (arg == "--help" || arg == "-h") {
+            result.help = true;
+            return result;
+        }
+        if (!arg.starts_with("--"))
+            throw usage_error("unexpected argument '" + std::string(arg) + "'");
+        const std::string_view name = arg.substr(2);
+        const option_spec* spec = name == "config" ? nullptr : find_option(name);
+        if (name != "config" && !spec)
+            throw usage_error("unknown option " + std::string(arg));
+        if (spec && spec->type == kind::flag) {
+            given.emplace_back(spec, "true");
+            continue;
+        }
+        if (i + 1 >= args.size())
+            throw usage_error(std::string(arg) + " needs a value");
+        const std::string_view value = args[++i];
+        if (spec)
+            given.emplace_back(spec, value);
+        else
+            config = value;
+    }
+    // The file first, then the command line over it: the command line wins wherever it stands.
+    if (!config.empty())
+        apply_config_file(result.options, config);
+    std::vector<const option_spec*> cleared;
+    for (const auto& [spec, value] : given) {
+        if (spec->clear && std::find(cleared.begin(), cleared.end(), spec) == cleared.end()) {
+            spec->clear(result.options);
+            cleared.push_back(spec);
+        }
+        spec->set(result.options, "--" + std::string(spec->name), value);
+    }
+    validate(result.options);
+    return result;
+}
+
+void print_help(std::FILE* out, std::string_view about) {
+    const server_options defaults;
+    std::size_t width = std::string_view("--config FILE").size();
+    for (const auto& spec : option_table())
+        width = std::max(width, spec.name.size() + spec.value_name.size() + 3);
+    const auto line = [&](std::string_view name, std::string_view value_name, std::string_view help,
+                          const std::string* shown) {
+        std::string left = "--" + std::string(name);
+        if (!value_name.empty())
+            left += " " + std::string(value_name);
+        std::fprintf(out, "  %-*s  %.*s%s\n", static_cast<int>(width), left.c_str(),
+                     static_cast<int>(help.size()), help.data(),
+                     shown ? (" [" + *shown + "]").c_str() : "");
+    };
+    std::fprintf(out, "%.*s\n\nOptions (defaults in brackets):\n", static_cast<int>(about.size()),
+                 about.data());
+    for (const auto& spec : option_table()) {
+        const std::string shown = spec.shown(defaults);
+        line(spec.name, spec.value_name, spec.help, &shown);
+    }
+    line("config", "FILE",
+         "JSON file of options, keyed by their names (examples/megaphone.json); the command "
+         "line wins",
+         nullptr);
+    line("help", "", "this text", nullptr);
+}
+
+server_options parse_command_line(int argc, char** argv, std::string_view about) {
+    std::vector<std::string_view> args(argv + 1, argv + argc);
+    try {
+        auto parsed = parse_arguments(args);
+        if (parsed.help) {
+            print_help(stdout, about);
+            std::exit(0);
+        }
+        return std::move(parsed.options);
+    } catch (const usage_error& e) {
+        std::cerr << "megaphone: " << e.what() << " (see --help)\n";
+        std::exit(2);
+    }
 }
 
 int serve_until_signalled(server& srv) {
     try {
         srv.start();
     } catch (const std::exception& e) {
-        std::cerr << "megaphone: cannot start: " << e.what() << "\n";
+        logger().error("cannot start: {}", e.what());
         return 1;
     }
     std::printf("megaphone: listening on http://%s:%u\n", srv.options().address.c_str(),
                 srv.port());
-    if (srv.tls_port() != 0)
-        std::printf("megaphone: listening on https://%s:%u\n", srv.options().address.c_str(),
-                    srv.tls_port());
     std::fflush(stdout);
 
     net::io_context signals_ioc;
     net::signal_set signals{signals_ioc, SIGINT, SIGTERM};
-    signals.async_wait([](beast::error_code, int) {});
+    int received = 0;
+    signals.async_wait([&received](beast::error_code, int signal) { received = signal; });
     signals_ioc.run(); // returns after the first signal
+    logger().info("signal {} received: stopping", received);
     srv.stop();
     srv.wait();
     return 0;

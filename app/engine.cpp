@@ -2,6 +2,10 @@
 
 #include "transport/bosh_codec.hpp"
 
+#include "app/log.hpp"
+
+#include <spdlog/logger.h>
+
 #include <sys/random.h>
 
 #include <algorithm>
@@ -46,6 +50,21 @@ std::string random_token(std::size_t bytes) {
 }
 
 namespace {
+std::string_view transport_name(const session& s) noexcept {
+    return s.kind() == content_kind::xml ? "bosh" : "json";
+}
+
+/// Normal ends are debug lines; ends that point at a problem are warnings.
+log_level close_level(close_reason why) noexcept {
+    switch (why) {
+    case close_reason::queue_overflow:
+    case close_reason::internal_error:
+        return log_level::warn;
+    default:
+        return log_level::debug;
+    }
+}
+
 // Shard indexes are written as one character of this alphabet after the node prefix.
 constexpr std::string_view shard_digits = "0123456789abcdefghijklmnopqrstuvwxyz";
 } // namespace
@@ -122,6 +141,9 @@ void engine::create(client_request&& req, application& app, const session_codec&
     auto s = std::make_unique<session>(*this, app, codec, sid, settings, req.rid);
     session& ref = *s;
     sessions_.emplace(ref.id(), std::move(s));
+    if (log_enabled(log_level::debug))
+        logger().debug("session open sid={} transport={} shard={}", ref.id(), transport_name(ref),
+                       shard_);
     ref.open(std::move(req), std::move(ex));
 }
 
@@ -251,12 +273,16 @@ void engine::reap() {
         ++depth_;
         while (!s->subscriptions_.empty())
             leave(*s, s->subscriptions_.size() - 1);
+        if (const auto level = close_level(s->close_reason_); log_enabled(level))
+            logger().log(static_cast<spdlog::level::level_enum>(level),
+                         "session close sid={} transport={} reason={}", s->id(), transport_name(*s),
+                         to_string(s->close_reason_));
         try {
             s->app_.on_close(*s, s->close_reason_);
         } catch (const std::exception& e) {
-            std::fprintf(stderr, "megaphone: on_close failed: %s\n", e.what());
+            logger().error("on_close failed sid={}: {}", s->id(), e.what());
         } catch (...) {
-            std::fprintf(stderr, "megaphone: on_close failed\n");
+            logger().error("on_close failed sid={}", s->id());
         }
         --depth_;
         sessions_.erase(s->id());

@@ -4,6 +4,9 @@
 #include "transport/json_codec.hpp"
 
 #include <boost/asio/ssl/context.hpp>
+#include <spdlog/logger.h>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_sinks.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -75,6 +78,39 @@ bool legacy_bosh_creation(std::string_view body) {
     const auto* b = std::get_if<bosh_body>(&parsed);
     return b && !b->attribute("sid") && !b->attribute("ver");
 }
+
+/// The request target as one access-log field: bytes that would break the line's key=value
+/// form (controls, space, quote, backslash, non-ASCII) are percent-encoded.
+std::string log_field(std::string_view text) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    out.reserve(text.size());
+    for (const char c : text) {
+        const auto b = static_cast<unsigned char>(c);
+        if (b <= 0x20 || b >= 0x7f || c == '"' || c == '\\') {
+            out += '%';
+            out += hex[b >> 4];
+            out += hex[b & 15];
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+/// The access log: key=value lines, UTC time first, every line flushed.
+std::shared_ptr<spdlog::logger> open_access_log(const std::string& where) {
+    spdlog::sink_ptr sink;
+    if (where == "-")
+        sink = std::make_shared<spdlog::sinks::stdout_sink_mt>();
+    else
+        sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(where);
+    auto log = std::make_shared<spdlog::logger>("megaphone.access", std::move(sink));
+    log->set_pattern("time=%Y-%m-%dT%H:%M:%S.%fZ %v", spdlog::pattern_time_type::utc);
+    log->set_level(spdlog::level::info);
+    log->flush_on(spdlog::level::info);
+    return log;
+}
 } // namespace
 
 //--------------------------------------------------------------------------------------------------
@@ -107,6 +143,16 @@ void server::route(http::verb method, std::string prefix, route_handler handler)
 }
 
 void server::start() {
+    set_log_level(options_.log.level);
+    if (!options_.log.access_log.empty()) {
+        access_log_ = open_access_log(options_.log.access_log);
+        options_.http.access_log = [log = access_log_](const access_record& r) {
+            log->info("client={}:{} method={} path={} status={} bytes={} duration_ms={:.3f}",
+                      r.remote.address().to_string(), r.remote.port(), log_field(r.method),
+                      log_field(r.target), r.status, r.bytes,
+                      std::chrono::duration<double, std::milli>(r.duration).count());
+        };
+    }
     const auto address = net::ip::make_address(options_.address);
     auto pick = [this]() -> net::io_context& {
         return shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()]->ioc;
@@ -143,6 +189,11 @@ void server::start() {
             raw->ioc.run();
         });
     }
+    logger().info("listening on {}:{} https_port={} threads={} wait={}ms inactivity={}ms "
+                  "access_log={}",
+                  options_.address, port_, tls_port_, shards_.size(),
+                  options_.engine.max_wait.count(), options_.engine.inactivity.count(),
+                  options_.log.access_log.empty() ? "none" : options_.log.access_log);
 }
 
 void server::wait() {
@@ -153,6 +204,9 @@ void server::wait() {
 
 void server::stop() {
     std::call_once(stop_once_, [this] {
+        if (listener_)
+            logger().info("stopping: sessions end with system-shutdown, answers drain for {}ms",
+                          options_.drain.count());
         stopping_ = true;
         if (listener_)
             listener_->stop();
@@ -167,6 +221,10 @@ void server::stop() {
             sh->work.reset();
             sh->ioc.stop();
         }
+        if (listener_)
+            logger().info("stopped");
+        if (access_log_)
+            access_log_->flush();
     });
 }
 

@@ -10,6 +10,7 @@
 
 #include "app/application.hpp"
 #include "app/engine.hpp"
+#include "app/log.hpp"
 #include "transport/http_connection.hpp"
 #include "transport/static_files.hpp"
 
@@ -41,6 +42,7 @@ struct server_options {
     std::chrono::milliseconds drain{std::chrono::milliseconds(500)};
     http_options http;
     engine_config engine;
+    log_options log;
 };
 
 class server final : public broker, private request_handler {
@@ -117,6 +119,7 @@ private:
     std::vector<mount_point> mounts_;
     std::vector<route_entry> routes_;
     std::optional<static_files> files_;
+    std::shared_ptr<spdlog::logger> access_log_; // when options_.log.access_log is set
     std::shared_ptr<http_listener> listener_;
     std::shared_ptr<http_listener> tls_listener_;
     std::atomic<unsigned> next_shard_{0};

@@ -177,6 +177,11 @@ void http_connection::on_read(beast::error_code ec, std::size_t) {
         // Content-Length over the limit fails inside the header, and /comet must still answer
         // in JSON.
         std::string target{parser_->get().target()};
+        if (options_.access_log) {
+            access_method_ = parser_->get().method_string();
+            access_target_ = target;
+            access_start_ = std::chrono::steady_clock::now();
+        }
         keep_alive_ = false;
         preflight_ = false;
         origin_.clear();
@@ -186,6 +191,11 @@ void http_connection::on_read(beast::error_code ec, std::size_t) {
 
     incoming in{parser_->release(), remote_, exchange{weak_from_this(), ++seq_}, nullptr};
     parser_.reset();
+    if (options_.access_log) {
+        access_method_ = in.request.method_string();
+        access_target_ = in.request.target();
+        access_start_ = std::chrono::steady_clock::now();
+    }
     keep_alive_ = in.request.keep_alive();
     preflight_ = in.request.method() == http::verb::options;
     auto origin = in.request.find(http::field::origin);
@@ -312,7 +322,10 @@ void http_connection::do_write(response r) {
     });
 }
 
-void http_connection::on_write(beast::error_code ec, std::size_t) {
+void http_connection::on_write(beast::error_code ec, std::size_t bytes) {
+    if (options_.access_log)
+        options_.access_log({remote_, access_method_, access_target_, answer_.status, bytes,
+                             std::chrono::steady_clock::now() - access_start_});
     answer_ = {};
     if (ec || !keep_alive_)
         return do_close();

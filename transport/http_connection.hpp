@@ -35,6 +35,16 @@ class context;
 
 namespace megaphone {
 
+/// One answered request, for an access log.
+struct access_record {
+    const tcp::endpoint& remote;
+    std::string_view method;
+    std::string_view target;
+    unsigned status;
+    std::size_t bytes;                            ///< written, head and body
+    std::chrono::steady_clock::duration duration; ///< from the request read to the answer written
+};
+
 struct http_options {
     /// Longest time to wait for a complete request, from the end of the previous answer (covers
     /// an idle keep-alive connection and a slow sender alike).
@@ -47,6 +57,9 @@ struct http_options {
     std::uint32_t max_header = 16 * 1024;
     /// Origins allowed to call cross-origin (CORS); "*" allows any. Empty: no CORS headers.
     std::vector<std::string> cors_origins{"*"};
+    /// Called on the connection's thread after each answer is written; when empty (the
+    /// default) nothing is recorded for it.
+    std::function<void(const access_record&)> access_log;
 };
 
 /// A request as handed to the application layer.
@@ -113,6 +126,10 @@ private:
     bool keep_alive_ = true;
     bool preflight_ = false; // the request was a CORS preflight (OPTIONS)
     std::string origin_;     // the request's Origin, for CORS on the answer
+    // For the access log, only when options_.access_log is set.
+    std::string access_method_;
+    std::string access_target_;
+    std::chrono::steady_clock::time_point access_start_;
 };
 
 /// Accepts connections on one endpoint and spreads them over io_contexts.

@@ -213,6 +213,7 @@ server_options bosh_options() {
     o.engine.inactivity = 2s;
     o.engine.polling = 500ms;
     o.engine.max_hold = 1;
+    o.log.level = megaphone::log_level::warn;
     return o;
 }
 

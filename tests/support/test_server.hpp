@@ -136,6 +136,7 @@ inline server_options test_options() {
     o.engine.max_wait = 5s;
     o.engine.inactivity = 3s;
     o.engine.max_hold = 1;
+    o.log.level = log_level::warn; // quiet: tests read what they check, not the log
     return o;
 }
 
