@@ -99,6 +99,19 @@ std::vector<option_spec> make_table() {
     t.push_back(whole_option<unsigned short>(
         "port", "N", "listen port; 0 picks a free one and prints it", 65535,
         [](auto& o) -> auto& { return o.port; }));
+    t.push_back({"tls-cert", "FILE", kind::text,
+                 "serve HTTPS too, with this PEM certificate chain (off when empty)",
+                 [](const o_t& o) { return o.tls_cert.string(); },
+                 [](o_t& o, std::string_view, std::string_view v) { o.tls_cert = v; }, nullptr});
+    t.push_back({"tls-key", "FILE", kind::text,
+                 "the certificate's PEM private key (empty: the tls-cert file)",
+                 [](const o_t& o) { return o.tls_key.string(); },
+                 [](o_t& o, std::string_view, std::string_view v) { o.tls_key = v; }, nullptr});
+    t.push_back(whole_option<unsigned short>(
+        "tls-port", "N",
+        "HTTPS listen port, next to the HTTP one; 0: a free "
+        "one",
+        65535, [](auto& o) -> auto& { return o.tls_port; }));
     t.push_back(whole_option<unsigned>(
         "threads", "N", "I/O threads, one session shard each; 0: one per core", 36,
         [](auto& o) -> auto& { return o.threads; }));
@@ -246,6 +259,10 @@ void validate(const server_options& o) {
     if (o.engine.node_id.empty() || o.engine.node_id.size() > 6 ||
         o.engine.node_id.find('-') != std::string::npos)
         throw usage_error("node-id takes 1 to 6 characters, no '-'");
+    if (o.tls_cert.empty() && !o.tls_key.empty())
+        throw usage_error("tls-key needs tls-cert");
+    if (!o.tls_cert.empty() && o.tls_port == o.port && o.port != 0)
+        throw usage_error("tls-port must differ from port");
     if (!o.static_dir.empty() && !std::filesystem::is_directory(o.static_dir))
         throw usage_error("static-dir " + o.static_dir.string() + " is not a directory");
 }
@@ -344,6 +361,9 @@ int serve_until_signalled(server& srv) {
     }
     std::printf("megaphone: listening on http://%s:%u\n", srv.options().address.c_str(),
                 srv.port());
+    if (srv.tls_port() != 0)
+        std::printf("megaphone: listening on https://%s:%u\n", srv.options().address.c_str(),
+                    srv.tls_port());
     std::fflush(stdout);
 
     net::io_context signals_ioc;
