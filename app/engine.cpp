@@ -54,11 +54,11 @@ std::string_view transport_name(const session& s) noexcept {
     return s.kind() == content_kind::xml ? "bosh" : "json";
 }
 
-/// Normal ends are debug lines; ends that point at a problem are warnings.
+/// Normal ends are debug lines; an overflow (a client that does not keep up) is a warning. An
+/// application error was logged as an error when it happened.
 log_level close_level(close_reason why) noexcept {
     switch (why) {
     case close_reason::queue_overflow:
-    case close_reason::internal_error:
         return log_level::warn;
     default:
         return log_level::debug;

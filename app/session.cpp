@@ -1,10 +1,12 @@
 #include "app/session.hpp"
 
 #include "app/engine.hpp"
+#include "app/log.hpp"
 #include "transport/bosh_codec.hpp"
 
+#include <spdlog/logger.h>
+
 #include <algorithm>
-#include <cstdio>
 #include <stdexcept>
 #include <utility>
 
@@ -267,12 +269,11 @@ void session::call_app(F&& f) {
     try {
         f();
     } catch (const std::exception& e) {
-        std::fprintf(stderr, "megaphone: session %.*s: application error: %s\n",
-                     static_cast<int>(sid_len_), sid_.data(), e.what());
+        logger().error("session {}: application error: {}", std::string_view(sid_.data(), sid_len_),
+                       e.what());
         end(close_reason::internal_error);
     } catch (...) {
-        std::fprintf(stderr, "megaphone: session %.*s: application error\n",
-                     static_cast<int>(sid_len_), sid_.data());
+        logger().error("session {}: application error", std::string_view(sid_.data(), sid_len_));
         end(close_reason::internal_error);
     }
 }
@@ -465,9 +466,8 @@ void session::session_closed(close_reason why, std::vector<packet>) {
 
 void session::unexpected_event(fsm_state state, std::string_view event) {
     // A hole in the transition table: a bug. Say so loudly and keep serving other sessions.
-    std::fprintf(stderr, "megaphone: session %.*s: no transition from %.*s on %.*s\n",
-                 static_cast<int>(sid_len_), sid_.data(), static_cast<int>(to_string(state).size()),
-                 to_string(state).data(), static_cast<int>(event.size()), event.data());
+    logger().critical("session {}: no transition from {} on {}",
+                      std::string_view(sid_.data(), sid_len_), to_string(state), event);
 }
 
 } // namespace megaphone

@@ -1,5 +1,6 @@
 #include "app/testing.hpp"
 
+#include "app/log.hpp"
 #include "app/session.hpp"
 #include "transport/bosh_codec.hpp"
 
@@ -243,7 +244,10 @@ private:
 harness::harness(application& app, engine_config config)
     : observer_{std::make_unique<closing_observer>(app, *this)}
     , config_{std::move(config)}
-    , engine_{config_, clock_, *this, 0} {}
+    , engine_{config_, clock_, *this, 0} {
+    // Quiet: a test checks what it expects; application errors are still printed.
+    set_log_level(log_level::error);
+}
 
 harness::~harness() = default;
 
