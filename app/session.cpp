@@ -45,7 +45,8 @@ session::session(engine& owner, application& app, const session_codec& codec, st
     , die_timer_{&session::on_die_timer, this}
     , wait_timer_{&session::on_wait_timer, this}
     , next_rid_{first_rid}
-    , creation_rid_{first_rid} {
+    , creation_rid_{first_rid}
+    , last_answered_{first_rid} {
     if (sid.size() > sid_.size())
         throw std::length_error("session id too long");
     std::copy(sid.begin(), sid.end(), sid_.begin());
@@ -168,8 +169,16 @@ void session::on_request(client_request&& req, exchange ex) {
         return;
     }
     if (next_rid_ - rid <= requests()) {
-        // Its held copy lost its connection and was forgotten: hold it again, as if new (its
-        // messages were delivered the first time and are not delivered twice).
+        // Its held copy lost its connection and was forgotten. If a later rid has been answered
+        // meanwhile, this one may not carry data any more (the client reads answers in rid
+        // order: data pushed now would come before older data in the later answer): it is
+        // answered empty at once. Otherwise it is held again, as if new. Its messages were
+        // delivered the first time and are not delivered twice.
+        if (last_answered_ > rid) {
+            const packet body = codec_.data(rid, {});
+            remember(rid, body);
+            return reply(ex, body);
+        }
         outstanding_.push_back({rid, std::move(ex)});
         fsm_.process(request_arrived{rid});
         return;
@@ -389,6 +398,7 @@ void session::respond(request_id id, std::vector<packet> packets, answer_kind ki
     } else {
         body = codec_.data(id, packets);
     }
+    last_answered_ = std::max(last_answered_, id);
     // Kept for a client that lost this answer and sends the rid again.
     if (!(bosh_ && bosh_->answering_pause))
         remember(id, body);

@@ -150,8 +150,9 @@ private:
     std::vector<subscription> subscriptions_;
     std::unique_ptr<bosh_state> bosh_; // BOSH sessions only
     std::any data_;
-    request_id next_rid_;     // the rid processed next
-    request_id creation_rid_; // answered with the creation answer
+    request_id next_rid_;      // the rid processed next
+    request_id creation_rid_;  // answered with the creation answer
+    request_id last_answered_; // the highest rid answered so far
     time_point last_empty_poll_{};
     std::array<char, 32> sid_{};
     std::uint8_t sid_len_ = 0;

@@ -44,7 +44,9 @@
  * client.state                     'connecting' | 'open' | 'closing' | 'closed'
  * client.session                   the current session info (as given to 'open'), or null.
  *
- * How it works. One request is kept held by the server at all times (the poll loop); messages to
+ * How it works. The session's creation request carries no messages (its answer may be lost, and
+ * the copy sent again creates another session): they go in the first request with the sid.
+ * One request is kept held by the server at all times (the poll loop); messages to
  * send go on a second request, so at most `requests` (= hold + 1) are outstanding, and messages
  * sent while no slot is free are batched into the next request. Each new request's rid is the
  * previous one + 1. Responses are processed strictly in rid order (an early one waits for the gap
@@ -237,12 +239,10 @@ class Client {
         if (this.state === 'closed') return;
         this.state = 'connecting';
         const rid = randomRid();
-        const messages = [];
-        for (const ch of this._channels) messages.push({ subscribe: ch });
-        messages.push(...this._queue);
-        this._queue = [];
+        // The creation carries no messages: it has no sid, so when its answer is lost the copy
+        // sent again makes a second session, and messages in it would reach the app twice. The
+        // re-subscriptions and queued messages go in the session's first request instead.
         const body = { rid, wait: this.options.wait, hold: this.options.hold };
-        if (messages.length) body.messages = messages;
         // Per-session state; a new object per session, so stale callbacks can tell they are stale.
         const s = {
             creating: true,
@@ -258,7 +258,7 @@ class Client {
             ended: false,
         };
         this._s = s;
-        this._sendRequest(s, rid, JSON.stringify(body), messages.length > 0);
+        this._sendRequest(s, rid, JSON.stringify(body), false);
     }
 
     _onOpen(s, answer) {
@@ -277,6 +277,9 @@ class Client {
         s.polling = s.info.hold === 0 || s.info.wait === 0;
         this.session = { ...s.info };
         this._reconnectAttempt = 0;
+        // Subscribe again (after a reconnect) before anything else queued; _pump sends them.
+        const again = [...this._channels].map((ch) => ({ subscribe: ch }));
+        if (again.length) this._queue.unshift(...again);
         if (this._closeRequested) {
             this.state = 'closing';
         } else {

@@ -19,6 +19,7 @@ const ENV = {
     megaphone: 'MEGAPHONE_BIN',
     'megaphone-demo': 'MEGAPHONE_DEMO_BIN',
     'megaphone-xmpp': 'MEGAPHONE_XMPP_BIN',
+    'megaphone-chaos-server': 'MEGAPHONE_CHAOS_BIN',
 };
 const running = new Set();
 
