@@ -141,6 +141,9 @@ std::vector<option_spec> make_table() {
     t.push_back(seconds_option(
         "read-timeout", "time to receive a whole request (and keep-alive idle)",
         [](auto& o) -> auto& { return o.http.read_timeout; }));
+    t.push_back(seconds_option(
+        "drain", "on SIGTERM/SIGINT, longest wait for the last answers to go out",
+        [](auto& o) -> auto& { return o.drain; }));
     t.push_back({"static-dir", "DIR", kind::text, "serve files from DIR for GET (none when empty)",
                  [](const o_t& o) { return o.static_dir.string(); },
                  [](o_t& o, std::string_view, std::string_view v) { o.static_dir = v; }, nullptr});
@@ -372,8 +375,15 @@ int serve_until_signalled(server& srv) {
     signals.async_wait([&received](beast::error_code, int signal) { received = signal; });
     signals_ioc.run(); // returns after the first signal
     logger().info("signal {} received: stopping", received);
+    // Graceful: the port is free at once (a new server may bind it), held requests are
+    // answered system-shutdown, and the answers go out within --drain.
+    srv.stop_accepting();
+    std::printf("megaphone: stopping; no longer accepting\n");
+    std::fflush(stdout);
     srv.stop();
     srv.wait();
+    std::printf("megaphone: stopped\n");
+    std::fflush(stdout);
     return 0;
 }
 

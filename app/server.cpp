@@ -202,21 +202,44 @@ void server::wait() {
             sh->thread.join();
 }
 
-void server::stop() {
-    std::call_once(stop_once_, [this] {
-        if (listener_)
-            logger().info("stopping: sessions end with system-shutdown, answers drain for {}ms",
-                          options_.drain.count());
+void server::stop_accepting() {
+    std::call_once(stop_accepting_once_, [this] {
         stopping_ = true;
         if (listener_)
             listener_->stop();
         if (tls_listener_)
             tls_listener_->stop();
-        // Every session ends with system-shutdown: held requests get their answer.
-        for (auto& sh : shards_)
-            sh->run([](engine& e) { e.shutdown(); });
+        if (!listener_ || current_shard())
+            return; // not started, or on a shard's thread: the close ran inline
+        // The listeners close on the first shard's thread: wait (bounded) until it has run.
+        std::promise<void> closed;
+        auto done = closed.get_future();
+        net::post(shards_.front()->ioc, [&closed] { closed.set_value(); });
+        done.wait_for(options_.drain);
+    });
+}
+
+void server::stop() {
+    std::call_once(stop_once_, [this] {
+        const auto deadline = std::chrono::steady_clock::now() + options_.drain;
         if (listener_)
-            std::this_thread::sleep_for(options_.drain); // bounded: answers flush meanwhile
+            logger().info("stopping: sessions end with system-shutdown, answers drain for at "
+                          "most {}ms",
+                          options_.drain.count());
+        stop_accepting();
+        // Every session ends with system-shutdown: held requests get their answer.
+        auto ended = std::make_shared<std::atomic<std::size_t>>(0);
+        for (auto& sh : shards_)
+            sh->run([ended](engine& e) {
+                e.shutdown();
+                ++*ended;
+            });
+        // Bounded: until every session has ended and every answer is written, or `drain`. (On
+        // a shard's own thread this shard cannot write meanwhile: the wait runs to `drain`.)
+        if (listener_)
+            while (std::chrono::steady_clock::now() < deadline &&
+                   (*ended < shards_.size() || exchanges_ > 0))
+                std::this_thread::sleep_for(std::chrono::milliseconds(5));
         for (auto& sh : shards_) {
             sh->work.reset();
             sh->ioc.stop();

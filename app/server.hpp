@@ -38,8 +38,9 @@ struct server_options {
     unsigned threads = 0;
     /// Files served for GET; none when empty.
     std::filesystem::path static_dir;
-    /// How long stop() lets answers flush before it closes everything.
-    std::chrono::milliseconds drain{std::chrono::milliseconds(500)};
+    /// The longest stop() waits for outstanding answers to be written before it closes
+    /// everything (it returns as soon as they are).
+    std::chrono::milliseconds drain{std::chrono::seconds(5)};
     http_options http;
     engine_config engine;
     log_options log;
@@ -68,8 +69,14 @@ public:
     unsigned short tls_port() const noexcept { return tls_port_; }
     /// Blocks until stop() has finished.
     void wait();
-    /// Stops accepting, ends every session (held requests answered with system-shutdown),
-    /// lets answers drain for at most `drain`, then stops the threads. Any thread.
+    /// Closes the listening sockets and returns once they are closed: another server may bind
+    /// the port now. Requests on open connections are answered 503 system-shutdown. Any
+    /// thread but a shard's own.
+    void stop_accepting();
+    /// Graceful stop: stop_accepting(), ends every session (held requests are answered
+    /// `{"type":"terminate","condition":"system-shutdown"}`, each answer closing its
+    /// connection), waits until every outstanding answer is written or `drain` has passed,
+    /// then stops the threads. Any thread.
     void stop();
 
     const server_options& options() const noexcept { return options_; }
@@ -105,6 +112,9 @@ private:
     // request_handler
     void handle(incoming& in) override;
     response refuse(std::string_view target, unsigned status) override;
+    bool draining() const noexcept override { return stopping_; }
+    void exchange_started() noexcept override { ++exchanges_; }
+    void exchange_finished() noexcept override { --exchanges_; }
 
     void handle_session_request(incoming& in, const mount_point& m);
     /// Runs `f(engine&)` on the shard that owns `sid` (nothing if none does).
@@ -124,6 +134,8 @@ private:
     std::shared_ptr<http_listener> tls_listener_;
     std::atomic<unsigned> next_shard_{0};
     std::atomic<bool> stopping_{false};
+    std::atomic<std::ptrdiff_t> exchanges_{0}; // requests whose answer is not written yet
+    std::once_flag stop_accepting_once_;
     unsigned short port_ = 0;
     unsigned short tls_port_ = 0;
     std::once_flag stop_once_;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <utility>
 
 namespace megaphone {
 
@@ -96,7 +97,14 @@ http_connection::http_connection(tcp::socket&& socket, request_handler& handler,
         tls_.reset(new tls_stream{{stream_, *tls}});
 }
 
-http_connection::~http_connection() = default;
+http_connection::~http_connection() {
+    finish_exchange();
+}
+
+void http_connection::finish_exchange() noexcept {
+    if (std::exchange(counted_, false))
+        handler_.exchange_finished();
+}
 
 void http_connection::start() {
     // Accepted into this connection's own io_context: enter it before touching the stream.
@@ -207,6 +215,8 @@ void http_connection::on_read(beast::error_code ec, std::size_t) {
     if (buffer_.size() == 0)
         buffer_.shrink_to_fit();
 
+    counted_ = true;
+    handler_.exchange_started();
     handler_.handle(in);
     if (awaiting_) {
         on_lost_ = std::move(in.on_lost);
@@ -246,6 +256,7 @@ void http_connection::on_watch(std::uint32_t seq, beast::error_code ec) {
     awaiting_ = false;
     if (auto lost = std::exchange(on_lost_, nullptr))
         lost();
+    finish_exchange();
     do_close();
 }
 
@@ -309,6 +320,8 @@ void http_connection::do_write(response r) {
                      "Access-Control-Allow-Headers: Content-Type\r\n"
                      "Access-Control-Max-Age: 86400\r\n";
     }
+    if (handler_.draining())
+        keep_alive_ = false; // a stopping server: the client comes back on a new connection
     if (!keep_alive_)
         head_ += "Connection: close\r\n";
     head_ += "\r\n";
@@ -327,6 +340,7 @@ void http_connection::on_write(beast::error_code ec, std::size_t bytes) {
         options_.access_log({remote_, access_method_, access_target_, answer_.status, bytes,
                              std::chrono::steady_clock::now() - access_start_});
     answer_ = {};
+    finish_exchange();
     if (ec || !keep_alive_)
         return do_close();
     do_read();

@@ -79,6 +79,12 @@ public:
     virtual void handle(incoming& in) = 0;
     /// The answer for a request that could not be read whole (status 400 or 413), by target.
     virtual response refuse(std::string_view target, unsigned status) = 0;
+    /// True once the server is stopping: answers then close their connection.
+    virtual bool draining() const noexcept { return false; }
+    /// A request was handed to handle() / its answer is written or its client gone (any thread;
+    /// lets a stopping server wait for outstanding answers).
+    virtual void exchange_started() noexcept {}
+    virtual void exchange_finished() noexcept {}
 };
 
 class http_connection final : public exchange_target,
@@ -110,6 +116,7 @@ private:
     void do_write(response r);
     void on_write(beast::error_code ec, std::size_t bytes);
     void do_close();
+    void finish_exchange() noexcept;
 
     beast::tcp_stream stream_;
     std::unique_ptr<tls_stream> tls_; // on top of stream_, for HTTPS; null for plain HTTP
@@ -123,6 +130,7 @@ private:
     response answer_;  // the answer being written
     std::uint32_t seq_ = 0;
     bool awaiting_ = false; // an exchange is outstanding
+    bool counted_ = false;  // exchange_started() was called, exchange_finished() not yet
     bool keep_alive_ = true;
     bool preflight_ = false; // the request was a CORS preflight (OPTIONS)
     std::string origin_;     // the request's Origin, for CORS on the answer

@@ -88,12 +88,14 @@ export function startServer(name, args = [], { timeoutMs = 10000 } = {}) {
             const m = /megaphone: listening on (http:\/\/[^\s:]+:(\d+))/.exec(out);
             if (m) {
                 clearTimeout(timer);
+                // Keep reading (and keeping) what it prints, so it never blocks on a full pipe.
                 child.stdout.removeAllListeners('data');
-                child.stdout.resume(); // keep draining so the server never blocks on a full pipe
+                child.stdout.on('data', (more) => { out += more; });
                 resolveStart({
                     url: m[1],
                     port: Number(m[2]),
                     process: child,
+                    exited, // resolves to {code, signal} when the process ends
                     output: () => ({ stdout: out, stderr: err }),
                     async stop() {
                         if (child.exitCode !== null || child.signalCode !== null) return exited;
