@@ -212,9 +212,9 @@ void server::stop_accepting() {
         if (!listener_ || current_shard())
             return; // not started, or on a shard's thread: the close ran inline
         // The listeners close on the first shard's thread: wait (bounded) until it has run.
-        std::promise<void> closed;
-        auto done = closed.get_future();
-        net::post(shards_.front()->ioc, [&closed] { closed.set_value(); });
+        auto closed = std::make_shared<std::promise<void>>(); // may outlive this wait
+        auto done = closed->get_future();
+        net::post(shards_.front()->ioc, [closed] { closed->set_value(); });
         done.wait_for(options_.drain);
     });
 }
