@@ -173,6 +173,10 @@ std::vector<option_spec> make_table() {
     t.push_back(text_option(
         "access-log", "FILE", "one line per HTTP request to FILE ('-': stdout; none when empty)",
         [](auto& o) -> auto& { return o.log.access_log; }));
+    t.push_back(text_option("admin-token", "TOKEN",
+                            "turns on the /admin dashboard, opened with ?token=TOKEN (or the "
+                            "X-Megaphone-Token header); none: /admin is 404",
+                            [](auto& o) -> auto& { return o.admin_token; }));
     return t;
 }
 

@@ -1,5 +1,6 @@
 #include "app/engine.hpp"
 
+#include "fsm/metrics.hpp"
 #include "transport/bosh_codec.hpp"
 
 #include "app/log.hpp"
@@ -125,9 +126,11 @@ std::size_t engine::subscribers(std::string_view name) const noexcept {
 void engine::create(client_request&& req, application& app, const session_codec& codec,
                     exchange ex) {
     operation op{*this};
-    if (config_.max_sessions != 0 && sessions_.size() >= config_.max_sessions)
+    if (config_.max_sessions != 0 && sessions_.size() >= config_.max_sessions) {
+        count_refusal(refusal::too_many_sessions);
         return ex.reply(
             codec.error_response(protocol_error::policy_violation, req.bosh && !req.bosh->ver));
+    }
 
     // The client's values, capped by ours. wait 0 or hold 0 make a polling session.
     const auto wait = std::min<std::chrono::milliseconds>(
@@ -144,6 +147,11 @@ void engine::create(client_request&& req, application& app, const session_codec&
     if (log_enabled(log_level::debug))
         logger().debug("session open sid={} transport={} shard={}", ref.id(), transport_name(ref),
                        shard_);
+    if (metrics_block* m = current_metrics)
+        m
+            ->sessions_created[static_cast<std::size_t>(
+                codec.kind() == content_kind::xml ? transport_kind::bosh : transport_kind::json)]
+            .add();
     ref.open(std::move(req), std::move(ex));
 }
 

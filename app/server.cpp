@@ -1,5 +1,7 @@
 #include "app/server.hpp"
 
+#include "app/admin.hpp"
+
 #include "transport/bosh_codec.hpp"
 #include "transport/json_codec.hpp"
 
@@ -11,6 +13,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <future>
+#include <mutex>
 #include <numeric>
 
 namespace megaphone {
@@ -50,6 +53,7 @@ struct server::shard {
         });
     }
 
+    metrics_block stats; // written by this shard's thread only
     net::io_context ioc{1};
     net::executor_work_guard<net::io_context::executor_type> work;
     engine eng;
@@ -123,6 +127,15 @@ server::server(server_options options)
         shards_.push_back(std::make_unique<shard>(*this, i));
     if (!options_.static_dir.empty())
         files_.emplace(options_.static_dir);
+    if (options_.metrics)
+        route(http::verb::get, "/metrics", [this](incoming& in, std::string_view rest) {
+            if (!rest.empty())
+                return in.ex.reply({404, content_kind::text, packet::from("not found\n")});
+            in.ex.reply({200, content_kind::text, packet::from(prometheus_text(metrics())),
+                         packet::from(prometheus_content_type)});
+        });
+    if (!options_.admin_token.empty())
+        admin_ = std::make_unique<admin_console>(*this, options_.admin_token);
 }
 
 server::~server() {
@@ -186,6 +199,7 @@ void server::start() {
         shard* raw = sh.get();
         sh->thread = std::thread([raw] {
             tls_shard = raw;
+            current_metrics = &raw->stats;
             raw->ioc.run();
         });
     }
@@ -205,6 +219,8 @@ void server::wait() {
 void server::stop_accepting() {
     std::call_once(stop_accepting_once_, [this] {
         stopping_ = true;
+        if (admin_)
+            admin_->stop();
         if (listener_)
             listener_->stop();
         if (tls_listener_)
@@ -271,10 +287,17 @@ void server::handle(incoming& in) {
     const std::string_view target = in.request.target();
     const std::string_view path = target.substr(0, target.find('?'));
     const http::verb method = in.request.method();
+    if (admin_ && !admin_->allows(path, in.request))
+        return in.ex.reply(admin_console::forbidden());
 
     for (const mount_point& m : mounts_) {
         if (path != m.path)
             continue;
+        if (metrics_block* mb = current_metrics)
+            mb->requests[static_cast<std::size_t>(m.codec->kind() == content_kind::xml
+                                                      ? transport_kind::bosh
+                                                      : transport_kind::json)]
+                .add();
         if (method == http::verb::options) // CORS preflight; the connection adds the headers
             return in.ex.reply({204, content_kind::text, {}});
         if (method == http::verb::get && m.codec->kind() == content_kind::xml)
@@ -285,6 +308,8 @@ void server::handle(incoming& in) {
             return in.ex.reply(m.codec->error_response(protocol_error::system_shutdown));
         return handle_session_request(in, m);
     }
+    if (metrics_block* mb = current_metrics)
+        mb->requests[static_cast<std::size_t>(transport_kind::other)].add();
     for (const route_entry& r : routes_) {
         if (!path.starts_with(r.prefix))
             continue;
@@ -303,6 +328,13 @@ response server::refuse(std::string_view target, unsigned status) {
     const std::string_view path = target.substr(0, target.find('?'));
     const protocol_error e =
         status == 413 ? protocol_error::too_large : protocol_error::bad_request;
+    transport_kind counted = transport_kind::other;
+    for (const mount_point& m : mounts_)
+        if (m.path == path)
+            counted =
+                m.codec->kind() == content_kind::xml ? transport_kind::bosh : transport_kind::json;
+    if (metrics_block* mb = current_metrics)
+        mb->requests[static_cast<std::size_t>(counted)].add();
     for (const mount_point& m : mounts_)
         if (m.path == path)
             return m.codec->error_response(e);
@@ -325,6 +357,17 @@ void server::handle_session_request(incoming& in, const mount_point& m) {
             return in.ex.reply(codec.error_response(*e));
         req = std::move(std::get<client_request>(decoded));
     }
+
+    // Who sent it: the session keeps its creator's address (the admin sessions table).
+    if (in.remote.address().is_v4()) {
+        const auto b = in.remote.address().to_v4().to_bytes();
+        std::copy(b.begin(), b.end(), req.peer.bytes.begin());
+    } else {
+        const auto b = in.remote.address().to_v6().to_bytes();
+        std::copy(b.begin(), b.end(), req.peer.bytes.begin());
+        req.peer.v6 = true;
+    }
+    req.peer.port = in.remote.port();
 
     if (req.sid.empty()) {
         // A new session lives on the shard of the connection that created it.
@@ -411,6 +454,66 @@ std::size_t server::session_count() {
         total += result.get();
     }
     return total;
+}
+
+metrics_snapshot server::metrics() const {
+    metrics_snapshot s;
+    for (const auto& sh : shards_)
+        s.add(sh->stats);
+    return s;
+}
+
+void server::list_sessions(std::size_t offset, std::size_t limit,
+                           std::function<void(std::size_t, std::vector<session_row>)> done) {
+    // Each shard lists its first offset + limit sessions on its own thread; the last one to
+    // finish puts the shards' lists end to end and cuts the page out.
+    struct gather {
+        std::mutex mutex;
+        std::vector<std::vector<session_row>> rows;
+        std::vector<std::size_t> counts;
+        std::size_t pending;
+        std::function<void(std::size_t, std::vector<session_row>)> done;
+    };
+    auto g = std::make_shared<gather>();
+    g->rows.resize(shards_.size());
+    g->counts.resize(shards_.size());
+    g->pending = shards_.size();
+    g->done = std::move(done);
+    const std::size_t want = offset + limit;
+    for (std::size_t i = 0; i < shards_.size(); ++i) {
+        net::post(shards_[i]->ioc, [raw = shards_[i].get(), i, g, want, offset, limit] {
+            std::vector<session_row> rows;
+            const time_point now = raw->eng.clock().now();
+            raw->eng.for_each([&](const session& s) {
+                if (rows.size() >= want || s.closed())
+                    return;
+                rows.push_back(
+                    {std::string(s.id()), s.state(),
+                     std::chrono::duration_cast<std::chrono::milliseconds>(now - s.created()),
+                     s.queued(), s.held(), s.kind(), s.peer()});
+            });
+            std::unique_lock lock{g->mutex};
+            g->rows[i] = std::move(rows);
+            g->counts[i] = raw->eng.size();
+            if (--g->pending != 0)
+                return;
+            std::size_t total = 0, skip = offset;
+            std::vector<session_row> page;
+            for (std::size_t k = 0; k < g->rows.size(); ++k) {
+                total += g->counts[k];
+                for (auto& row : g->rows[k]) {
+                    if (skip > 0) {
+                        --skip;
+                        continue;
+                    }
+                    if (page.size() < limit)
+                        page.push_back(std::move(row));
+                }
+            }
+            lock.unlock();
+            g->done(total, std::move(page));
+        });
+    }
 }
 
 } // namespace megaphone

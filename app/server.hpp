@@ -11,6 +11,7 @@
 #include "app/application.hpp"
 #include "app/engine.hpp"
 #include "app/log.hpp"
+#include "app/metrics.hpp"
 #include "transport/http_connection.hpp"
 #include "transport/static_files.hpp"
 
@@ -44,7 +45,24 @@ struct server_options {
     http_options http;
     engine_config engine;
     log_options log;
+    /// Serve GET /metrics (Prometheus text format).
+    bool metrics = true;
+    /// The token of the /admin dashboard; empty: no dashboard (/admin is 404).
+    std::string admin_token;
 };
+
+/// One row of the admin dashboard's sessions table.
+struct session_row {
+    std::string sid;
+    fsm_state state;
+    std::chrono::milliseconds age;
+    std::size_t queued;
+    std::size_t held;
+    content_kind transport;
+    peer_address peer;
+};
+
+class admin_console;
 
 class server final : public broker, private request_handler {
 public:
@@ -96,6 +114,13 @@ public:
     /// Total sessions (sums every shard; for tests and diagnostics, blocks briefly).
     std::size_t session_count();
 
+    /// Every shard's counters summed (any thread, never blocks).
+    metrics_snapshot metrics() const;
+    /// Rows [offset, offset + limit) of the sessions, shard by shard, and the total; `done`
+    /// runs on a server thread. Each shard lists at most offset + limit of its sessions.
+    void list_sessions(std::size_t offset, std::size_t limit,
+                       std::function<void(std::size_t total, std::vector<session_row>)> done);
+
 private:
     struct shard;
     struct mount_point {
@@ -139,6 +164,7 @@ private:
     unsigned short port_ = 0;
     unsigned short tls_port_ = 0;
     std::once_flag stop_once_;
+    std::unique_ptr<admin_console> admin_; // last: goes first
 };
 
 } // namespace megaphone

@@ -2,6 +2,7 @@
 
 #include "app/engine.hpp"
 #include "app/log.hpp"
+#include "fsm/metrics.hpp"
 #include "transport/bosh_codec.hpp"
 
 #include <spdlog/logger.h>
@@ -116,6 +117,8 @@ void session::end(close_reason why) {
 void session::open(client_request&& creation, exchange ex) {
     if (creation.bosh)
         bosh_ = std::make_unique<bosh_state>(creation.bosh);
+    created_ = engine_.clock().now();
+    peer_ = creation.peer;
     fsm_.start(); // arms the die timer
     next_rid_ = creation.rid + 1;
     call_app([&] { app_.on_open(*this); });
@@ -141,8 +144,10 @@ void session::on_request(client_request&& req, exchange ex) {
 
     if (rid > next_rid_) {
         // Early: within the window it waits for the gap to fill; beyond it the session ends.
-        if (rid - next_rid_ >= requests())
+        if (rid - next_rid_ >= requests()) {
+            count_refusal(refusal::rid_out_of_window);
             return fail(protocol_error::item_not_found, ex);
+        }
         for (early_request& e : early_)
             if (e.request.rid == rid) {
                 // A second copy of a waiting early request: the newest carries the answer.
@@ -152,8 +157,10 @@ void session::on_request(client_request&& req, exchange ex) {
             }
         // One more than `requests` is allowed when it is a terminate or a pause (§11).
         const bool pause = req.bosh && req.bosh->pause;
-        if (outstanding_.size() + early_.size() >= requests() && !req.terminate && !pause)
+        if (outstanding_.size() + early_.size() >= requests() && !req.terminate && !pause) {
+            count_refusal(refusal::too_many_requests);
             return fail(protocol_error::policy_violation, ex);
+        }
         early_.push_back({std::move(req), std::move(ex)});
         return;
     }
@@ -183,6 +190,7 @@ void session::on_request(client_request&& req, exchange ex) {
         fsm_.process(request_arrived{rid});
         return;
     }
+    count_refusal(refusal::rid_out_of_window);
     fail(protocol_error::item_not_found, ex);
 }
 
@@ -194,8 +202,10 @@ void session::process(client_request&& req, exchange ex) {
     // A polling session may not poll faster than `polling` with empty requests (BOSH §12).
     if (fsm_.params().polling && req.messages.empty() && !req.terminate) {
         const time_point now = engine_.clock().now();
-        if (last_empty_poll_ != time_point{} && now - last_empty_poll_ < settings_.polling)
+        if (last_empty_poll_ != time_point{} && now - last_empty_poll_ < settings_.polling) {
+            count_refusal(refusal::polling_too_fast);
             return fail(protocol_error::policy_violation, ex);
+        }
         last_empty_poll_ = now;
     } else {
         last_empty_poll_ = {};
@@ -232,6 +242,7 @@ bool session::bosh_checks_pass(const client_request& req, const exchange& ex) {
     bosh_->pause.reset();
     // Key sequencing (§15): a wrong or missing key ends the session before anything else.
     if (bosh_->keys.accept(*req.bosh) != bosh_key_sequence::verdict::accepted) {
+        count_refusal(refusal::bad_key);
         fail(protocol_error::item_not_found, ex);
         return false;
     }
@@ -268,6 +279,8 @@ void session::deliver(const std::vector<message>& messages) {
     for (const message& m : messages) {
         if (closed_)
             break;
+        if (metrics_block* mb = current_metrics)
+            mb->messages_in.add();
         call_app([&] { app_.on_message(*this, m); });
     }
 }
@@ -381,6 +394,13 @@ void session::respond(request_id id, std::vector<packet> packets, answer_kind ki
         return reply(ex, codec_.closing(id, close_reason_));
     }
 
+    std::int64_t pushed_at = 0; // the oldest message's push time, for the latency histogram
+    for (const packet& p : packets)
+        if (pushed_at == 0 || p.born_ns() < pushed_at)
+            pushed_at = p.born_ns();
+    if (metrics_block* mb = current_metrics)
+        mb->messages_out.add(packets.size());
+
     packet body;
     if (id == creation_rid_) {
         const session_info info{this->id(), settings_.wait,       settings_.hold,
@@ -402,7 +422,8 @@ void session::respond(request_id id, std::vector<packet> packets, answer_kind ki
     // Kept for a client that lost this answer and sends the rid again.
     if (!(bosh_ && bosh_->answering_pause))
         remember(id, body);
-    reply(ex, std::move(body));
+    ex.reply(
+        {200, codec_.kind(), std::move(body), bosh_ ? bosh_->content_type : packet{}, pushed_at});
 }
 
 void session::arm_wait_timer(request_id id) {
@@ -463,6 +484,11 @@ void session::on_wait_timer(void* self) {
 }
 
 void session::session_closed(close_reason why, std::vector<packet>) {
+    if (metrics_block* mb = current_metrics) {
+        mb->sessions_closed[static_cast<std::size_t>(why)].add();
+        if (why == close_reason::queue_overflow)
+            mb->refusals[static_cast<std::size_t>(refusal::queue_overflow)].add();
+    }
     closed_ = true;
     close_reason_ = why;
     engine_.timers().cancel(wait_timer_);

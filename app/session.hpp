@@ -57,6 +57,9 @@ public:
     /// empty for JSON sessions.
     std::string_view host() const noexcept;
     std::string_view lang() const noexcept;
+    /// When the session was created (its engine's clock), and the address that created it.
+    time_point created() const noexcept { return created_; }
+    const peer_address& peer() const noexcept { return peer_; }
 
     /// Pushes to this session; a no-op once it has closed.
     void push(packet p);
@@ -154,6 +157,8 @@ private:
     request_id creation_rid_;  // answered with the creation answer
     request_id last_answered_; // the highest rid answered so far
     time_point last_empty_poll_{};
+    time_point created_{};
+    peer_address peer_{};
     std::array<char, 32> sid_{};
     std::uint8_t sid_len_ = 0;
     bool uses_ack_ = false;

@@ -1,5 +1,6 @@
 #include "fsm/packet.hpp"
 
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -14,7 +15,10 @@ packet packet::from(std::string_view bytes) {
     void* memory = std::malloc(sizeof(rep) + bytes.size());
     if (!memory)
         throw std::bad_alloc();
-    auto* r = new (memory) rep{{1}, static_cast<std::uint32_t>(bytes.size())};
+    const auto born = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch())
+                          .count();
+    auto* r = new (memory) rep{{1}, static_cast<std::uint32_t>(bytes.size()), born};
     if (!bytes.empty())
         std::memcpy(reinterpret_cast<char*>(r + 1), bytes.data(), bytes.size());
     packet p;

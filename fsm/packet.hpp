@@ -39,6 +39,10 @@ public:
     bool empty() const noexcept { return size() == 0; }
     explicit operator bool() const noexcept { return rep_ != nullptr; }
 
+    /// When the packet was made (steady clock, ns): a pushed message's push time, for the push
+    /// latency histogram. 0 for an empty handle.
+    std::int64_t born_ns() const noexcept { return rep_ ? rep_->born_ns : 0; }
+
     /// True when both handles share one allocation (not a byte comparison).
     bool same_as(const packet& other) const noexcept { return rep_ == other.rep_; }
     friend bool operator==(const packet& a, const packet& b) noexcept {
@@ -49,6 +53,7 @@ private:
     struct rep {
         std::atomic<std::uint32_t> refs;
         std::uint32_t size;
+        std::int64_t born_ns;
     };
     const char* data() const noexcept { return reinterpret_cast<const char*>(rep_ + 1); }
     void retain() noexcept {

@@ -1,6 +1,8 @@
 // The one translation unit that instantiates the MSM back-end, and the facade over it.
 #include "fsm/session_machine.hpp"
 
+#include "fsm/metrics.hpp"
+
 #include <boost/mpl/for_each.hpp>
 
 #include <new>
@@ -28,6 +30,25 @@ static_assert(sizeof(session_machine) <= session_fsm::storage_size,
               "grow session_fsm::storage_size (and mind the per-session memory budget)");
 static_assert(alignof(session_machine) <= 8);
 
+// Each event's row in metrics_block::transitions; names must match fsm_event_names.
+template <class Event>
+constexpr std::size_t fsm_event_index = 0;
+template <>
+constexpr std::size_t fsm_event_index<packet_pushed> = 1;
+template <>
+constexpr std::size_t fsm_event_index<wait_expired> = 2;
+template <>
+constexpr std::size_t fsm_event_index<die_expired> = 3;
+template <>
+constexpr std::size_t fsm_event_index<connection_closed> = 4;
+template <>
+constexpr std::size_t fsm_event_index<terminate_session> = 5;
+template <class Event>
+constexpr bool event_named_right = fsm_event_names[fsm_event_index<Event>] == Event::name;
+static_assert(event_named_right<request_arrived> && event_named_right<packet_pushed> &&
+              event_named_right<wait_expired> && event_named_right<die_expired> &&
+              event_named_right<connection_closed> && event_named_right<terminate_session>);
+
 session_machine& machine(std::byte* storage) {
     return *std::launder(reinterpret_cast<session_machine*>(storage));
 }
@@ -49,6 +70,43 @@ std::string_view to_string(fsm_state s) noexcept {
         return "closed";
     }
     return "?";
+}
+
+std::string_view to_string(refusal r) noexcept {
+    switch (r) {
+    case refusal::body_too_large:
+        return "body_too_large";
+    case refusal::header_too_large:
+        return "header_too_large";
+    case refusal::too_many_sessions:
+        return "too_many_sessions";
+    case refusal::queue_overflow:
+        return "queue_overflow";
+    case refusal::rid_out_of_window:
+        return "rid_out_of_window";
+    case refusal::too_many_requests:
+        return "too_many_requests";
+    case refusal::polling_too_fast:
+        return "polling_too_fast";
+    case refusal::bad_key:
+        return "bad_key";
+    case refusal::count_:
+        break;
+    }
+    return "?";
+}
+
+std::string_view to_string(transport_kind t) noexcept {
+    switch (t) {
+    case transport_kind::json:
+        return "json";
+    case transport_kind::bosh:
+        return "bosh";
+    case transport_kind::other:
+    case transport_kind::count_:
+        break;
+    }
+    return "other";
 }
 
 std::string_view to_string(close_reason r) noexcept {
@@ -95,6 +153,8 @@ void session_fsm::start() {
     busy_ = true;
     machine(storage_).start();
     busy_ = false;
+    if (metrics_block* m = current_metrics)
+        m->in_state[static_cast<std::size_t>(fsm_state::waiting)].add();
 }
 
 template <class Event>
@@ -103,8 +163,22 @@ void session_fsm::dispatch(const Event& e) {
     if (busy_)
         throw std::logic_error("session_fsm: re-entrant event " + std::string(Event::name));
     busy_ = true;
-    machine(storage_).process_event(e);
+    session_machine& sm = machine(storage_);
+    const auto from = static_cast<std::size_t>(sm.current_state()[0]);
+    const auto held_before = sm.held_.size();
+    sm.process_event(e);
     busy_ = false;
+    // Counted here, seeing the state before and after: no hook in the table, no allocation.
+    if (metrics_block* m = current_metrics) {
+        const auto to = static_cast<std::size_t>(sm.current_state()[0]);
+        m->transitions[from][fsm_event_index<Event>][to].add();
+        if (from != to) {
+            m->in_state[from].add(-1);
+            m->in_state[to].add(1);
+        }
+        m->held.add(static_cast<std::int64_t>(sm.held_.size()) -
+                    static_cast<std::int64_t>(held_before));
+    }
 }
 
 void session_fsm::process(const request_arrived& e) {

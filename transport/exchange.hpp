@@ -23,6 +23,9 @@ struct response {
     packet body;
     /// Overrides the Content-Type of `kind` when set (BOSH's `content` attribute).
     packet content_type = {};
+    /// When the oldest pushed message it carries was made (packet::born_ns); 0: none. The
+    /// connection measures push latency from it once the answer is written.
+    std::int64_t pushed_at_ns = 0;
 };
 
 class exchange_target {

@@ -1,5 +1,7 @@
 #include "transport/http_connection.hpp"
 
+#include "fsm/metrics.hpp"
+
 #include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/ssl.hpp>
 
@@ -169,7 +171,9 @@ void http_connection::do_read() {
     });
 }
 
-void http_connection::on_read(beast::error_code ec, std::size_t) {
+void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
+    if (metrics_block* m = current_metrics)
+        m->bytes_in.add(bytes);
     // The client closed its end between requests, or went quiet for too long: nothing to say.
     if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
         ec == net::error::connection_reset || ec == net::error::operation_aborted)
@@ -179,6 +183,10 @@ void http_connection::on_read(beast::error_code ec, std::size_t) {
         // (its remaining bytes cannot be framed).
         const unsigned status =
             (ec == http::error::body_limit || ec == http::error::header_limit) ? 413 : 400;
+        if (ec == http::error::body_limit)
+            count_refusal(refusal::body_too_large);
+        else if (ec == http::error::header_limit)
+            count_refusal(refusal::header_too_large);
         if (!parser_->is_header_done() && status == 400 && buffer_.size() == 0)
             return do_close();
         // The target is known once the request line is parsed, before the header is done: a
@@ -298,6 +306,12 @@ void http_connection::on_deliver(std::uint32_t seq, response r) {
 
 void http_connection::do_write(response r) {
     answer_ = std::move(r);
+    if (metrics_block* m = current_metrics) {
+        const auto transport = answer_.kind == content_kind::json  ? transport_kind::json
+                               : answer_.kind == content_kind::xml ? transport_kind::bosh
+                                                                   : transport_kind::other;
+        m->responses[static_cast<std::size_t>(transport)][status_index(answer_.status)].add();
+    }
     head_.clear();
     head_.reserve(256);
     head_ += "HTTP/1.1 ";
@@ -339,6 +353,16 @@ void http_connection::on_write(beast::error_code ec, std::size_t bytes) {
     if (options_.access_log)
         options_.access_log({remote_, access_method_, access_target_, answer_.status, bytes,
                              std::chrono::steady_clock::now() - access_start_});
+    if (metrics_block* m = current_metrics) {
+        m->bytes_out.add(bytes);
+        if (!ec && answer_.pushed_at_ns != 0) {
+            const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                         std::chrono::steady_clock::now().time_since_epoch())
+                                         .count();
+            m->push_latency.observe_ns(
+                static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - answer_.pushed_at_ns)));
+        }
+    }
     answer_ = {};
     finish_exchange();
     if (ec || !keep_alive_)

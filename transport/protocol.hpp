@@ -8,6 +8,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -44,6 +45,13 @@ private:
 
 struct bosh_request;
 
+/// A client's IP address and port, compact (each session keeps the one it was created from).
+struct peer_address {
+    std::array<std::uint8_t, 16> bytes{}; ///< IPv4: the first 4
+    std::uint16_t port = 0;
+    bool v6 = false;
+};
+
 /// A decoded client request. No `sid`: a session creation.
 struct client_request {
     std::string sid;
@@ -55,6 +63,8 @@ struct client_request {
     std::vector<message> messages;
     /// BOSH requests: every attribute of the <body/> (payloads moved into `messages`).
     std::shared_ptr<const bosh_request> bosh;
+    /// Who sent it (set by the server; empty in tests without sockets).
+    peer_address peer;
 };
 
 /// Errors a request can meet, each with one protocol condition and one HTTP status.

@@ -1,0 +1,75 @@
+// admin_console: the /admin dashboard, itself a Megaphone application.
+//
+// The server creates it when its options carry an admin token. It serves
+//   GET  /admin                    the page (web/admin.html, compiled in)           token
+//   GET  /admin/assets/NAME        admin.js, megaphone.js, fsm.svg (compiled in)    public
+//   GET  /admin/sessions?page=&size=  one page of the sessions table, as JSON       token
+//   POST /admin/comet              the JSON transport to this application           token
+// The token comes in the query string (`?token=`) or in the `X-Megaphone-Token` header; a wrong
+// or missing one gets 403. Every `period` the console sums the server's counters and publishes a
+// snapshot (sessions per state, transitions with their rate per second, ...) on its channel, to
+// which each of its sessions is subscribed: the page draws it on the machine's diagram.
+#pragma once
+
+#include "app/application.hpp"
+#include "transport/exchange.hpp"
+#include "transport/net.hpp"
+
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+
+namespace megaphone {
+
+class server;
+struct incoming;
+struct metrics_snapshot;
+
+class admin_console final : public application {
+public:
+    /// Mounts and routes itself on `srv`. `token` must not be empty.
+    admin_console(server& srv, std::string token,
+                  std::chrono::milliseconds period = std::chrono::seconds(1));
+    ~admin_console() override;
+    admin_console(const admin_console&) = delete;
+    admin_console& operator=(const admin_console&) = delete;
+
+    /// Stops publishing snapshots (the server calls it when it stops).
+    void stop();
+
+    /// False when `path` is one of the console's protected paths and `request` lacks the token.
+    bool allows(std::string_view path, const http::request<http::string_body>& request) const;
+    static response forbidden();
+
+    /// The snapshot published now (JSON): also what a new session gets at once.
+    nlohmann::json snapshot();
+
+    static constexpr std::string_view channel = "megaphone.admin";
+
+    // application
+    void on_open(session& s) override;
+
+private:
+    void run();
+    void serve(incoming& in, std::string_view rest);
+
+    server& srv_;
+    std::string token_;
+    std::chrono::milliseconds period_;
+    std::mutex mutex_;
+    std::condition_variable wake_;
+    bool stopping_ = false;
+    // The previous snapshot, for rates (under mutex_).
+    std::unique_ptr<metrics_snapshot> previous_;
+    std::chrono::steady_clock::time_point previous_at_{};
+    packet latest_; // the last snapshot published (under mutex_)
+    std::thread thread_;
+};
+
+/// A peer address as text: "1.2.3.4:5" or "[::1]:5".
+std::string to_string(const peer_address& a);
+
+} // namespace megaphone

@@ -1,0 +1,142 @@
+// The /admin dashboard in a real browser (Debian's /usr/bin/chromium driven by playwright-core)
+// against `megaphone-demo --admin-token`, while a bounded load runs: megaphone.js clients (under
+// node) subscribed to a channel that the test publishes to every 100 ms, and more clients that
+// come and go. Checks that the diagram shows live counts that change, that transition rates are
+// drawn, and that the sessions table lists sessions; saves test-output/admin.png.
+// Run: MEGAPHONE_DEMO_BIN=build/bin/megaphone-demo node --test tests/js/admin.test.mjs
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { connect } from '../../web/megaphone.js';
+import { startServer, repoRoot } from './server.mjs';
+import { waitFor, nextEvent } from './helpers.mjs';
+
+const CHROMIUM = process.env.MEGAPHONE_CHROMIUM || '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const OUT = join(repoRoot, 'test-output');
+const TOKEN = 'admin-test-token';
+const T = { timeout: 90000 };
+
+let server;
+let browser;
+const clients = [];
+let publisher = null;
+
+before(async () => {
+    let chromium;
+    try {
+        ({ chromium } = await import('playwright-core'));
+    } catch (err) {
+        throw new Error(`playwright-core is missing: run scripts/setup in ${repoRoot}. (${err.message})`);
+    }
+    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium`);
+    mkdirSync(OUT, { recursive: true });
+    server = await startServer('megaphone-demo', [
+        '--static-dir', 'web', '--wait', '5', '--hold', '1', '--inactivity', '20', '--threads', '2',
+        '--admin-token', TOKEN,
+    ]);
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000 });
+});
+
+after(async () => {
+    if (publisher) clearInterval(publisher);
+    await Promise.all(clients.splice(0).map(async (c) => {
+        if (c.state !== 'closed') {
+            const closed = nextEvent(c, 'close', { pred: (i) => !i.reconnecting, timeout: 3000 }).catch(() => {});
+            c.close();
+            await closed;
+        }
+        c._destroy();
+    }));
+    if (browser) await browser.close().catch(() => {});
+    if (server) await server.stop();
+});
+
+/** Opens `n` megaphone.js sessions on the hub, subscribed to 'load'; resolves once all are open. */
+async function openClients(n) {
+    const opened = [];
+    for (let i = 0; i < n; i++) {
+        const c = connect(`${server.url}/comet`, { wait: 5, closeOnUnload: false });
+        clients.push(c);
+        opened.push(nextEvent(c, 'open', { timeout: 10000 }));
+        c.subscribe('load');
+    }
+    await Promise.all(opened);
+}
+
+test('the admin page needs the token', T, async () => {
+    const none = await fetch(`${server.url}/admin`);
+    assert.equal(none.status, 403);
+    const wrong = await fetch(`${server.url}/admin?token=nope`);
+    assert.equal(wrong.status, 403);
+    const comet = await fetch(`${server.url}/admin/comet?token=nope`, { method: 'POST', body: '{"rid":1}' });
+    assert.equal(comet.status, 403);
+    const ok = await fetch(`${server.url}/admin?token=${TOKEN}`);
+    assert.equal(ok.status, 200);
+    assert.match(await ok.text(), /Megaphone admin/);
+    const byHeader = await fetch(`${server.url}/admin/sessions`, { headers: { 'X-Megaphone-Token': TOKEN } });
+    assert.equal(byHeader.status, 200);
+});
+
+test('the dashboard draws live counts on the machine diagram and lists sessions', T, async () => {
+    // The load: 20 subscribers, a publish every 100 ms (each answers a held poll: transitions).
+    await openClients(20);
+    let published = 0;
+    publisher = setInterval(() => {
+        published++;
+        fetch(`${server.url}/publish/load`, { method: 'POST', body: JSON.stringify({ n: published }) })
+            .then((r) => r.text()).catch(() => {});
+    }, 100);
+
+    const context = await browser.newContext({ viewport: { width: 1200, height: 1300 }, deviceScaleFactor: 1 });
+    const page = await context.newPage();
+    page.setDefaultTimeout(20000);
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(e.message));
+    try {
+        await page.goto(`${server.url}/admin?token=${TOKEN}`);
+        await page.waitForFunction(() => document.querySelector('#status').textContent === 'live');
+        // Counts on the diagram: one badge per state, a number in each.
+        const counts = () => page.evaluate(() => Object.fromEntries(['waiting', 'have_request', 'have_packet']
+            .map((s) => [s, document.querySelector(`#count-${s} text`)?.textContent])));
+        await page.waitForFunction(() => Number(document.body.dataset.snapshots || 0) >= 2);
+        const first = await counts();
+        for (const v of Object.values(first)) assert.match(v, /^\d+$/, JSON.stringify(first));
+        // 20 subscribers and the page's own session, each in one of the three states.
+        const before = Object.values(first).reduce((a, v) => a + Number(v), 0);
+        assert.ok(before >= 21, JSON.stringify(first));
+
+        // Rates on the edges: the publishes move sessions have_request → waiting → have_request.
+        await page.waitForFunction(() => [...document.querySelectorAll('#diagram .rate')]
+            .some((t) => /\/s$/.test(t.textContent)));
+        const rate = Number(await page.textContent('#stat-rate'));
+        assert.ok(rate > 0, `transitions per second shown: ${rate}`);
+
+        // More sessions: the counts on the diagram change.
+        await openClients(15);
+        await page.waitForFunction((n) => ['waiting', 'have_request', 'have_packet']
+            .map((s) => Number(document.querySelector(`#count-${s} text`).textContent))
+            .reduce((a, b) => a + b, 0) >= n + 15, before);
+
+        // The sessions table: a full first page, with states, ages and addresses.
+        await page.waitForFunction(() => document.querySelectorAll('#sessions tr').length >= 20);
+        const rows = await page.$$eval('#sessions tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
+        for (const [sid, transport, state, age, queued, held, address] of rows) {
+            assert.match(sid, /^n0-/);
+            assert.match(transport, /^(json|bosh)$/);
+            assert.match(state, /^(waiting|have_request|have_packet)$/);
+            assert.ok(Number(age) >= 0 && Number(queued) >= 0 && Number(held) >= 0);
+            assert.match(address, /^127\.0\.0\.1:\d+$/);
+        }
+        assert.match(await page.textContent('#page-info'), /page 1 of \d+ · \d+ sessions/);
+        await page.click('#next');
+        await page.waitForFunction(() => /page 2 of/.test(document.querySelector('#page-info').textContent));
+
+        await page.screenshot({ path: join(OUT, 'admin.png'), fullPage: true });
+    } finally {
+        await context.close();
+    }
+    assert.deepEqual(errors, []);
+});
