@@ -133,7 +133,6 @@ TEST_CASE("metrics: GET /metrics counts the traffic, parsed by prometheus_client
     // same step on the session's thread).
     a.send_json("/comet", request_body(sa.sid, 101, json::array({{{"subscribe", "news"}}})));
     REQUIRE(comet.wait_messages(sa.sid, 1));
-    CHECK(srv.metrics().held == 1);
     srv.push(sa.sid, json{{"hello", "world"}});
     const auto pushed = a.receive();
     REQUIRE(pushed.status == 200);
@@ -309,18 +308,16 @@ TEST_CASE("admin: 404 without a token, 403 with a wrong one; page, sessions and 
     http_client admin{f.port(), 10s};
     const auto created = admin.post("/admin/comet?token=s3cret", R"({"rid":100})");
     REQUIRE(created.status == 200);
-    const std::string sid = created.json().at("sid");
+    const std::string sid = created.json().at("sid").get<std::string>();
     json stats;
     for (std::uint64_t rid = 101; rid < 110 && stats.is_null(); ++rid) {
         const auto r = admin.post_json("/admin/comet?token=s3cret", request_body(sid, rid));
         REQUIRE(r.status == 200);
-        for (const json& m : r.json().at("messages"))
-            if (m.value("type", "") == "stats")
+        const json answer = r.json();
+        for (const json& m : answer.at("messages"))
+            if (m.value("type", "") == "stats" && m.at("sessions").get<int>() >= 2)
                 stats = m;
     }
-    if (stats.is_null())
-        for (const json& m : created.json().at("messages"))
-            stats = m;
     REQUIRE(stats.is_object());
     CHECK(stats.at("type") == "stats");
     CHECK(stats.at("states").contains("have_request"));
