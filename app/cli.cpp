@@ -91,6 +91,9 @@ option_spec text_option(std::string_view name, std::string_view value_name, std:
             nullptr};
 }
 
+// Adding an option: one row here (the command line, --config and --help follow), its default
+// in examples/megaphone.json (tests/app/test_cli.cpp checks that the file names every option),
+// and any check that spans options in validate().
 std::vector<option_spec> make_table() {
     using o_t = server_options;
     std::vector<option_spec> t;
@@ -322,14 +325,32 @@ void print_help(std::FILE* out, std::string_view about) {
     std::size_t width = std::string_view("--config FILE").size();
     for (const auto& spec : option_table())
         width = std::max(width, spec.name.size() + spec.value_name.size() + 3);
+    // Help text wrapped at 100 columns, continuation lines under the first.
     const auto line = [&](std::string_view name, std::string_view value_name, std::string_view help,
                           const std::string* shown) {
         std::string left = "--" + std::string(name);
         if (!value_name.empty())
             left += " " + std::string(value_name);
-        std::fprintf(out, "  %-*s  %.*s%s\n", static_cast<int>(width), left.c_str(),
-                     static_cast<int>(help.size()), help.data(),
-                     shown ? (" [" + *shown + "]").c_str() : "");
+        std::string text(help);
+        if (shown)
+            text += " [" + *shown + "]";
+        const std::size_t room = std::max<std::size_t>(40, 100 - width - 4);
+        std::string_view rest = text;
+        bool first = true;
+        while (!rest.empty()) {
+            std::size_t cut = rest.size();
+            if (cut > room) {
+                cut = rest.rfind(' ', room);
+                if (cut == std::string_view::npos || cut == 0)
+                    cut = std::min(rest.find(' '), rest.size());
+            }
+            std::fprintf(out, "  %-*s  %.*s\n", static_cast<int>(width), first ? left.c_str() : "",
+                         static_cast<int>(cut), rest.data());
+            first = false;
+            rest.remove_prefix(cut);
+            while (!rest.empty() && rest.front() == ' ')
+                rest.remove_prefix(1);
+        }
     };
     std::fprintf(out, "%.*s\n\nOptions (defaults in brackets):\n", static_cast<int>(about.size()),
                  about.data());

@@ -1,7 +1,8 @@
 // The command line and configuration file shared by `megaphone` and the example servers.
 //
 // Every option lives in one table (option_table()): the command-line parser, the --config
-// loader and --help all read it, so an option added to the table is in all three.
+// loader and --help all read it, so an option added to the table is in all three (how to add
+// one: the comment above make_table() in app/cli.cpp).
 #pragma once
 
 #include "app/server.hpp"
