@@ -129,17 +129,11 @@ void http_connection::on_detect(beast::error_code ec, bool is_tls) {
     if (ec)
         return do_close();
     if (!is_tls) {
-        // Plain HTTP sent to the HTTPS port: say so in plain HTTP, then close.
+        // Plain HTTP sent to the HTTPS port: read the request whole (so the client is not cut
+        // off while it writes), then say so in plain HTTP and close (on_read).
         tls_.reset();
-        keep_alive_ = false;
-        preflight_ = false;
-        origin_.clear();
-        awaiting_ = false;
-        response r;
-        r.status = 400;
-        r.kind = content_kind::text;
-        r.body = packet::from("This port speaks HTTPS: use https://\n");
-        return do_write(std::move(r));
+        plain_on_tls_port_ = true;
+        return do_read();
     }
     // The detected bytes are the start of the handshake. (The size_t defaults: Boost 1.81's
     // constraint on this overload checks the handler against a one-argument signature.)
@@ -154,8 +148,8 @@ void http_connection::on_handshake(beast::error_code ec, std::size_t used) {
     if (ec)
         return do_close(); // not TLS after all, no shared cipher, timeout: nothing to say
     buffer_.consume(used);
-    // Held requests probe the TLS stream without blocking (tls_still_there); async operations
-    // are not affected by this flag.
+    // Held requests probe the TLS stream without blocking (still_there); async operations are
+    // not affected by this flag.
     stream_.socket().non_blocking(true, ec);
     do_read();
 }
@@ -205,6 +199,18 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
         return do_write(handler_.refuse(target, status));
     }
 
+    if (plain_on_tls_port_) {
+        keep_alive_ = false;
+        preflight_ = false;
+        origin_.clear();
+        awaiting_ = false;
+        response r;
+        r.status = 400;
+        r.kind = content_kind::text;
+        r.body = packet::from("This port speaks HTTPS: use https://\n");
+        return do_write(std::move(r));
+    }
+
     incoming in{parser_->release(), remote_, exchange{weak_from_this(), ++seq_}, nullptr};
     parser_.reset();
     if (options_.access_log) {
@@ -248,18 +254,8 @@ void http_connection::do_watch() {
 void http_connection::on_watch(std::uint32_t seq, beast::error_code ec) {
     if (seq != seq_ || !awaiting_ || ec == net::error::operation_aborted)
         return;
-    if (!ec && tls_) {
-        if (tls_still_there())
-            return;
-    } else if (!ec) {
-        std::array<char, 1> probe{};
-        const auto n = ::recv(stream_.socket().native_handle(), probe.data(), probe.size(),
-                              MSG_PEEK | MSG_DONTWAIT);
-        if (n > 0)
-            return; // a pipelined request: it waits in the socket until this answer is out
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-            return do_watch();
-    }
+    if (!ec && still_there())
+        return do_watch();
     // The client is gone while its request was outstanding: tell the owner of the exchange.
     awaiting_ = false;
     if (auto lost = std::exchange(on_lost_, nullptr))
@@ -268,22 +264,35 @@ void http_connection::on_watch(std::uint32_t seq, beast::error_code ec) {
     do_close();
 }
 
-bool http_connection::tls_still_there() {
-    // Readable TCP does not mean a request: it may be a TLS record that carries no data (a
-    // close_notify alert, a key update, half a record), and TLS 1.3 hides the record type. So
-    // read through TLS, without blocking (the socket is non-blocking for synchronous calls):
-    // - nothing yet (would_block): still there, watch again;
-    // - data: a pipelined request, kept in buffer_ for the next read, as the plain peek does;
-    // - end of stream (close_notify, or EOF without it: stream_truncated), reset, any error:
-    //   gone.
+bool http_connection::still_there() {
+    // What arrived is read into buffer_ without blocking. Data is a pipelined request, kept for
+    // the next read while watching goes on (a close behind it is still seen, and the pending
+    // wait keeps the connection alive); nothing yet means still there; end of stream, a reset
+    // or an error means gone, and so does more pipelined data than one request may carry.
+    // Over TLS readable bytes may be a record without data (a close_notify alert, a key update,
+    // half a record; TLS 1.3 hides the record type): it reads through TLS, whose socket is
+    // non-blocking for synchronous calls (on_handshake).
     beast::error_code ec;
-    const std::size_t n = tls_->stream.read_some(buffer_.prepare(4096), ec);
-    buffer_.commit(n);
-    if (ec == net::error::would_block || ec == net::error::try_again) {
-        do_watch();
-        return true;
+    const auto space = buffer_.prepare(4096);
+    std::size_t n = 0;
+    if (tls_) {
+        n = tls_->stream.read_some(space, ec);
+    } else {
+        const auto got =
+            ::recv(stream_.socket().native_handle(), space.data(), space.size(), MSG_DONTWAIT);
+        if (got > 0)
+            n = static_cast<std::size_t>(got);
+        else if (got == 0)
+            ec = net::error::eof;
+        else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+            ec = net::error::would_block;
+        else
+            ec = beast::error_code(errno, beast::system_category());
     }
-    return !ec;
+    buffer_.commit(n);
+    if (buffer_.size() > options_.max_header + options_.max_body)
+        return false;
+    return !ec || ec == net::error::would_block || ec == net::error::try_again;
 }
 
 void http_connection::deliver(std::uint32_t seq, response r) {

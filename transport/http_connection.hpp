@@ -109,9 +109,9 @@ private:
     void on_read(beast::error_code ec, std::size_t bytes);
     void do_watch();
     void on_watch(std::uint32_t seq, beast::error_code ec);
-    /// While a request is held over TLS: reads what arrived without blocking; false when the
-    /// client is gone (close_notify, EOF, reset), true when it is still there.
-    bool tls_still_there();
+    /// While a request is held: reads what arrived without blocking; false when the client is
+    /// gone (EOF, close_notify, reset, a pipelined flood), true when it is still there.
+    bool still_there();
     void on_deliver(std::uint32_t seq, response r);
     void do_write(response r);
     void on_write(beast::error_code ec, std::size_t bytes);
@@ -132,8 +132,9 @@ private:
     bool awaiting_ = false; // an exchange is outstanding
     bool counted_ = false;  // exchange_started() was called, exchange_finished() not yet
     bool keep_alive_ = true;
-    bool preflight_ = false; // the request was a CORS preflight (OPTIONS)
-    std::string origin_;     // the request's Origin, for CORS on the answer
+    bool preflight_ = false;         // the request was a CORS preflight (OPTIONS)
+    bool plain_on_tls_port_ = false; // plain HTTP came to the HTTPS port: refuse it
+    std::string origin_;             // the request's Origin, for CORS on the answer
     // For the access log, only when options_.access_log is set.
     std::string access_method_;
     std::string access_target_;
