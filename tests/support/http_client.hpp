@@ -4,6 +4,9 @@
 //
 // send() writes a request without reading (a long poll that will be held), receive() reads one
 // answer, request() does both. Several clients make several connections.
+//
+// HTTPS: give the client an SSL_CTX (support/tls.hpp makes one) and it speaks TLS over the same
+// socket (OpenSSL's SSL_read/SSL_write on the descriptor, under the same timeouts).
 #pragma once
 
 #include <boost/asio/buffer.hpp>
@@ -11,6 +14,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
+#include <openssl/ssl.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -37,16 +41,19 @@ namespace http = boost::beast::http;
 
 /// A socket file descriptor as a Beast SyncReadStream/SyncWriteStream. Unlike a blocking Asio
 /// socket (which polls forever after EAGAIN), a read that hits SO_RCVTIMEO fails with `timeout`.
+/// After start_tls() it reads and writes through TLS.
 class fd_stream {
 public:
     explicit fd_stream(int fd = -1) noexcept
         : fd_{fd} {}
     fd_stream(fd_stream&& o) noexcept
-        : fd_{std::exchange(o.fd_, -1)} {}
+        : fd_{std::exchange(o.fd_, -1)}
+        , ssl_{std::exchange(o.ssl_, nullptr)} {}
     fd_stream& operator=(fd_stream&& o) noexcept {
         if (this != &o) {
             close();
             fd_ = std::exchange(o.fd_, -1);
+            ssl_ = std::exchange(o.ssl_, nullptr);
         }
         return *this;
     }
@@ -54,10 +61,22 @@ public:
 
     int native_handle() const noexcept { return fd_; }
     bool is_open() const noexcept { return fd_ >= 0; }
+    /// Closes the socket (over TLS without a close_notify, as a crashed client would).
     void close() noexcept {
+        if (ssl_)
+            SSL_free(std::exchange(ssl_, nullptr));
         if (fd_ >= 0)
             ::close(std::exchange(fd_, -1));
     }
+
+    /// Handshakes as a TLS client; throws when the handshake fails.
+    void start_tls(SSL_CTX* ctx) {
+        ssl_ = SSL_new(ctx);
+        if (!ssl_ || SSL_set_fd(ssl_, fd_) != 1 || SSL_connect(ssl_) != 1)
+            throw std::runtime_error("TLS handshake failed");
+    }
+    /// The TLS connection; null for plain HTTP.
+    SSL* ssl() const noexcept { return ssl_; }
 
     template <class MutableBufferSequence>
     std::size_t read_some(const MutableBufferSequence& buffers, beast::error_code& ec) {
@@ -67,6 +86,8 @@ public:
             boost::asio::mutable_buffer b = *it;
             if (b.size() == 0)
                 continue;
+            if (ssl_)
+                return tls_io(SSL_read(ssl_, b.data(), static_cast<int>(b.size())), ec);
             for (;;) {
                 const ssize_t n = ::recv(fd_, b.data(), b.size(), 0);
                 if (n > 0)
@@ -103,6 +124,8 @@ public:
             boost::asio::const_buffer b = *it;
             if (b.size() == 0)
                 continue;
+            if (ssl_)
+                return tls_io(SSL_write(ssl_, b.data(), static_cast<int>(b.size())), ec);
             for (;;) {
                 const ssize_t n = ::send(fd_, b.data(), b.size(), MSG_NOSIGNAL);
                 if (n >= 0)
@@ -128,7 +151,25 @@ public:
     }
 
 private:
+    /// The outcome of SSL_read/SSL_write as a byte count and an error code.
+    std::size_t tls_io(int n, beast::error_code& ec) {
+        if (n > 0)
+            return static_cast<std::size_t>(n);
+        const int err = SSL_get_error(ssl_, n);
+        if (err == SSL_ERROR_ZERO_RETURN)
+            ec = boost::asio::error::eof;
+        else if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE ||
+                 (err == SSL_ERROR_SYSCALL && (errno == EAGAIN || errno == EWOULDBLOCK)))
+            ec = beast::error::timeout;
+        else if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_SSL)
+            ec = boost::asio::error::eof; // the peer closed without close_notify
+        else
+            ec = beast::error_code(EIO, boost::system::system_category());
+        return 0;
+    }
+
     int fd_;
+    SSL* ssl_ = nullptr;
 };
 
 /// A blocking TCP connection to 127.0.0.1:port whose reads and writes give up after `timeout`
@@ -179,10 +220,13 @@ class http_client {
 public:
     using clock = std::chrono::steady_clock;
 
+    /// Plain HTTP, or HTTPS with `tls` (which must outlive the client).
     explicit http_client(unsigned short port,
-                         std::chrono::milliseconds timeout = std::chrono::seconds(10))
+                         std::chrono::milliseconds timeout = std::chrono::seconds(10),
+                         SSL_CTX* tls = nullptr)
         : port_{port}
-        , timeout_{timeout} {
+        , timeout_{timeout}
+        , tls_{tls} {
         connect();
     }
 
@@ -190,6 +234,8 @@ public:
     void connect() {
         close();
         stream_ = connect_loopback(port_, timeout_);
+        if (tls_)
+            stream_.start_tls(tls_);
         buffer_.clear();
     }
 
@@ -255,7 +301,7 @@ public:
 
     /// True when bytes (or the end of the stream) can be read within `within`: an answer came.
     bool readable_within(std::chrono::milliseconds within) {
-        if (buffer_.size() > 0)
+        if (buffer_.size() > 0 || (stream_.ssl() && SSL_pending(stream_.ssl()) > 0))
             return true;
         pollfd p{stream_.native_handle(), POLLIN, 0};
         for (;;) {
@@ -299,10 +345,13 @@ public:
     }
     bool is_open() const noexcept { return stream_.is_open(); }
     unsigned short port() const noexcept { return port_; }
+    /// The connection (for TLS-level moves such as SSL_shutdown or a key update).
+    fd_stream& stream() noexcept { return stream_; }
 
 private:
     unsigned short port_;
     std::chrono::milliseconds timeout_;
+    SSL_CTX* tls_ = nullptr;
     fd_stream stream_;
     beast::flat_buffer buffer_;
 };
