@@ -136,17 +136,42 @@ std::vector<option_spec> make_table() {
         "max-body", "BYTES", "largest request body; larger gets 413", std::size_t{1} << 30,
         [](auto& o) -> auto& { return o.http.max_body; }));
     t.push_back(whole_option<std::uint32_t>(
-        "max-queue", "N", "packets queued per session before it is closed", 1u << 24,
-        [](auto& o) -> auto& { return o.engine.max_queue; }));
+        "max-queue", "N", "packets queued per session; one more closes it (policy-violation)",
+        1u << 24, [](auto& o) -> auto& { return o.engine.max_queue; }));
     t.push_back(whole_option<std::size_t>(
-        "max-sessions", "N", "sessions per thread; 0: no limit", std::size_t{1} << 32,
-        [](auto& o) -> auto& { return o.engine.max_sessions; }));
+        "max-sessions", "N", "sessions at once; more get policy-violation; 0: no limit",
+        std::size_t{1} << 32, [](auto& o) -> auto& { return o.engine.max_sessions; }));
+    t.push_back(whole_option<std::uint32_t>(
+        "creation-burst", "N",
+        "session creations at once per client address, then creation-rate per second; "
+        "beyond: 429; 0: no limit",
+        1u << 30, [](auto& o) -> auto& { return o.creation_burst; }));
+    t.push_back(
+        {"creation-rate", "R", kind::number,
+         "session creations per second per client address, after the burst",
+         [](const o_t& o) {
+             std::ostringstream out;
+             out << o.creation_rate;
+             return out.str();
+         },
+         [](o_t& o, std::string_view as, std::string_view v) { o.creation_rate = number(as, v); },
+         nullptr});
+    t.push_back(whole_option<std::size_t>(
+        "max-connections", "N",
+        "open connections; more get 503 and are closed; 0: the open-file limit minus 128",
+        std::size_t{1} << 32, [](auto& o) -> auto& { return o.http.max_connections; }));
     t.push_back(seconds_option(
-        "read-timeout", "time to receive a whole request (and keep-alive idle)",
+        "read-timeout", "time to receive a whole request from its first byte (slowloris cut-off)",
         [](auto& o) -> auto& { return o.http.read_timeout; }));
     t.push_back(seconds_option(
         "drain", "on SIGTERM/SIGINT, longest wait for the last answers to go out",
         [](auto& o) -> auto& { return o.drain; }));
+    "idle-timeout",
+        "a connection with no request in flight is closed after S (a held "
+        "long-poll is in flight)",
+        [](auto& o) -> auto& {
+        return o.http.idle_timeout;
+    }));
     t.push_back({"static-dir", "DIR", kind::text, "serve files from DIR for GET (none when empty)",
                  [](const o_t& o) { return o.static_dir.string(); },
                  [](o_t& o, std::string_view, std::string_view v) { o.static_dir = v; }, nullptr});
@@ -176,10 +201,11 @@ std::vector<option_spec> make_table() {
     t.push_back(text_option(
         "access-log", "FILE", "one line per HTTP request to FILE ('-': stdout; none when empty)",
         [](auto& o) -> auto& { return o.log.access_log; }));
-    t.push_back(text_option("admin-token", "TOKEN",
-                            "turns on the /admin dashboard, opened with ?token=TOKEN (or the "
-                            "X-Megaphone-Token header); none: /admin is 404",
-                            [](auto& o) -> auto& { return o.admin_token; }));
+    t.push_back(text_option(
+        "admin-token", "TOKEN",
+        "turns on the /admin dashboard, opened with ?token=TOKEN (or the "
+        "X-Megaphone-Token header); none: /admin is 404",
+        [](auto& o) -> auto& { return o.admin_token; }));
     return t;
 }
 
@@ -266,6 +292,10 @@ void apply_config_file(server_options& o, const std::string& path) {
 void validate(const server_options& o) {
     if (o.engine.max_queue == 0)
         throw usage_error("max-queue must be at least 1");
+    if (o.creation_burst != 0 && o.creation_rate <= 0)
+        throw usage_error("creation-rate must be above 0 (or creation-burst 0: no limit)");
+    if (o.http.read_timeout.count() <= 0 || o.http.idle_timeout.count() <= 0)
+        throw usage_error("read-timeout and idle-timeout must be above 0");
     if (o.engine.node_id.empty() || o.engine.node_id.size() > 6 ||
         o.engine.node_id.find('-') != std::string::npos)
         throw usage_error("node-id takes 1 to 6 characters, no '-'");

@@ -2,6 +2,7 @@
 
 #include "fsm/metrics.hpp"
 #include "transport/bosh_codec.hpp"
+#include "transport/limits.hpp"
 
 #include "app/log.hpp"
 
@@ -126,7 +127,16 @@ std::size_t engine::subscribers(std::string_view name) const noexcept {
 void engine::create(client_request&& req, application& app, const session_codec& codec,
                     exchange ex) {
     operation op{*this};
-    if (config_.max_sessions != 0 && sessions_.size() >= config_.max_sessions) {
+    bool full = false;
+    if (total_)
+        full = total_->fetch_add(1, std::memory_order_relaxed) >= config_.max_sessions &&
+               config_.max_sessions != 0;
+    else
+        full = config_.max_sessions != 0 && sessions_.size() >= config_.max_sessions;
+    if (full) {
+        if (total_)
+            total_->fetch_sub(1, std::memory_order_relaxed);
+        count_refusal(limit_kind::sessions);
         count_refusal(refusal::too_many_sessions);
         return ex.reply(
             codec.error_response(protocol_error::policy_violation, req.bosh && !req.bosh->ver));
@@ -158,8 +168,16 @@ void engine::create(client_request&& req, application& app, const session_codec&
 void engine::request(client_request&& req, const session_codec& codec, exchange ex) {
     operation op{*this};
     session* s = find(req.sid);
-    if (!s)
+    if (!s) {
+        // Only the holder of an overflowed session's sid learns why it ended (once).
+        if (auto it = overflowed_.find(req.sid); it != overflowed_.end()) {
+            const bool recent = it->second > clock_.now();
+            overflowed_.erase(it);
+            if (recent)
+                return ex.reply(codec.error_response(protocol_error::policy_violation));
+        }
         return ex.reply(codec.error_response(protocol_error::item_not_found));
+    }
     s->on_request(std::move(req), std::move(ex));
 }
 
@@ -273,6 +291,18 @@ void engine::leave(session& s, std::size_t subscription_index) {
         channels_.erase(ch.name);
 }
 
+void engine::remember_overflow(std::string_view sid) {
+    const time_point now = clock_.now();
+    while (!overflowed_order_.empty() &&
+           (overflowed_order_.size() >= 1024 || !overflowed_.contains(overflowed_order_.front()) ||
+            overflowed_.at(overflowed_order_.front()) <= now)) {
+        overflowed_.erase(overflowed_order_.front());
+        overflowed_order_.pop_front();
+    }
+    overflowed_order_.emplace_back(sid);
+    overflowed_[std::string(sid)] = now + config_.inactivity;
+}
+
 void engine::reap() {
     // Runs outside every state machine: on_close may push and publish.
     while (!reap_.empty()) {
@@ -293,7 +323,11 @@ void engine::reap() {
             logger().error("on_close failed sid={}", s->id());
         }
         --depth_;
+        if (s->close_reason_ == close_reason::queue_overflow)
+            remember_overflow(s->id());
         sessions_.erase(s->id());
+        if (total_)
+            total_->fetch_sub(1, std::memory_order_relaxed);
     }
 }
 

@@ -14,8 +14,10 @@
 #include "transport/exchange.hpp"
 #include "transport/protocol.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,7 +47,8 @@ struct engine_config {
     std::chrono::milliseconds report_after{std::chrono::seconds(1)};
     /// Packets queued per session beyond this close it with policy-violation (queue_overflow).
     std::uint32_t max_queue = 1000;
-    /// Sessions per engine; 0: no limit. Creations beyond it get policy-violation.
+    /// Most sessions at once; 0: no limit. Creations beyond it get policy-violation. Per engine,
+    /// or across every engine that shares one count (share_session_count(): the server's).
     std::size_t max_sessions = 0;
     /// Node-id prefix of session ids ("n0" gives "n0-...").
     std::string node_id = "n0";
@@ -99,6 +102,9 @@ public:
     timer_queue& timers() noexcept { return timers_; }
     megaphone::broker& broker() noexcept { return broker_; }
     unsigned shard() const noexcept { return shard_; }
+    /// Counts this engine's sessions in `total` too, and applies max_sessions to it: the
+    /// server's engines share one count. Call before the first session.
+    void share_session_count(std::atomic<std::size_t>& total) noexcept { total_ = &total; }
 
     /// The shard index written into `sid`, or nullopt when `sid` is not one of ours.
     static std::optional<unsigned> shard_of(std::string_view sid) noexcept;
@@ -121,6 +127,7 @@ private:
 
     void schedule_reap(session* s) { reap_.push_back(s); }
     void reap();
+    void remember_overflow(std::string_view sid);
     void join(session& s, std::string_view channel);
     void leave(session& s, std::size_t subscription_index);
     std::string make_sid();
@@ -133,6 +140,11 @@ private:
     std::unordered_map<std::string_view, std::unique_ptr<session>> sessions_;
     std::unordered_map<std::string_view, std::unique_ptr<channel>> channels_;
     std::vector<session*> reap_;
+    /// Sessions ended by queue overflow, remembered (at most 1,024, for `inactivity`) so that
+    /// their client's next request is told policy-violation rather than item-not-found.
+    std::unordered_map<std::string, time_point> overflowed_;
+    std::deque<std::string> overflowed_order_;
+    std::atomic<std::size_t>* total_ = nullptr;
     int depth_ = 0;
 };
 

@@ -120,11 +120,14 @@ std::shared_ptr<spdlog::logger> open_access_log(const std::string& where) {
 //--------------------------------------------------------------------------------------------------
 
 server::server(server_options options)
-    : options_{std::move(options)} {
+    : options_{std::move(options)}
+    , creations_{options_.creation_rate, options_.creation_burst} {
     unsigned n = options_.threads ? options_.threads : std::thread::hardware_concurrency();
     n = std::max(1u, n);
-    for (unsigned i = 0; i < n; ++i)
+    for (unsigned i = 0; i < n; ++i) {
         shards_.push_back(std::make_unique<shard>(*this, i));
+        shards_.back()->eng.share_session_count(session_total_); // max_sessions is a total
+    }
     if (!options_.static_dir.empty())
         files_.emplace(options_.static_dir);
     if (options_.metrics)
@@ -370,6 +373,11 @@ void server::handle_session_request(incoming& in, const mount_point& m) {
     req.peer.port = in.remote.port();
 
     if (req.sid.empty()) {
+        if (!creations_.allow(in.remote.address(), clock_.now())) {
+            count_refusal(limit_kind::creation_rate);
+            return in.ex.reply(
+                codec.error_response(protocol_error::rate_limited, req.bosh && !req.bosh->ver));
+        }
         // A new session lives on the shard of the connection that created it.
         shard* sh = current_shard();
         if (!sh)

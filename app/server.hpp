@@ -12,6 +12,7 @@
 #include "app/engine.hpp"
 #include "app/log.hpp"
 #include "app/metrics.hpp"
+#include "app/rate_limiter.hpp"
 #include "transport/http_connection.hpp"
 #include "transport/static_files.hpp"
 
@@ -42,6 +43,10 @@ struct server_options {
     /// The longest stop() waits for outstanding answers to be written before it closes
     /// everything (it returns as soon as they are).
     std::chrono::milliseconds drain{std::chrono::seconds(5)};
+    /// Session creations per client address: `creation_burst` at once, then `creation_rate`
+    /// per second (a token bucket); beyond it 429 policy-violation. Burst 0: no limit.
+    std::uint32_t creation_burst = 1000;
+    double creation_rate = 100;
     http_options http;
     engine_config engine;
     log_options log;
@@ -150,11 +155,13 @@ private:
     server_options options_;
     steady_clock_source clock_;
     std::unique_ptr<net::ssl::context> tls_context_; // before shards_: outlives connections
+    std::atomic<std::size_t> session_total_{0};      // every shard's sessions (max_sessions)
     std::vector<std::unique_ptr<shard>> shards_;
     std::vector<mount_point> mounts_;
     std::vector<route_entry> routes_;
     std::optional<static_files> files_;
     std::shared_ptr<spdlog::logger> access_log_; // when options_.log.access_log is set
+    rate_limiter creations_;
     std::shared_ptr<http_listener> listener_;
     std::shared_ptr<http_listener> tls_listener_;
     std::atomic<unsigned> next_shard_{0};

@@ -4,6 +4,7 @@
 #include "app/log.hpp"
 #include "fsm/metrics.hpp"
 #include "transport/bosh_codec.hpp"
+#include "transport/limits.hpp"
 
 #include <spdlog/logger.h>
 
@@ -159,6 +160,7 @@ void session::on_request(client_request&& req, exchange ex) {
         const bool pause = req.bosh && req.bosh->pause;
         if (outstanding_.size() + early_.size() >= requests() && !req.terminate && !pause) {
             count_refusal(refusal::too_many_requests);
+            count_refusal(limit_kind::requests);
             return fail(protocol_error::policy_violation, ex);
         }
         early_.push_back({std::move(req), std::move(ex)});
@@ -204,6 +206,7 @@ void session::process(client_request&& req, exchange ex) {
         const time_point now = engine_.clock().now();
         if (last_empty_poll_ != time_point{} && now - last_empty_poll_ < settings_.polling) {
             count_refusal(refusal::polling_too_fast);
+            count_refusal(limit_kind::polling);
             return fail(protocol_error::policy_violation, ex);
         }
         last_empty_poll_ = now;
@@ -344,6 +347,7 @@ void session::fail(protocol_error e, const exchange& ex) {
         break;
     case protocol_error::too_large:
     case protocol_error::system_shutdown:
+    case protocol_error::rate_limited:
         break;
     }
     response r = codec_.error_response(e, bosh_ && bosh_->legacy);
@@ -489,6 +493,8 @@ void session::session_closed(close_reason why, std::vector<packet>) {
         if (why == close_reason::queue_overflow)
             mb->refusals[static_cast<std::size_t>(refusal::queue_overflow)].add();
     }
+    if (why == close_reason::queue_overflow)
+        count_refusal(limit_kind::queue);
     closed_ = true;
     close_reason_ = why;
     engine_.timers().cancel(wait_timer_);

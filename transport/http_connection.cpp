@@ -5,6 +5,7 @@
 #include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/ssl.hpp>
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -54,6 +55,8 @@ std::string_view status_text(unsigned status) noexcept {
         return "Method Not Allowed";
     case 413:
         return "Payload Too Large";
+    case 429:
+        return "Too Many Requests";
     case 500:
         return "Internal Server Error";
     case 503:
@@ -89,10 +92,12 @@ void http_connection::with_stream(F&& f) {
 }
 
 http_connection::http_connection(tcp::socket&& socket, request_handler& handler,
-                                 const http_options& options, net::ssl::context* tls)
+                                 const http_options& options, net::ssl::context* tls,
+                                 std::shared_ptr<std::atomic<std::size_t>> open)
     : stream_{std::move(socket)}
     , handler_{handler}
-    , options_{options} {
+    , options_{options}
+    , open_{std::move(open)} {
     beast::error_code ec;
     remote_ = stream_.socket().remote_endpoint(ec);
     if (tls)
@@ -101,6 +106,8 @@ http_connection::http_connection(tcp::socket&& socket, request_handler& handler,
 
 http_connection::~http_connection() {
     finish_exchange();
+    if (open_)
+        open_->fetch_sub(1, std::memory_order_relaxed);
 }
 
 void http_connection::finish_exchange() noexcept {
@@ -155,10 +162,61 @@ void http_connection::on_handshake(beast::error_code ec, std::size_t used) {
 }
 
 void http_connection::do_read() {
+    if (buffer_.size() > 0)
+        return read_request(); // a pipelined request is already (partly) in
+    // Idle: no request in flight. The first byte of the next one starts its read_timeout.
+    stream_.expires_after(options_.idle_timeout);
+    with_stream([&](auto& stream) {
+        stream.async_read_some(
+            buffer_.prepare(1024),
+            beast::bind_front_handler(&http_connection::on_first_bytes, shared_from_this()));
+    });
+}
+
+void http_connection::on_first_bytes(beast::error_code ec, std::size_t bytes) {
+    if (ec) {
+        if (ec == beast::error::timeout)
+            count_refusal(limit_kind::idle_timeout);
+        return do_close();
+    }
+    buffer_.commit(bytes);
+    read_request();
+}
+
+void http_connection::read_request() {
     parser_.emplace();
     parser_->body_limit(options_.max_body);
     parser_->header_limit(options_.max_header);
     stream_.expires_after(options_.read_timeout);
+    with_stream([&](auto& stream) {
+        http::async_read_header(
+            stream, buffer_, *parser_,
+            beast::bind_front_handler(&http_connection::on_header, shared_from_this()));
+    });
+}
+
+void http_connection::on_header(beast::error_code ec, std::size_t bytes) {
+    if (ec || parser_->is_done())
+        return on_read(ec, bytes);
+    if (metrics_block* m = current_metrics)
+        m->bytes_in.add(bytes); // the header's; on_read counts the body's
+    // The client waits for a go-ahead before it sends the body (RFC 9110 §10.1.1). The header
+    // passed the size limits (a Content-Length over max_body already failed above).
+    const auto expect = parser_->get().find(http::field::expect);
+    if (expect != parser_->get().end() && beast::iequals(expect->value(), "100-continue")) {
+        static constexpr std::string_view go_ahead = "HTTP/1.1 100 Continue\r\n\r\n";
+        return with_stream([&](auto& stream) {
+            net::async_write(
+                stream, net::buffer(go_ahead.data(), go_ahead.size()),
+                beast::bind_front_handler(&http_connection::on_continue, shared_from_this()));
+        });
+    }
+    on_continue({}, 0);
+}
+
+void http_connection::on_continue(beast::error_code ec, std::size_t) {
+    if (ec)
+        return do_close();
     with_stream([&](auto& stream) {
         http::async_read(stream, buffer_, *parser_,
                          beast::bind_front_handler(&http_connection::on_read, shared_from_this()));
@@ -168,21 +226,30 @@ void http_connection::do_read() {
 void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
     if (metrics_block* m = current_metrics)
         m->bytes_in.add(bytes);
-    // The client closed its end between requests, or went quiet for too long: nothing to say.
-    if (ec == http::error::end_of_stream || ec == beast::error::timeout ||
-        ec == net::error::connection_reset || ec == net::error::operation_aborted)
+    if (ec == beast::error::timeout) {
+        // Not received whole within read_timeout of its first byte: a slow or stalled sender.
+        // The stream is closed already; there is nobody to answer.
+        count_refusal(limit_kind::request_timeout);
         return do_close();
-    if (ec == http::error::body_limit || ec == http::error::header_limit || ec) {
+    }
+    // The client closed its end between requests: nothing to say.
+    if (ec == http::error::end_of_stream || ec == net::error::connection_reset ||
+        ec == net::error::operation_aborted)
+        return do_close();
+    if (ec) {
         // A request we cannot read whole is refused, and the connection closed after the answer
         // (its remaining bytes cannot be framed).
-        const unsigned status =
-            (ec == http::error::body_limit || ec == http::error::header_limit) ? 413 : 400;
+        const bool too_large = ec == http::error::body_limit || ec == http::error::header_limit;
+        const unsigned status = too_large ? 413 : 400;
         if (ec == http::error::body_limit)
             count_refusal(refusal::body_too_large);
         else if (ec == http::error::header_limit)
             count_refusal(refusal::header_too_large);
         if (!parser_->is_header_done() && status == 400 && buffer_.size() == 0)
             return do_close();
+        if (too_large)
+            count_refusal(ec == http::error::body_limit ? limit_kind::body_size
+                                                        : limit_kind::header_size);
         // The target is known once the request line is parsed, before the header is done: a
         // Content-Length over the limit fails inside the header, and /comet must still answer
         // in JSON.
@@ -396,7 +463,16 @@ http_listener::http_listener(net::io_context& ioc, tcp::endpoint endpoint, conte
     , pick_{std::move(pick)}
     , handler_{handler}
     , options_{options}
-    , tls_{tls} {
+    , tls_{tls}
+    , max_connections_{options.max_connections} {
+    if (max_connections_ == 0) {
+        // Leave room below the open-file limit for the listener, files and the like: the limit
+        // is then met with a clean 503 rather than with accept() failing.
+        rlimit files{};
+        const rlim_t soft = ::getrlimit(RLIMIT_NOFILE, &files) == 0 ? files.rlim_cur : 1024;
+        const rlim_t cap = soft == RLIM_INFINITY ? rlim_t{1} << 20 : soft;
+        max_connections_ = static_cast<std::size_t>(cap > 256 ? cap - 128 : cap / 2);
+    }
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
     acceptor_.bind(endpoint);
@@ -426,7 +502,9 @@ void http_listener::on_accept(beast::error_code ec, tcp::socket socket) {
         return;
     if (ec) {
         // Out of file descriptors (EMFILE/ENFILE) or a transient error: pause instead of
-        // spinning on a listen queue we cannot drain, then try again.
+        // spinning on a listen queue we cannot drain, then try again. Waiting clients stay in
+        // the listen queue and are served once descriptors free up.
+        count_refusal(limit_kind::accept_failed);
         backoff_.expires_after(std::chrono::milliseconds(50));
         backoff_.async_wait([self = shared_from_this()](beast::error_code wec) {
             if (!wec)
@@ -434,9 +512,32 @@ void http_listener::on_accept(beast::error_code ec, tcp::socket socket) {
         });
         return;
     }
+    if (open_->load(std::memory_order_relaxed) >= max_connections_) {
+        refuse_connection(socket, /*plain=*/tls_ == nullptr);
+        return do_accept();
+    }
+    open_->fetch_add(1, std::memory_order_relaxed); // only this thread adds: never over the limit
     socket.set_option(tcp::no_delay(true), ec);
-    std::make_shared<http_connection>(std::move(socket), handler_, options_, tls_)->start();
+    std::make_shared<http_connection>(std::move(socket), handler_, options_, tls_, open_)->start();
     do_accept();
+}
+
+void http_listener::refuse_connection(tcp::socket& socket, bool plain) {
+    count_refusal(limit_kind::connections);
+    static constexpr std::string_view busy = "HTTP/1.1 503 Service Unavailable\r\n"
+                                             "Content-Type: text/plain; charset=utf-8\r\n"
+                                             "Content-Length: 21\r\n"
+                                             "Cache-Control: no-store\r\n"
+                                             "Connection: close\r\n\r\n"
+                                             "too many connections\n";
+    // A fresh socket's send buffer is empty: one non-blocking send takes it all, or the client
+    // is gone and sees the close alone. A TLS client just sees the close.
+    if (plain) [[maybe_unused]]
+        const auto sent =
+            ::send(socket.native_handle(), busy.data(), busy.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    beast::error_code ignored;
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    socket.close(ignored);
 }
 
 } // namespace megaphone

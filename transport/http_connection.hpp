@@ -6,7 +6,13 @@
 // long-poll). While the answer is outstanding the connection keeps watching the socket, as
 // Erlang's {active, once} does: a client that goes away is noticed at once and reported through
 // the exchange's on_lost hook, so the session's machine gets `connection_closed` immediately
-// instead of writing into a dead socket `wait` seconds later.
+// instead of writing into a dead socket `wait` seconds later. Bytes of a pipelined next request
+// that arrive meanwhile are read aside (up to one request's worth) and watching goes on.
+//
+// Limits (transport/limits.hpp): an idle connection is closed after idle_timeout; a request
+// must arrive whole within read_timeout of its first byte; `Expect: 100-continue` is answered
+// once the headers pass the size limits; the listener refuses connections beyond
+// max_connections with 503, and pauses (never spins) when accept fails, e.g. out of descriptors.
 //
 // TLS (a listener given an ssl::context): the connection first reads a few bytes to tell a TLS
 // ClientHello from plain HTTP (answered with 400 and closed), then handshakes, all within the read
@@ -19,8 +25,10 @@
 #pragma once
 
 #include "transport/exchange.hpp"
+#include "transport/limits.hpp"
 #include "transport/net.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -46,15 +54,21 @@ struct access_record {
 };
 
 struct http_options {
-    /// Longest time to wait for a complete request, from the end of the previous answer (covers
-    /// an idle keep-alive connection and a slow sender alike).
+    /// Longest time to receive one whole request, headers and body, from its first byte: a
+    /// client that sends byte by byte (slowloris) is cut off.
     std::chrono::milliseconds read_timeout{std::chrono::seconds(30)};
+    /// A connection with no request in flight (none being read, none awaiting its answer) is
+    /// closed after this long. A held long-poll is in flight: never idle.
+    std::chrono::milliseconds idle_timeout{std::chrono::seconds(60)};
     /// Longest time to write one answer to a client that does not read.
     std::chrono::milliseconds write_timeout{std::chrono::seconds(30)};
     /// Request bodies above this many bytes are refused with 413.
     std::size_t max_body = 64 * 1024;
     /// Request headers above this many bytes are refused.
     std::uint32_t max_header = 16 * 1024;
+    /// Most connections open at once; a connection beyond it is answered 503 and closed.
+    /// 0: the process's open-file limit (RLIMIT_NOFILE) minus 128, read when the listener starts.
+    std::size_t max_connections = 0;
     /// Origins allowed to call cross-origin (CORS); "*" allows any. Empty: no CORS headers.
     std::vector<std::string> cors_origins{"*"};
     /// Called on the connection's thread after each answer is written; when empty (the
@@ -90,9 +104,11 @@ public:
 class http_connection final : public exchange_target,
                               public std::enable_shared_from_this<http_connection> {
 public:
-    /// Plain HTTP, or HTTPS when `tls` is given (it must outlive the connection).
+    /// Plain HTTP, or HTTPS when `tls` is given (it must outlive the connection). `open`
+    /// (optional) counts open connections: this one until it is destroyed.
     http_connection(tcp::socket&& socket, request_handler& handler, const http_options& options,
-                    net::ssl::context* tls = nullptr);
+                    net::ssl::context* tls = nullptr,
+                    std::shared_ptr<std::atomic<std::size_t>> open = nullptr);
     ~http_connection() override;
     void start();
     void deliver(std::uint32_t seq, response r) override;
@@ -106,6 +122,10 @@ private:
     void on_detect(beast::error_code ec, bool is_tls);
     void on_handshake(beast::error_code ec, std::size_t used);
     void do_read();
+    void on_first_bytes(beast::error_code ec, std::size_t bytes);
+    void read_request();
+    void on_header(beast::error_code ec, std::size_t bytes);
+    void on_continue(beast::error_code ec, std::size_t bytes);
     void on_read(beast::error_code ec, std::size_t bytes);
     void do_watch();
     void on_watch(std::uint32_t seq, beast::error_code ec);
@@ -139,6 +159,7 @@ private:
     std::string access_method_;
     std::string access_target_;
     std::chrono::steady_clock::time_point access_start_;
+    std::shared_ptr<std::atomic<std::size_t>> open_;
 };
 
 /// Accepts connections on one endpoint and spreads them over io_contexts.
@@ -154,10 +175,16 @@ public:
     void start();
     void stop();
     tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
+    /// Connections open now (any thread).
+    std::size_t open_connections() const noexcept { return open_->load(); }
+    /// The connection limit in force (max_connections, or the one derived from RLIMIT_NOFILE).
+    std::size_t max_connections() const noexcept { return max_connections_; }
 
 private:
     void do_accept();
     void on_accept(beast::error_code ec, tcp::socket socket);
+    /// Over the connection limit: answers 503 (plain HTTP only) without reading, and closes.
+    static void refuse_connection(tcp::socket& socket, bool plain);
 
     tcp::acceptor acceptor_;
     net::steady_timer backoff_;
@@ -165,6 +192,8 @@ private:
     request_handler& handler_;
     const http_options& options_;
     net::ssl::context* tls_;
+    std::shared_ptr<std::atomic<std::size_t>> open_ = std::make_shared<std::atomic<std::size_t>>(0);
+    std::size_t max_connections_;
 };
 
 /// Status line text for the codes Megaphone sends.

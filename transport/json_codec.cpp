@@ -13,6 +13,7 @@ std::string_view condition(protocol_error e) noexcept {
         return "bad-request";
     case protocol_error::too_large:
     case protocol_error::policy_violation:
+    case protocol_error::rate_limited:
         return "policy-violation";
     case protocol_error::system_shutdown:
         return "system-shutdown";
@@ -32,6 +33,8 @@ unsigned http_status(protocol_error e) noexcept {
         return 403;
     case protocol_error::system_shutdown:
         return 503;
+    case protocol_error::rate_limited:
+        return 429;
     }
     return 500;
 }

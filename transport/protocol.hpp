@@ -74,6 +74,7 @@ enum class protocol_error : std::uint8_t {
     too_large,        ///< 413 policy-violation: body over the limit
     policy_violation, ///< 403: too many requests, polling too fast
     system_shutdown,  ///< 503: the server is stopping
+    rate_limited,     ///< 429 policy-violation: too many session creations from one address
 };
 std::string_view condition(protocol_error e) noexcept;
 unsigned http_status(protocol_error e) noexcept;
