@@ -166,12 +166,11 @@ std::vector<option_spec> make_table() {
     t.push_back(seconds_option(
         "drain", "on SIGTERM/SIGINT, longest wait for the last answers to go out",
         [](auto& o) -> auto& { return o.drain; }));
-    "idle-timeout",
-        "a connection with no request in flight is closed after S (a held "
-        "long-poll is in flight)",
-        [](auto& o) -> auto& {
-        return o.http.idle_timeout;
-    }));
+    t.push_back(seconds_option(
+        "idle-timeout",
+        "a connection with no request in flight is closed after S (a held long-poll is in "
+        "flight)",
+        [](auto& o) -> auto& { return o.http.idle_timeout; }));
     t.push_back({"static-dir", "DIR", kind::text, "serve files from DIR for GET (none when empty)",
                  [](const o_t& o) { return o.static_dir.string(); },
                  [](o_t& o, std::string_view, std::string_view v) { o.static_dir = v; }, nullptr});
