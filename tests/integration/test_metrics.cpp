@@ -7,6 +7,7 @@
 #include "support/test_server.hpp"
 
 #include <catch2/catch.hpp>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
@@ -43,7 +44,9 @@ struct parsed_metrics {
 
 parsed_metrics parse_with_prometheus_client(const std::string& text) {
     namespace fs = std::filesystem;
-    const fs::path dir = fs::path(MEGAPHONE_BINARY_DIR) / "test-metrics";
+    // One directory per process: ctest -j runs test cases of this file side by side.
+    const fs::path dir =
+        fs::path(MEGAPHONE_BINARY_DIR) / ("test-metrics-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     const fs::path in = dir / "metrics.txt";
     const fs::path out = dir / "parsed.json";
@@ -323,4 +326,26 @@ TEST_CASE("admin: 404 without a token, 403 with a wrong one; page, sessions and 
     CHECK(stats.at("states").contains("have_request"));
     CHECK(stats.at("sessions").get<int>() >= 2);
     CHECK(stats.at("created").get<int>() >= 2);
+}
+
+TEST_CASE("metrics: refusals before the session layer (creation rate) are counted") {
+    auto options = test_options();
+    options.creation_burst = 1;
+    options.creation_rate = 0.001;
+    megaphone::test::test_server f{options};
+
+    http_client c{f.port()};
+    const auto count = [&c] {
+        const auto m = parse_with_prometheus_client(c.get("/metrics").body);
+        return m.at("megaphone_refusals_total{limit=\"creation_rate\"}");
+    };
+    const auto before = count();
+    create_session(c, 10);
+    REQUIRE(c.post_json("/comet", json{{"rid", 20}}).status == 429);
+    REQUIRE(c.post_json("/comet", json{{"rid", 30}}).status == 429);
+    CHECK(count() == before + 2);
+    const auto m = parse_with_prometheus_client(c.get("/metrics").body);
+    for (const char* limit : {"request_timeout", "idle_timeout", "connections", "accept_failed"})
+        CHECK(m.samples.count("megaphone_refusals_total{limit=\"" + std::string(limit) + "\"}") ==
+              1);
 }
