@@ -121,7 +121,11 @@ test('the dashboard draws live counts on the machine diagram and lists sessions'
             .reduce((a, b) => a + b, 0) >= n + 15, before);
 
         // The sessions table: a full first page, with states, ages and addresses.
-        await page.waitForFunction(() => document.querySelectorAll('#sessions tr').length >= 20);
+        // The table refreshes every 2 s: wait until it has counted the 15 new sessions too.
+        await page.waitForFunction((n) => {
+            const m = /· (\d+) sessions/.exec(document.querySelector('#page-info').textContent);
+            return m && Number(m[1]) >= n + 15 && document.querySelectorAll('#sessions tr').length >= 20;
+        }, before);
         const rows = await page.$$eval('#sessions tr', (trs) => trs.map((tr) => [...tr.children].map((td) => td.textContent)));
         for (const [sid, transport, state, age, queued, held, address] of rows) {
             assert.match(sid, /^n0-/);
