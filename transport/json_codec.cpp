@@ -128,9 +128,169 @@ nlohmann::json seconds(std::chrono::milliseconds d) {
     return static_cast<double>(d.count()) / 1000.0;
 }
 
+/// The fast path for the common request shapes: a flat object of sid, rid, ack, type, wait,
+/// hold and an empty (or absent) messages array, with plain ASCII strings and plain integers.
+/// It either decodes the request exactly as the general path would, or gives up (false) and
+/// leaves the body to the general path: anything unusual (escapes, non-ASCII, null, floats,
+/// unknown or repeated keys, messages, errors of any kind) takes the general path, so both
+/// accept and refuse the same bodies with the same results.
+class fast_decoder {
+public:
+    explicit fast_decoder(std::string_view body)
+        : p_{body.data()}
+        , end_{body.data() + body.size()} {}
+
+    bool decode(client_request& req) {
+        skip_ws();
+        if (!eat('{'))
+            return false;
+        unsigned seen = 0;
+        for (;;) {
+            skip_ws();
+            std::string_view key;
+            if (!string(key))
+                return false;
+            const unsigned bit = key_bit(key);
+            if (bit == 0 || (seen & bit) != 0)
+                return false;
+            seen |= bit;
+            skip_ws();
+            if (!eat(':'))
+                return false;
+            skip_ws();
+            if (!value(bit, req))
+                return false;
+            skip_ws();
+            if (eat(','))
+                continue;
+            if (!eat('}'))
+                return false;
+            break;
+        }
+        skip_ws();
+        return p_ == end_ && (seen & rid_bit) != 0;
+    }
+
+private:
+    static constexpr unsigned sid_bit = 1, rid_bit = 2, ack_bit = 4, type_bit = 8, wait_bit = 16,
+                              hold_bit = 32, messages_bit = 64;
+
+    static unsigned key_bit(std::string_view key) noexcept {
+        if (key == "sid")
+            return sid_bit;
+        if (key == "rid")
+            return rid_bit;
+        if (key == "ack")
+            return ack_bit;
+        if (key == "type")
+            return type_bit;
+        if (key == "wait")
+            return wait_bit;
+        if (key == "hold")
+            return hold_bit;
+        if (key == "messages")
+            return messages_bit;
+        return 0;
+    }
+
+    void skip_ws() noexcept {
+        while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t'))
+            ++p_;
+    }
+    bool eat(char c) noexcept {
+        if (p_ == end_ || *p_ != c)
+            return false;
+        ++p_;
+        return true;
+    }
+    /// A string of printable ASCII without escapes.
+    bool string(std::string_view& out) noexcept {
+        if (!eat('"'))
+            return false;
+        const char* start = p_;
+        while (p_ != end_ && *p_ != '"') {
+            const auto c = static_cast<unsigned char>(*p_);
+            if (c < 0x20 || c > 0x7e || c == '\\')
+                return false;
+            ++p_;
+        }
+        if (p_ == end_)
+            return false;
+        out = {start, static_cast<std::size_t>(p_ - start)};
+        ++p_;
+        return true;
+    }
+    /// A plain non-negative integer of at most 15 digits (below 2^53), no fraction or exponent.
+    bool integer(std::uint64_t& out) noexcept {
+        const char* start = p_;
+        std::uint64_t v = 0;
+        while (p_ != end_ && *p_ >= '0' && *p_ <= '9') {
+            v = v * 10 + static_cast<std::uint64_t>(*p_ - '0');
+            ++p_;
+        }
+        const auto digits = p_ - start;
+        if (digits == 0 || digits > 15 || (digits > 1 && *start == '0'))
+            return false;
+        if (p_ != end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E'))
+            return false;
+        out = v;
+        return true;
+    }
+    bool value(unsigned bit, client_request& req) {
+        std::uint64_t n = 0;
+        std::string_view text;
+        switch (bit) {
+        case sid_bit:
+            if (!string(text) || text.empty())
+                return false;
+            req.sid.assign(text);
+            return true;
+        case rid_bit:
+            if (!integer(n))
+                return false;
+            req.rid = n;
+            return true;
+        case ack_bit:
+            if (!integer(n))
+                return false;
+            req.ack = n;
+            return true;
+        case type_bit:
+            if (!string(text) || text != "terminate")
+                return false;
+            req.terminate = true;
+            return true;
+        case wait_bit:
+        case hold_bit:
+            if (!integer(n) || n > std::numeric_limits<std::uint32_t>::max())
+                return false;
+            (bit == wait_bit ? req.wait : req.hold) = static_cast<std::uint32_t>(n);
+            return true;
+        case messages_bit:
+            if (!eat('['))
+                return false;
+            skip_ws();
+            return eat(']');
+        }
+        return false;
+    }
+
+    const char* p_;
+    const char* end_;
+};
+
 } // namespace
 
 std::variant<client_request, protocol_error> decode_json_request(std::string_view body) {
+    {
+        client_request req;
+        if (fast_decoder{body}.decode(req))
+            return req;
+    }
+    return decode_json_request_general(body);
+}
+
+std::variant<client_request, protocol_error> decode_json_request_general(std::string_view body) {
     if (nesting_depth(body, json_max_depth) > json_max_depth)
         return protocol_error::bad_request;
     // JSON text never holds a raw NUL, and nlohmann's parser takes one for the end of input:

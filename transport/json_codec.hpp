@@ -13,6 +13,9 @@ inline constexpr int json_max_depth = 64;
 
 /// Decodes a request body; an error is always bad_request.
 std::variant<client_request, protocol_error> decode_json_request(std::string_view body);
+/// The same decoder without its fast path for the common shapes (nlohmann's parser for every
+/// body): decode_json_request() must give exactly its results (tests and fuzz compare them).
+std::variant<client_request, protocol_error> decode_json_request_general(std::string_view body);
 
 class json_codec final : public session_codec {
 public:

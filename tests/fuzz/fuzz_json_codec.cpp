@@ -41,6 +41,22 @@ void check_answer(const megaphone::packet& p, const std::vector<megaphone::packe
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view body{reinterpret_cast<const char*>(data), size};
     auto decoded = megaphone::decode_json_request(body);
+    // The fast path for common shapes must agree with the general decoder on every input.
+    {
+        const auto general = megaphone::decode_json_request_general(body);
+        if (decoded.index() != general.index())
+            fail("the fast path and the general decoder disagree (accept/refuse)");
+        if (const auto* a = std::get_if<megaphone::client_request>(&decoded)) {
+            const auto& b = std::get<megaphone::client_request>(general);
+            if (a->sid != b.sid || a->rid != b.rid || a->ack != b.ack ||
+                a->terminate != b.terminate || a->wait != b.wait || a->hold != b.hold ||
+                a->messages.size() != b.messages.size())
+                fail("the fast path and the general decoder disagree (fields)");
+            for (std::size_t i = 0; i < a->messages.size(); ++i)
+                if (a->messages[i].json() != b.messages[i].json())
+                    fail("the fast path and the general decoder disagree (messages)");
+        }
+    }
     if (auto* e = std::get_if<megaphone::protocol_error>(&decoded)) {
         if (*e != megaphone::protocol_error::bad_request)
             fail("a decoding error other than bad_request");

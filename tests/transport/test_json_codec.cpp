@@ -7,6 +7,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 using megaphone::client_request;
@@ -208,6 +209,90 @@ TEST_CASE("json codec: decode_json_request refuses malformed requests with bad_r
         REQUIRE(e != nullptr);
         CHECK(*e == protocol_error::bad_request);
     }
+}
+
+namespace {
+
+/// The decoded request as text, to compare two decoders' results.
+std::string describe(const std::variant<client_request, protocol_error>& decoded) {
+    if (const auto* e = std::get_if<protocol_error>(&decoded))
+        return "error " + std::to_string(static_cast<int>(*e));
+    const auto& r = std::get<client_request>(decoded);
+    json messages = json::array();
+    for (const auto& m : r.messages)
+        messages.push_back(m.json());
+    return "sid=" + r.sid + " rid=" + std::to_string(r.rid) +
+           " ack=" + (r.ack ? std::to_string(*r.ack) : "-") +
+           " terminate=" + std::to_string(r.terminate) +
+           " wait=" + (r.wait ? std::to_string(*r.wait) : "-") +
+           " hold=" + (r.hold ? std::to_string(*r.hold) : "-") + " messages=" + messages.dump();
+}
+
+} // namespace
+
+TEST_CASE("json codec: the fast path decodes exactly as the general decoder") {
+    // Bodies of the shapes the fast path takes, near misses of them, and every case above;
+    // then every single-byte deletion and a set of single-byte substitutions of each.
+    std::vector<std::string> seeds = {
+        R"({"sid":"n0-0abcdefghijklmnopqrstu","rid":1001})",
+        R"({"rid":1001,"sid":"n0-0abc","ack":1000,"messages":[]})",
+        R"({ "sid" : "s" , "rid" : 0 , "type" : "terminate" })",
+        R"({"rid":5,"wait":0,"hold":0})",
+        R"({"rid":5,"wait":4294967295,"hold":4294967296})",
+        R"({"rid":999999999999999,"ack":9999999999999999})",
+        R"({"rid":1,"rid":2})",
+        R"({"sid":"a","sid":"b","rid":1})",
+        R"({"rid":01})",
+        R"({"rid":1.5e1})",
+        R"({"rid":-0})",
+        R"({"rid":1,"messages":[ ]})",
+        R"({"rid":1,"messages":[1]})",
+        R"({"rid":1,"sid":"\u0041"})",
+        R"({"rid":1,"sid":"caf\u00e9"})",
+        "{\"rid\":1,\"sid\":\"caf\xc3\xa9\"}",
+        "{\"rid\":1,\"sid\":\"\x7f\"}",
+        "\xef\xbb\xbf{\"rid\":1}",
+        R"({"rid":1,"type":"terminate","type":"terminate"})",
+        R"({"rid":1,"extra":2})",
+        R"({"rid":1,"sid":null})",
+        R"({"rid":1}  )",
+        R"({"rid":1})" + std::string(1, '\0'),
+        R"({"rid":1,})",
+        R"({,"rid":1})",
+        R"({"rid":1 "sid":"s"})",
+        "{}",
+        "",
+    };
+    for (const auto& c : valid_cases())
+        seeds.push_back(c.body);
+    for (const auto& c : malformed_cases())
+        seeds.push_back(c.second);
+
+    std::vector<std::string> bodies;
+    for (const auto& seed : seeds) {
+        bodies.push_back(seed);
+        if (seed.size() > 200)
+            continue;
+        for (std::size_t i = 0; i < seed.size(); ++i) {
+            bodies.push_back(seed.substr(0, i) + seed.substr(i + 1));
+            for (char c : std::string_view("0 9\"\\{}[],:.e-nt\x80\x01")) {
+                std::string b = seed;
+                b[i] = c;
+                bodies.push_back(std::move(b));
+            }
+        }
+    }
+    std::size_t mismatches = 0;
+    for (const auto& body : bodies) {
+        const auto fast = describe(decode_json_request(body));
+        const auto general = describe(megaphone::decode_json_request_general(body));
+        if (fast != general) {
+            ++mismatches;
+            INFO(body);
+            CHECK(fast == general);
+        }
+    }
+    CHECK(mismatches == 0);
 }
 
 TEST_CASE("json codec: deep nesting is refused fast, without recursion") {
