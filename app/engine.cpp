@@ -268,6 +268,8 @@ void engine::join(session& s, std::string_view name) {
         auto ch = std::make_unique<channel>();
         ch->name = std::string(name);
         it = channels_.emplace(ch->name, std::move(ch)).first;
+        if (observer_)
+            observer_->channel_opened(shard_, it->first);
     }
     channel& ch = *it->second;
     s.subscriptions_.push_back({&ch, static_cast<std::uint32_t>(ch.members.size())});
@@ -287,8 +289,11 @@ void engine::leave(session& s, std::size_t subscription_index) {
         for (auto& other : moved->subscriptions_)
             if (other.ch == &ch)
                 other.index = sub.index;
-    if (ch.members.empty())
+    if (ch.members.empty()) {
+        if (observer_)
+            observer_->channel_closed(shard_, ch.name);
         channels_.erase(ch.name);
+    }
 }
 
 void engine::remember_overflow(std::string_view sid) {

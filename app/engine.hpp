@@ -54,6 +54,15 @@ struct engine_config {
     std::string node_id = "n0";
 };
 
+/// Told, on the engine's thread, when a channel gets its first member in an engine and when it
+/// loses its last (the server uses it to post a publish only to engines with subscribers).
+class channel_observer {
+public:
+    virtual ~channel_observer() = default;
+    virtual void channel_opened(unsigned shard, std::string_view channel) = 0;
+    virtual void channel_closed(unsigned shard, std::string_view channel) = 0;
+};
+
 struct channel {
     std::string name;
     std::vector<session*> members;
@@ -86,6 +95,11 @@ public:
     // Time.
     void expire_timers();
     std::optional<time_point> next_deadline() const noexcept { return timers_.next_deadline(); }
+
+    /// Reports channels appearing and disappearing in this engine to `o` (none: nullptr).
+    void observe_channels(channel_observer* o) noexcept { observer_ = o; }
+    /// True while a call into this engine is running (a publish now would re-enter it).
+    bool busy() const noexcept { return depth_ > 0; }
 
     // Introspection.
     session* find(std::string_view sid) noexcept;
@@ -145,6 +159,7 @@ private:
     std::unordered_map<std::string, time_point> overflowed_;
     std::deque<std::string> overflowed_order_;
     std::atomic<std::size_t>* total_ = nullptr;
+    channel_observer* observer_ = nullptr;
     int depth_ = 0;
 };
 

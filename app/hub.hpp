@@ -22,6 +22,8 @@ public:
 
     /// The message subscribers of `channel` receive for `data`.
     static nlohmann::json envelope(std::string_view channel, const nlohmann::json& data);
+    /// envelope(channel, data) encoded for the JSON transport (the same bytes).
+    static packet envelope_packet(std::string_view channel, const nlohmann::json& data);
     /// Channel names: 1 to 256 bytes.
     static bool valid_channel(std::string_view channel) noexcept;
 };

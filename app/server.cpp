@@ -11,10 +11,12 @@
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstdio>
 #include <future>
 #include <mutex>
 #include <numeric>
+#include <stdexcept>
 
 namespace megaphone {
 
@@ -124,9 +126,12 @@ server::server(server_options options)
     , creations_{options_.creation_rate, options_.creation_burst} {
     unsigned n = options_.threads ? options_.threads : std::thread::hardware_concurrency();
     n = std::max(1u, n);
+    if (n > 64)
+        throw std::invalid_argument("server: at most 64 threads");
     for (unsigned i = 0; i < n; ++i) {
         shards_.push_back(std::make_unique<shard>(*this, i));
         shards_.back()->eng.share_session_count(session_total_); // max_sessions is a total
+        shards_.back()->eng.observe_channels(this);
     }
     if (!options_.static_dir.empty())
         files_.emplace(options_.static_dir);
@@ -408,6 +413,36 @@ void server::push(std::string_view sid, packet p) {
 }
 
 void server::publish(std::string_view channel, packet p, std::function<void(std::size_t)> done) {
+    // Only the shards with subscribers of the channel are asked. This thread's own shard runs
+    // its part inline, unless a call into its engine is under way (a publish from a session's
+    // handler): that must not re-enter the engine, so it is posted like the others.
+    std::uint64_t targets = 0;
+    {
+        std::shared_lock lock{channel_shards_mutex_};
+        if (auto it = channel_shards_.find(channel); it != channel_shards_.end())
+            targets = it->second;
+    }
+    shard* here = current_shard();
+    const bool inline_here = here && !here->eng.busy();
+    const std::uint64_t here_bit = here ? std::uint64_t{1} << here->eng.shard() : 0;
+    if (targets == 0) {
+        // Nobody to reach: report 0, from a shard's thread as always.
+        if (!done)
+            return;
+        if (inline_here)
+            return done(0);
+        net::post((here ? here : shards_.front().get())->ioc,
+                  [done = std::move(done)] { done(0); });
+        return;
+    }
+    if (targets == here_bit && inline_here) {
+        const std::size_t reached = here->eng.publish(channel, p);
+        here->reschedule();
+        if (done)
+            done(reached);
+        return;
+    }
+
     // Every shard delivers to its own subscribers; the last one to finish reports the total.
     struct tally {
         std::atomic<std::size_t> reached{0};
@@ -415,11 +450,13 @@ void server::publish(std::string_view channel, packet p, std::function<void(std:
         std::function<void(std::size_t)> done;
     };
     auto t = std::make_shared<tally>();
-    t->pending = shards_.size();
+    t->pending = static_cast<std::size_t>(std::popcount(targets));
     t->done = std::move(done);
     auto name = std::make_shared<const std::string>(channel);
+    const bool local = inline_here && (targets & here_bit) != 0;
     for (auto& sh : shards_) {
-        // Posted, never run inline: a publish from inside a handler must not re-enter it.
+        if ((targets & (std::uint64_t{1} << sh->eng.shard())) == 0 || (local && sh.get() == here))
+            continue;
         net::post(sh->ioc, [raw = sh.get(), name, p, t] {
             t->reached += raw->eng.publish(*name, p);
             raw->reschedule();
@@ -427,6 +464,30 @@ void server::publish(std::string_view channel, packet p, std::function<void(std:
                 t->done(t->reached);
         });
     }
+    if (local) {
+        t->reached += here->eng.publish(channel, p);
+        here->reschedule();
+        if (--t->pending == 0 && t->done)
+            t->done(t->reached);
+    }
+}
+
+void server::channel_opened(unsigned shard, std::string_view channel) {
+    std::unique_lock lock{channel_shards_mutex_};
+    auto it = channel_shards_.find(channel);
+    if (it == channel_shards_.end())
+        it = channel_shards_.emplace(std::string(channel), 0).first;
+    it->second |= std::uint64_t{1} << shard;
+}
+
+void server::channel_closed(unsigned shard, std::string_view channel) {
+    std::unique_lock lock{channel_shards_mutex_};
+    auto it = channel_shards_.find(channel);
+    if (it == channel_shards_.end())
+        return;
+    it->second &= ~(std::uint64_t{1} << shard);
+    if (it->second == 0)
+        channel_shards_.erase(it);
 }
 
 void server::broadcast(packet p) {

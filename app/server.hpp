@@ -21,8 +21,10 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <shared_mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace megaphone {
@@ -69,7 +71,7 @@ struct session_row {
 
 class admin_console;
 
-class server final : public broker, private request_handler {
+class server final : public broker, private request_handler, private channel_observer {
 public:
     /// Handles a request on a route added with route(); answer through `in.ex`.
     using route_handler = std::function<void(incoming& in, std::string_view rest)>;
@@ -146,6 +148,10 @@ private:
     void exchange_started() noexcept override { ++exchanges_; }
     void exchange_finished() noexcept override { --exchanges_; }
 
+    // channel_observer: which shards have subscribers of a channel (from the shards' threads)
+    void channel_opened(unsigned shard, std::string_view channel) override;
+    void channel_closed(unsigned shard, std::string_view channel) override;
+
     void handle_session_request(incoming& in, const mount_point& m);
     /// Runs `f(engine&)` on the shard that owns `sid` (nothing if none does).
     template <class F>
@@ -165,6 +171,15 @@ private:
     std::shared_ptr<http_listener> listener_;
     std::shared_ptr<http_listener> tls_listener_;
     std::atomic<unsigned> next_shard_{0};
+    struct string_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    /// Channel name -> bit i set when shard i has subscribers: a publish goes to those only.
+    std::shared_mutex channel_shards_mutex_;
+    std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> channel_shards_;
     std::atomic<bool> stopping_{false};
     std::atomic<std::ptrdiff_t> exchanges_{0}; // requests whose answer is not written yet
     std::once_flag stop_accepting_once_;

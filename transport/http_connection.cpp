@@ -441,6 +441,8 @@ void http_connection::on_write(beast::error_code ec, std::size_t bytes) {
     }
     answer_ = {};
     finish_exchange();
+    // Nothing of the answer stays: a connection whose next request is held keeps no buffers.
+    std::string().swap(head_);
     if (ec || !keep_alive_)
         return do_close();
     do_read();
