@@ -4,6 +4,10 @@
 #include "transport/json_codec.hpp"
 #include "transport/static_files.hpp"
 
+#include <boost/container/small_vector.hpp>
+
+#include <algorithm>
+
 namespace megaphone {
 
 namespace {
@@ -17,15 +21,19 @@ hub::hub(server& srv) {
         const auto channel = percent_decode(rest);
         if (!channel || !valid_channel(*channel))
             return in.ex.reply(json_answer(400, {{"error", "bad channel name"}}));
-        auto decoded = decode_json_request("{\"rid\":0,\"messages\":[" + in.request.body() + "]}");
-        auto* req = std::get_if<client_request>(&decoded);
-        if (!req || req->messages.size() != 1)
-            return in.ex.reply(json_answer(400, {{"error", "body is not one JSON value"}}));
-        srv.publish(*channel, envelope_packet(*channel, req->messages.front().json()),
-                    [ex = in.ex](std::size_t reached) {
-                        ex.reply({200, content_kind::json,
-                                  packet::from("{\"sessions\":" + std::to_string(reached) + "}")});
-                    });
+        auto message = simple_envelope(*channel, in.request.body());
+        if (!message) {
+            auto decoded =
+                decode_json_request("{\"rid\":0,\"messages\":[" + in.request.body() + "]}");
+            auto* req = std::get_if<client_request>(&decoded);
+            if (!req || req->messages.size() != 1)
+                return in.ex.reply(json_answer(400, {{"error", "body is not one JSON value"}}));
+            message = envelope_packet(*channel, req->messages.front().json());
+        }
+        srv.publish(*channel, std::move(*message), [ex = in.ex](std::size_t reached) {
+            ex.reply({200, content_kind::json,
+                      packet::from("{\"sessions\":" + std::to_string(reached) + "}")});
+        });
     });
 }
 
@@ -45,6 +53,102 @@ packet hub::envelope_packet(std::string_view channel, const nlohmann::json& data
     out += ",\"data\":";
     out += data.dump();
     out += '}';
+    return packet::from(out);
+}
+
+std::optional<packet> hub::simple_envelope(std::string_view channel, std::string_view body) {
+    // A flat object whose members are plain ASCII strings (no escapes) or plain integers: the
+    // general path would parse it into exactly these members and dump them sorted by key, each
+    // value byte for byte as written. Anything else (nesting, escapes, floats, duplicates...)
+    // returns nullopt and takes the general path.
+    struct member {
+        std::string_view key;  // without quotes
+        std::string_view text; // the value as written (strings with their quotes)
+    };
+    boost::container::small_vector<member, 8> members;
+    const char* p = body.data();
+    const char* const end = p + body.size();
+    auto skip_ws = [&] {
+        while (p != end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+            ++p;
+    };
+    auto plain_string = [&](std::string_view& out) {
+        if (p == end || *p != '"')
+            return false;
+        const char* start = p++;
+        while (p != end && *p != '"') {
+            const auto c = static_cast<unsigned char>(*p);
+            if (c < 0x20 || c > 0x7e || c == '\\')
+                return false;
+            ++p;
+        }
+        if (p == end)
+            return false;
+        ++p;
+        out = {start, static_cast<std::size_t>(p - start)};
+        return true;
+    };
+    auto plain_integer = [&](std::string_view& out) {
+        const char* start = p;
+        while (p != end && *p >= '0' && *p <= '9')
+            ++p;
+        const auto digits = p - start;
+        if (digits == 0 || digits > 15 || (digits > 1 && *start == '0'))
+            return false;
+        if (p != end && (*p == '.' || *p == 'e' || *p == 'E'))
+            return false;
+        out = {start, static_cast<std::size_t>(digits)};
+        return true;
+    };
+
+    skip_ws();
+    if (p == end || *p++ != '{')
+        return std::nullopt;
+    for (;;) {
+        skip_ws();
+        member m;
+        if (!plain_string(m.key))
+            return std::nullopt;
+        m.key = m.key.substr(1, m.key.size() - 2);
+        skip_ws();
+        if (p == end || *p++ != ':')
+            return std::nullopt;
+        skip_ws();
+        if (!(p != end && *p == '"' ? plain_string(m.text) : plain_integer(m.text)))
+            return std::nullopt;
+        if (members.size() == 32)
+            return std::nullopt;
+        members.push_back(m);
+        skip_ws();
+        if (p != end && *p == ',') {
+            ++p;
+            continue;
+        }
+        if (p == end || *p++ != '}')
+            return std::nullopt;
+        break;
+    }
+    skip_ws();
+    if (p != end)
+        return std::nullopt;
+    std::sort(members.begin(), members.end(),
+              [](const member& a, const member& b) { return a.key < b.key; });
+    for (std::size_t i = 1; i < members.size(); ++i)
+        if (members[i].key == members[i - 1].key)
+            return std::nullopt; // the general path keeps the last: leave it to it
+
+    std::string out = "{\"channel\":";
+    out += nlohmann::json(channel).dump();
+    out += ",\"data\":{";
+    for (std::size_t i = 0; i < members.size(); ++i) {
+        if (i)
+            out += ',';
+        out += '"';
+        out += members[i].key;
+        out += "\":";
+        out += members[i].text;
+    }
+    out += "}}";
     return packet::from(out);
 }
 

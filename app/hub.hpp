@@ -9,6 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string_view>
 
 namespace megaphone {
@@ -24,6 +25,9 @@ public:
     static nlohmann::json envelope(std::string_view channel, const nlohmann::json& data);
     /// envelope(channel, data) encoded for the JSON transport (the same bytes).
     static packet envelope_packet(std::string_view channel, const nlohmann::json& data);
+    /// The same bytes for the body of POST /publish/{channel} when it is a flat object of
+    /// plain strings and integers, encoded without a JSON parser; nullopt for any other body.
+    static std::optional<packet> simple_envelope(std::string_view channel, std::string_view body);
     /// Channel names: 1 to 256 bytes.
     static bool valid_channel(std::string_view channel) noexcept;
 };
