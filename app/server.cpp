@@ -11,6 +11,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstdio>
 #include <future>
@@ -397,8 +398,17 @@ void server::handle_session_request(incoming& in, const mount_point& m) {
         return in.ex.reply(codec.error_response(protocol_error::item_not_found));
     shard* sh = shards_[*index].get();
     // If the client goes away while this request is held, its session hears of it at once.
-    in.on_lost = [sh, sid = req.sid, rid = req.rid, ex = in.ex] {
-        sh->run([sid, rid, ex](engine& e) { e.connection_lost(sid, rid, ex); });
+    // The sid is kept inline (shard_of() accepts at most 32 bytes): no allocation of its own
+    // while the request is held.
+    struct inline_sid {
+        std::array<char, 32> bytes{};
+        std::uint8_t size = 0;
+        std::string_view view() const noexcept { return {bytes.data(), size}; }
+    } sid;
+    std::copy(req.sid.begin(), req.sid.end(), sid.bytes.begin());
+    sid.size = static_cast<std::uint8_t>(req.sid.size());
+    in.on_lost = [sh, sid, rid = req.rid, ex = in.ex] {
+        sh->run([sid, rid, ex](engine& e) { e.connection_lost(sid.view(), rid, ex); });
     };
     sh->run([&codec, req = std::move(req), ex = in.ex](engine& e) mutable {
         e.request(std::move(req), codec, std::move(ex));

@@ -184,7 +184,7 @@ void http_connection::on_first_bytes(beast::error_code ec, std::size_t bytes) {
 }
 
 void http_connection::read_request() {
-    parser_.emplace();
+    parser_ = std::make_unique<http::request_parser<http::string_body>>();
     parser_->body_limit(options_.max_body);
     parser_->header_limit(options_.max_header);
     stream_.expires_after(options_.read_timeout);

@@ -141,7 +141,8 @@ private:
     beast::tcp_stream stream_;
     std::unique_ptr<tls_stream> tls_; // on top of stream_, for HTTPS; null for plain HTTP
     beast::flat_buffer buffer_;
-    std::optional<http::request_parser<http::string_body>> parser_;
+    // Allocated while a request is read; none while one is held (memory per held connection).
+    std::unique_ptr<http::request_parser<http::string_body>> parser_;
     request_handler& handler_;
     const http_options& options_;
     tcp::endpoint remote_;
