@@ -2,6 +2,7 @@
 
 #include "fsm/metrics.hpp"
 
+#include <boost/asio/bind_allocator.hpp>
 #include <boost/beast/core/detect_ssl.hpp>
 #include <boost/beast/ssl.hpp>
 
@@ -80,7 +81,7 @@ bool origin_allowed(const std::vector<std::string>& allowed, std::string_view or
 // http_connection
 
 struct http_connection::tls_stream {
-    beast::ssl_stream<beast::tcp_stream&> stream;
+    beast::ssl_stream<socket_type&> stream;
 };
 
 template <class F>
@@ -88,20 +89,21 @@ void http_connection::with_stream(F&& f) {
     if (tls_)
         f(tls_->stream);
     else
-        f(stream_);
+        f(socket_);
 }
 
-http_connection::http_connection(tcp::socket&& socket, request_handler& handler,
+http_connection::http_connection(socket_type&& socket, request_handler& handler,
                                  const http_options& options, net::ssl::context* tls,
                                  std::shared_ptr<std::atomic<std::size_t>> open)
-    : stream_{std::move(socket)}
+    : socket_{std::move(socket)}
+    , timer_{socket_.get_executor()}
     , handler_{handler}
     , options_{options}
     , open_{std::move(open)} {
     beast::error_code ec;
-    remote_ = stream_.socket().remote_endpoint(ec);
+    remote_ = socket_.remote_endpoint(ec);
     if (tls)
-        tls_.reset(new tls_stream{{stream_, *tls}});
+        tls_.reset(new tls_stream{{socket_, *tls}});
 }
 
 http_connection::~http_connection() {
@@ -115,10 +117,55 @@ void http_connection::finish_exchange() noexcept {
         handler_.exchange_finished();
 }
 
+void http_connection::set_deadline(std::chrono::milliseconds d, std::optional<limit_kind> counted) {
+    deadline_ = clock::now() + d;
+    deadline_kind_ = counted;
+    timed_out_ = false;
+    // A pending wake-up at or before the new deadline stays: it finds the deadline moved and
+    // waits again. One due later is moved forward.
+    if (timer_pending_ && timer_.expiry() <= deadline_)
+        return;
+    timer_.expires_at(deadline_); // cancels the pending wait, if any (its generation is stale)
+    timer_pending_ = true;
+    timer_.async_wait(beast::bind_front_handler(&http_connection::on_deadline, shared_from_this(),
+                                                ++timer_generation_));
+}
+
+void http_connection::clear_deadline() noexcept {
+    deadline_ = clock::time_point::max();
+    if (std::exchange(timer_pending_, false)) {
+        ++timer_generation_;
+        timer_.cancel(); // no wait (and no reference to this connection) stays pending
+    }
+}
+
+void http_connection::on_deadline(std::uint32_t generation, beast::error_code ec) {
+    if (generation != timer_generation_)
+        return; // cancelled or moved since
+    timer_pending_ = false;
+    if (ec || deadline_ == clock::time_point::max())
+        return;
+    if (clock::now() < deadline_) {
+        timer_.expires_at(deadline_);
+        timer_pending_ = true;
+        timer_.async_wait(beast::bind_front_handler(&http_connection::on_deadline,
+                                                    shared_from_this(), ++timer_generation_));
+        return;
+    }
+    // Out of time: counted first (the client sees the close at once), then closing the socket
+    // ends the pending operation (operation_aborted), whose handler sees timed_out_.
+    if (deadline_kind_)
+        count_refusal(*deadline_kind_);
+    timed_out_ = true;
+    deadline_ = clock::time_point::max();
+    beast::error_code ignored;
+    socket_.close(ignored);
+}
+
 void http_connection::start() {
     // Accepted into this connection's own io_context: enter it before touching the stream.
     net::dispatch(
-        stream_.get_executor(),
+        socket_.get_executor(),
         beast::bind_front_handler(tls_ ? &http_connection::do_detect : &http_connection::do_read,
                                   shared_from_this()));
 }
@@ -126,9 +173,9 @@ void http_connection::start() {
 void http_connection::do_detect() {
     // The first bytes tell a TLS ClientHello from plain HTTP; detection and handshake together
     // must finish within the read timeout (a silent or slow client is cut off).
-    stream_.expires_after(options_.read_timeout);
+    set_deadline(options_.read_timeout);
     beast::async_detect_ssl(
-        stream_, buffer_,
+        socket_, buffer_,
         beast::bind_front_handler(&http_connection::on_detect, shared_from_this()));
 }
 
@@ -157,7 +204,7 @@ void http_connection::on_handshake(beast::error_code ec, std::size_t used) {
     buffer_.consume(used);
     // Held requests probe the TLS stream without blocking (still_there); async operations are
     // not affected by this flag.
-    stream_.socket().non_blocking(true, ec);
+    socket_.non_blocking(true, ec);
     do_read();
 }
 
@@ -165,7 +212,7 @@ void http_connection::do_read() {
     if (buffer_.size() > 0)
         return read_request(); // a pipelined request is already (partly) in
     // Idle: no request in flight. The first byte of the next one starts its read_timeout.
-    stream_.expires_after(options_.idle_timeout);
+    set_deadline(options_.idle_timeout, limit_kind::idle_timeout);
     with_stream([&](auto& stream) {
         stream.async_read_some(
             buffer_.prepare(1024),
@@ -175,9 +222,7 @@ void http_connection::do_read() {
 
 void http_connection::on_first_bytes(beast::error_code ec, std::size_t bytes) {
     if (ec) {
-        if (ec == beast::error::timeout)
-            count_refusal(limit_kind::idle_timeout);
-        return do_close();
+        return do_close(); // a timeout is counted by on_deadline
     }
     buffer_.commit(bytes);
     read_request();
@@ -187,7 +232,7 @@ void http_connection::read_request() {
     parser_ = std::make_unique<http::request_parser<http::string_body>>();
     parser_->body_limit(options_.max_body);
     parser_->header_limit(options_.max_header);
-    stream_.expires_after(options_.read_timeout);
+    set_deadline(options_.read_timeout, limit_kind::request_timeout);
     with_stream([&](auto& stream) {
         http::async_read_header(
             stream, buffer_, *parser_,
@@ -226,10 +271,9 @@ void http_connection::on_continue(beast::error_code ec, std::size_t) {
 void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
     if (metrics_block* m = current_metrics)
         m->bytes_in.add(bytes);
-    if (ec == beast::error::timeout) {
+    if (ec && timed_out_) {
         // Not received whole within read_timeout of its first byte: a slow or stalled sender.
-        // The stream is closed already; there is nobody to answer.
-        count_refusal(limit_kind::request_timeout);
+        // The socket is closed (and the refusal counted) already; there is nobody to answer.
         return do_close();
     }
     // The client closed its end between requests: nothing to say.
@@ -254,11 +298,9 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
         // Content-Length over the limit fails inside the header, and /comet must still answer
         // in JSON.
         std::string target{parser_->get().target()};
-        if (options_.access_log) {
-            access_method_ = parser_->get().method_string();
-            access_target_ = target;
-            access_start_ = std::chrono::steady_clock::now();
-        }
+        if (options_.access_log)
+            access_ = std::make_unique<access_state>(
+                access_state{std::string(parser_->get().method_string()), target, clock::now()});
         keep_alive_ = false;
         preflight_ = false;
         origin_.clear();
@@ -280,17 +322,16 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
 
     incoming in{parser_->release(), remote_, exchange{weak_from_this(), ++seq_}, nullptr};
     parser_.reset();
-    if (options_.access_log) {
-        access_method_ = in.request.method_string();
-        access_target_ = in.request.target();
-        access_start_ = std::chrono::steady_clock::now();
-    }
+    if (options_.access_log)
+        access_ = std::make_unique<access_state>(
+            access_state{std::string(in.request.method_string()), std::string(in.request.target()),
+                         clock::now()});
     keep_alive_ = in.request.keep_alive();
     preflight_ = in.request.method() == http::verb::options;
     auto origin = in.request.find(http::field::origin);
     origin_ = origin == in.request.end() ? std::string() : std::string(origin->value());
-    // A held request may wait long: the read timeout must not fire on a later write.
-    stream_.expires_never();
+    // A held request may wait long: no deadline while the answer is outstanding.
+    clear_deadline();
     awaiting_ = true;
     // The buffer is kept only while it holds bytes of a pipelined request.
     if (buffer_.size() == 0)
@@ -313,9 +354,13 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
 void http_connection::do_watch() {
     // Wait for readability without reading: a close (EOF) is noticed at once, and no buffer is
     // held while the request waits.
-    stream_.socket().async_wait(
-        tcp::socket::wait_read,
-        beast::bind_front_handler(&http_connection::on_watch, shared_from_this(), seq_));
+    // The wait lasts as long as the request is held: it gets its own small allocation rather
+    // than a block from Asio's per-thread recycling cache, which hands out the larger block of
+    // the last write.
+    socket_.async_wait(tcp::socket::wait_read,
+                       net::bind_allocator(std::allocator<void>{},
+                                           beast::bind_front_handler(&http_connection::on_watch,
+                                                                     shared_from_this(), seq_)));
 }
 
 void http_connection::on_watch(std::uint32_t seq, beast::error_code ec) {
@@ -345,8 +390,7 @@ bool http_connection::still_there() {
     if (tls_) {
         n = tls_->stream.read_some(space, ec);
     } else {
-        const auto got =
-            ::recv(stream_.socket().native_handle(), space.data(), space.size(), MSG_DONTWAIT);
+        const auto got = ::recv(socket_.native_handle(), space.data(), space.size(), MSG_DONTWAIT);
         if (got > 0)
             n = static_cast<std::size_t>(got);
         else if (got == 0)
@@ -364,7 +408,7 @@ bool http_connection::still_there() {
 
 void http_connection::deliver(std::uint32_t seq, response r) {
     // From any thread: run on this connection's executor (inline when already there).
-    net::dispatch(stream_.get_executor(),
+    net::dispatch(socket_.get_executor(),
                   beast::bind_front_handler(&http_connection::on_deliver, shared_from_this(), seq,
                                             std::move(r)));
 }
@@ -376,7 +420,7 @@ void http_connection::on_deliver(std::uint32_t seq, response r) {
     on_lost_ = nullptr;
     // Stop watching: the pending wait is aborted and its handler returns early.
     beast::error_code ignored;
-    stream_.socket().cancel(ignored);
+    socket_.cancel(ignored);
     do_write(std::move(r));
 }
 
@@ -418,7 +462,7 @@ void http_connection::do_write(response r) {
 
     std::array<net::const_buffer, 2> buffers{
         net::buffer(head_), net::buffer(answer_.body.view().data(), answer_.body.size())};
-    stream_.expires_after(options_.write_timeout);
+    set_deadline(options_.write_timeout);
     with_stream([&](auto& stream) {
         net::async_write(stream, buffers,
                          beast::bind_front_handler(&http_connection::on_write, shared_from_this()));
@@ -426,9 +470,11 @@ void http_connection::do_write(response r) {
 }
 
 void http_connection::on_write(beast::error_code ec, std::size_t bytes) {
-    if (options_.access_log)
-        options_.access_log({remote_, access_method_, access_target_, answer_.status, bytes,
-                             std::chrono::steady_clock::now() - access_start_});
+    if (options_.access_log && access_) {
+        options_.access_log({remote_, access_->method, access_->target, answer_.status, bytes,
+                             clock::now() - access_->start});
+        access_.reset();
+    }
     if (metrics_block* m = current_metrics) {
         m->bytes_out.add(bytes);
         if (!ec && answer_.pushed_at_ns != 0) {
@@ -449,9 +495,10 @@ void http_connection::on_write(beast::error_code ec, std::size_t bytes) {
 }
 
 void http_connection::do_close() {
+    clear_deadline();
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.socket().close(ignored);
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    socket_.close(ignored);
 }
 
 //--------------------------------------------------------------------------------------------------
@@ -499,7 +546,7 @@ void http_listener::do_accept() {
         pick_(), beast::bind_front_handler(&http_listener::on_accept, shared_from_this()));
 }
 
-void http_listener::on_accept(beast::error_code ec, tcp::socket socket) {
+void http_listener::on_accept(beast::error_code ec, http_connection::socket_type socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open())
         return;
     if (ec) {
@@ -524,7 +571,7 @@ void http_listener::on_accept(beast::error_code ec, tcp::socket socket) {
     do_accept();
 }
 
-void http_listener::refuse_connection(tcp::socket& socket, bool plain) {
+void http_listener::refuse_connection(http_connection::socket_type& socket, bool plain) {
     count_refusal(limit_kind::connections);
     static constexpr std::string_view busy = "HTTP/1.1 503 Service Unavailable\r\n"
                                              "Content-Type: text/plain; charset=utf-8\r\n"

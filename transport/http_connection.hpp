@@ -17,8 +17,14 @@
 // TLS (a listener given an ssl::context): the connection first reads a few bytes to tell a TLS
 // ClientHello from plain HTTP (answered with 400 and closed), then handshakes, all within the read
 // timeout; from then on the same code runs over Beast's ssl_stream, which lies on top of the same
-// tcp_stream (its timeouts and raw socket serve both). Plain connections carry no TLS state and
-// take one branch per read or write, not per byte.
+// socket. Plain connections carry no TLS state and take one branch per read or write, not per
+// byte.
+//
+// Memory: a held long-poll costs its connection object (socket and one deadline timer bound to
+// the io_context's own executor: no type-erased executors, no separately allocated stream
+// state), the pending readiness wait, and the reactor's descriptor state. Timeouts are one
+// deadline per connection: set_deadline() moves it, the timer wakes at most once per phase and
+// a timed-out connection is closed, its pending operation ending with timed_out_ set.
 //
 // Lifetime: the connection lives while an operation holds a shared_ptr to it. Everything runs on
 // the executor of the io_context it was accepted into (one thread per io_context).
@@ -106,7 +112,10 @@ class http_connection final : public exchange_target,
 public:
     /// Plain HTTP, or HTTPS when `tls` is given (it must outlive the connection). `open`
     /// (optional) counts open connections: this one until it is destroyed.
-    http_connection(tcp::socket&& socket, request_handler& handler, const http_options& options,
+    /// A socket bound to its io_context's executor (no type-erased executor to store).
+    using socket_type = net::basic_stream_socket<tcp, net::io_context::executor_type>;
+
+    http_connection(socket_type&& socket, request_handler& handler, const http_options& options,
                     net::ssl::context* tls = nullptr,
                     std::shared_ptr<std::atomic<std::size_t>> open = nullptr);
     ~http_connection() override;
@@ -137,9 +146,25 @@ private:
     void on_write(beast::error_code ec, std::size_t bytes);
     void do_close();
     void finish_exchange() noexcept;
+    /// The current phase (idle, reading, writing) must end within `d`, or the connection is
+    /// closed (counted as a refusal by `counted`, if given) and the phase's pending operation
+    /// completes with timed_out_ set.
+    void set_deadline(std::chrono::milliseconds d, std::optional<limit_kind> counted = {});
+    /// No deadline (a request is held, or the connection is closing).
+    void clear_deadline() noexcept;
+    void on_deadline(std::uint32_t generation, beast::error_code ec);
 
-    beast::tcp_stream stream_;
-    std::unique_ptr<tls_stream> tls_; // on top of stream_, for HTTPS; null for plain HTTP
+    using clock = std::chrono::steady_clock;
+    using timer_type =
+        net::basic_waitable_timer<clock, net::wait_traits<clock>, net::io_context::executor_type>;
+    socket_type socket_;
+    timer_type timer_;
+    clock::time_point deadline_ = clock::time_point::max();
+    std::uint32_t timer_generation_ = 0;
+    std::optional<limit_kind> deadline_kind_;
+    bool timer_pending_ = false;
+    bool timed_out_ = false;
+    std::unique_ptr<tls_stream> tls_; // on top of socket_, for HTTPS; null for plain HTTP
     beast::flat_buffer buffer_;
     // Allocated while a request is read; none while one is held (memory per held connection).
     std::unique_ptr<http::request_parser<http::string_body>> parser_;
@@ -157,9 +182,12 @@ private:
     bool plain_on_tls_port_ = false; // plain HTTP came to the HTTPS port: refuse it
     std::string origin_;             // the request's Origin, for CORS on the answer
     // For the access log, only when options_.access_log is set.
-    std::string access_method_;
-    std::string access_target_;
-    std::chrono::steady_clock::time_point access_start_;
+    struct access_state {
+        std::string method;
+        std::string target;
+        std::chrono::steady_clock::time_point start;
+    };
+    std::unique_ptr<access_state> access_;
     std::shared_ptr<std::atomic<std::size_t>> open_;
 };
 
@@ -183,9 +211,9 @@ public:
 
 private:
     void do_accept();
-    void on_accept(beast::error_code ec, tcp::socket socket);
+    void on_accept(beast::error_code ec, http_connection::socket_type socket);
     /// Over the connection limit: answers 503 (plain HTTP only) without reading, and closes.
-    static void refuse_connection(tcp::socket& socket, bool plain);
+    static void refuse_connection(http_connection::socket_type& socket, bool plain);
 
     tcp::acceptor acceptor_;
     net::steady_timer backoff_;
