@@ -1126,21 +1126,31 @@ private:
         c.st = stage::creating;
     }
 
+    /// A poll as web/megaphone.js sends it: it acknowledges every answer so far (ack = rid - 1:
+    /// one request at a time), so the server may drop the answers it keeps for a replay.
     void build_poll(conn& c) {
         ++c.rid;
-        std::string body = "{\"sid\":\"" + c.sid + "\",\"rid\":" + std::to_string(c.rid) + "}";
+        std::string body = "{\"sid\":\"" + c.sid + "\",\"ack\":" + std::to_string(c.rid - 1) +
+                           ",\"rid\":" + std::to_string(c.rid) + "}";
         c.out = comet_post(body);
         c.rid_pos = c.out.size() - 1 - rid_width;
         c.st = stage::polling;
     }
 
-    /// The next poll: the same bytes with rid + 1 (13 digits, so the length never changes).
+    /// Writes rid and ack = rid - 1 into the poll's bytes (13 digits each: the length stays).
+    static void put_rid(conn& c) {
+        constexpr std::size_t rid_key = std::string_view(",\"rid\":").size();
+        put_digits(c.out.data() + c.rid_pos, c.rid, rid_width);
+        put_digits(c.out.data() + c.rid_pos - rid_key - rid_width, c.rid - 1, rid_width);
+    }
+
+    /// The next poll: the same bytes with rid + 1.
     void next_poll(conn& c) {
         if (++c.rid >= rid_limit) {
             --c.rid;
             return build_poll(c);
         }
-        put_digits(c.out.data() + c.rid_pos, c.rid, rid_width);
+        put_rid(c);
     }
 
     void build_nchan_get(conn& c) {
@@ -1332,7 +1342,7 @@ private:
             c.sid = sid;
             build_poll(c);
             --c.rid; // the first poll gets next_poll()'s increment
-            put_digits(c.out.data() + c.rid_pos, c.rid, rid_width);
+            put_rid(c);
             mark_ready(c);
             if (looping_)
                 loop_next(c);
