@@ -96,7 +96,6 @@ http_connection::http_connection(socket_type&& socket, request_handler& handler,
                                  const http_options& options, net::ssl::context* tls,
                                  std::shared_ptr<std::atomic<std::size_t>> open)
     : socket_{std::move(socket)}
-    , timer_{socket_.get_executor()}
     , handler_{handler}
     , options_{options}
     , open_{std::move(open)} {
@@ -118,51 +117,28 @@ void http_connection::finish_exchange() noexcept {
 }
 
 void http_connection::set_deadline(std::chrono::milliseconds d, std::optional<limit_kind> counted) {
-    deadline_ = clock::now() + d;
     deadline_kind_ = counted;
     timed_out_ = false;
-    // A pending wake-up at or before the new deadline stays: it finds the deadline moved and
-    // waits again. One due later is moved forward.
-    if (timer_pending_ && timer_.expiry() <= deadline_)
-        return;
-    timer_.expires_at(deadline_); // cancels the pending wait, if any (its generation is stale)
-    timer_pending_ = true;
-    timer_.async_wait(beast::bind_front_handler(&http_connection::on_deadline, shared_from_this(),
-                                                ++timer_generation_));
+    deadlines_->arm(*this, d, &http_connection::on_deadline);
 }
 
 void http_connection::clear_deadline() noexcept {
-    deadline_ = clock::time_point::max();
-    if (std::exchange(timer_pending_, false)) {
-        ++timer_generation_;
-        timer_.cancel(); // no wait (and no reference to this connection) stays pending
-    }
+    deadline_service::cancel(*this);
 }
 
-void http_connection::on_deadline(std::uint32_t generation, beast::error_code ec) {
-    if (generation != timer_generation_)
-        return; // cancelled or moved since
-    timer_pending_ = false;
-    if (ec || deadline_ == clock::time_point::max())
-        return;
-    if (clock::now() < deadline_) {
-        timer_.expires_at(deadline_);
-        timer_pending_ = true;
-        timer_.async_wait(beast::bind_front_handler(&http_connection::on_deadline,
-                                                    shared_from_this(), ++timer_generation_));
-        return;
-    }
+void http_connection::on_deadline(deadline& d) {
+    auto& self = static_cast<http_connection&>(d);
     // Out of time: counted first (the client sees the close at once), then closing the socket
     // ends the pending operation (operation_aborted), whose handler sees timed_out_.
-    if (deadline_kind_)
-        count_refusal(*deadline_kind_);
-    timed_out_ = true;
-    deadline_ = clock::time_point::max();
+    if (self.deadline_kind_)
+        count_refusal(*self.deadline_kind_);
+    self.timed_out_ = true;
     beast::error_code ignored;
-    socket_.close(ignored);
+    self.socket_.close(ignored);
 }
 
 void http_connection::start() {
+    deadlines_ = &deadline_service::of(socket_.get_executor().context());
     // Accepted into this connection's own io_context: enter it before touching the stream.
     net::dispatch(
         socket_.get_executor(),
@@ -213,9 +189,12 @@ void http_connection::do_read() {
         return read_request(); // a pipelined request is already (partly) in
     // Idle: no request in flight. The first byte of the next one starts its read_timeout.
     set_deadline(options_.idle_timeout, limit_kind::idle_timeout);
+    // 512 bytes hold a typical long-poll request whole and stay in the allocator's small-chunk
+    // caches (a 1 KiB block would make glibc consolidate its fast bins on every request); a
+    // longer request is read on into a grown buffer.
     with_stream([&](auto& stream) {
         stream.async_read_some(
-            buffer_.prepare(1024),
+            buffer_.prepare(512),
             beast::bind_front_handler(&http_connection::on_first_bytes, shared_from_this()));
     });
 }

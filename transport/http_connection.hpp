@@ -20,16 +20,17 @@
 // socket. Plain connections carry no TLS state and take one branch per read or write, not per
 // byte.
 //
-// Memory: a held long-poll costs its connection object (socket and one deadline timer bound to
-// the io_context's own executor: no type-erased executors, no separately allocated stream
-// state), the pending readiness wait, and the reactor's descriptor state. Timeouts are one
-// deadline per connection: set_deadline() moves it, the timer wakes at most once per phase and
-// a timed-out connection is closed, its pending operation ending with timed_out_ set.
+// Memory: a held long-poll costs its connection object (a socket bound to the io_context's own
+// executor: no type-erased executor, no separately allocated stream state), the pending
+// readiness wait, and the reactor's descriptor state. Timeouts are one intrusive deadline per
+// connection (transport/deadlines.hpp: no timer object, no allocation, no lock); when one
+// expires the socket is closed and the phase's pending operation ends with timed_out_ set.
 //
 // Lifetime: the connection lives while an operation holds a shared_ptr to it. Everything runs on
 // the executor of the io_context it was accepted into (one thread per io_context).
 #pragma once
 
+#include "transport/deadlines.hpp"
 #include "transport/exchange.hpp"
 #include "transport/limits.hpp"
 #include "transport/net.hpp"
@@ -108,7 +109,8 @@ public:
 };
 
 class http_connection final : public exchange_target,
-                              public std::enable_shared_from_this<http_connection> {
+                              public std::enable_shared_from_this<http_connection>,
+                              private deadline {
 public:
     /// Plain HTTP, or HTTPS when `tls` is given (it must outlive the connection). `open`
     /// (optional) counts open connections: this one until it is destroyed.
@@ -152,17 +154,12 @@ private:
     void set_deadline(std::chrono::milliseconds d, std::optional<limit_kind> counted = {});
     /// No deadline (a request is held, or the connection is closing).
     void clear_deadline() noexcept;
-    void on_deadline(std::uint32_t generation, beast::error_code ec);
+    static void on_deadline(deadline& d);
 
     using clock = std::chrono::steady_clock;
-    using timer_type =
-        net::basic_waitable_timer<clock, net::wait_traits<clock>, net::io_context::executor_type>;
     socket_type socket_;
-    timer_type timer_;
-    clock::time_point deadline_ = clock::time_point::max();
-    std::uint32_t timer_generation_ = 0;
+    deadline_service* deadlines_ = nullptr; // of the io_context; set by start()
     std::optional<limit_kind> deadline_kind_;
-    bool timer_pending_ = false;
     bool timed_out_ = false;
     std::unique_ptr<tls_stream> tls_; // on top of socket_, for HTTPS; null for plain HTTP
     beast::flat_buffer buffer_;
