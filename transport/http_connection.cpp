@@ -212,6 +212,26 @@ void http_connection::read_request() {
     parser_->body_limit(options_.max_body);
     parser_->header_limit(options_.max_header);
     set_deadline(options_.read_timeout, limit_kind::request_timeout);
+    // A long-poll request is usually in the buffer whole after its first read: parse it here.
+    // (async_read_header and async_read would each complete through the scheduler.) What is
+    // not complete yet is read on asynchronously by the same parser.
+    beast::error_code ec;
+    std::size_t used = 0;
+    while (buffer_.size() > 0 && !parser_->is_done()) {
+        const std::size_t n = parser_->put(buffer_.data(), ec);
+        buffer_.consume(n);
+        used += n;
+        if (ec == http::error::need_more)
+            ec = {};
+        if (ec || n == 0)
+            break;
+    }
+    if (ec || parser_->is_done())
+        return on_read(ec, used);
+    if (parser_->is_header_done())
+        return on_header({}, used);
+    if (metrics_block* m = current_metrics)
+        m->bytes_in.add(used);
     with_stream([&](auto& stream) {
         http::async_read_header(
             stream, buffer_, *parser_,
@@ -332,19 +352,23 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
 
 void http_connection::do_watch() {
     // Wait for readability without reading: a close (EOF) is noticed at once, and no buffer is
-    // held while the request waits.
+    // held while the request waits. A one-byte MSG_PEEK receive rather than async_wait: Asio
+    // re-arms epoll (an epoll_ctl call) for every non-speculative wait, while a receive is tried
+    // at once only when the socket may have data (it skips the attempt after a read that
+    // emptied the socket) and otherwise just queues behind the registration made at accept.
     // The wait lasts as long as the request is held: it gets its own small allocation rather
     // than a block from Asio's per-thread recycling cache, which hands out the larger block of
     // the last write.
-    socket_.async_wait(tcp::socket::wait_read,
-                       net::bind_allocator(std::allocator<void>{},
-                                           beast::bind_front_handler(&http_connection::on_watch,
-                                                                     shared_from_this(), seq_)));
+    socket_.async_receive(net::buffer(&probe_, 1), tcp::socket::message_peek,
+                          net::bind_allocator(std::allocator<void>{},
+                                              beast::bind_front_handler(&http_connection::on_watch,
+                                                                        shared_from_this(), seq_)));
 }
 
-void http_connection::on_watch(std::uint32_t seq, beast::error_code ec) {
+void http_connection::on_watch(std::uint32_t seq, beast::error_code ec, std::size_t) {
     if (seq != seq_ || !awaiting_ || ec == net::error::operation_aborted)
         return;
+    // Data, end of stream or an error: still_there() reads what there is and tells which.
     if (!ec && still_there())
         return do_watch();
     // The client is gone while its request was outstanding: tell the owner of the exchange.

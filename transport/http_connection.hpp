@@ -139,7 +139,7 @@ private:
     void on_continue(beast::error_code ec, std::size_t bytes);
     void on_read(beast::error_code ec, std::size_t bytes);
     void do_watch();
-    void on_watch(std::uint32_t seq, beast::error_code ec);
+    void on_watch(std::uint32_t seq, beast::error_code ec, std::size_t peeked = 0);
     /// While a request is held: reads what arrived without blocking; false when the client is
     /// gone (EOF, close_notify, reset, a pipelined flood), true when it is still there.
     bool still_there();
@@ -173,6 +173,7 @@ private:
     response answer_;  // the answer being written
     std::uint32_t seq_ = 0;
     bool awaiting_ = false; // an exchange is outstanding
+    char probe_ = 0;        // a held request's readiness watch peeks one byte into it
     bool counted_ = false;  // exchange_started() was called, exchange_finished() not yet
     bool keep_alive_ = true;
     bool preflight_ = false;         // the request was a CORS preflight (OPTIONS)
