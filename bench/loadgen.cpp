@@ -8,6 +8,7 @@
 //
 // Results are one JSON line on stdout; progress goes to stderr once a second.
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -90,6 +91,8 @@ struct options {
     double drain = 5;
     std::string path;
     std::string label;
+    std::vector<int> quiet_pids;
+    double quiet_timeout = 3;
 };
 
 void print_help() {
@@ -130,6 +133,10 @@ void print_help() {
         "  --ramp N            subscriber setups in flight at once [256]\n"
         "  --setup-timeout S   give up waiting for every subscriber after S seconds [120]\n"
         "  --publish-timeout S fanout: give up on one publish after S seconds [10]\n"
+        "  --quiet-pids P,P    fanout: before each publish wait until these server processes\n"
+        "                      are idle (< 1 ms of CPU over 20 ms; all threads), so every\n"
+        "                      subscriber's next poll is held again, at most --quiet-timeout\n"
+        "                      seconds [3]\n"
         "  --drain S           throughput/rate: wait for stragglers after publishing [5]\n"
         "  --path P            empty: plain GET of P instead of megaphone polls\n"
         "  --label L           name in progress lines [target]\n");
@@ -244,6 +251,16 @@ options parse_options(int argc, char** argv) {
             o.path = v;
         else if (a == "--label")
             o.label = v;
+        else if (a == "--quiet-pids") {
+            std::string_view rest = v;
+            while (!rest.empty()) {
+                const auto comma = rest.find(',');
+                const std::string_view one = rest.substr(0, comma);
+                o.quiet_pids.push_back(static_cast<int>(parse_whole(a, one, 1u << 30)));
+                rest = comma == std::string_view::npos ? "" : rest.substr(comma + 1);
+            }
+        } else if (a == "--quiet-timeout")
+            o.quiet_timeout = parse_number(a, v);
         else
             die("unknown option " + std::string(a) + " (see --help)");
     }
@@ -1625,12 +1642,69 @@ private:
                 return;
             return finish(now);
         }
+        if (!server_quiet(now))
+            return;
         if (conn* p = free_publisher()) {
+            quiet_start_ = 0;
+            quiet_ok_ = 0;
             const i64 t = now_ns();
             at(shared_.slot(fanout_sent_).send_ns).store(t);
             publish(*p, 0, fanout_sent_, t);
             ++fanout_sent_;
         }
+    }
+
+    /// Fan-out publishes go to held subscribers: true once the --quiet-pids servers have taken
+    /// every subscriber's next poll (their CPU time stands still: < 1 ms over 20 ms), or after
+    /// --quiet-timeout (counted as not quiet). Without --quiet-pids: at once.
+    bool server_quiet(i64 now) {
+        if (o_.quiet_pids.empty())
+            return true;
+        if (quiet_start_ == 0) {
+            quiet_start_ = quiet_at_ = now;
+            quiet_cpu_ = servers_cpu_ns();
+            return false;
+        }
+        if (quiet_ok_ > 0)
+            return true; // decided; waiting for a free publisher
+        if (now - quiet_at_ < 20 * ms_ns)
+            return false;
+        const i64 cpu = servers_cpu_ns();
+        const bool idle = cpu >= 0 && quiet_cpu_ >= 0 && cpu - quiet_cpu_ < ms_ns;
+        const bool late = now - quiet_start_ >= static_cast<i64>(o_.quiet_timeout * s_ns);
+        if (!idle && !late) {
+            quiet_at_ = now;
+            quiet_cpu_ = cpu;
+            return false;
+        }
+        not_quiet_ += !idle;
+        quiet_wait_ms_.push_back(static_cast<double>(now - quiet_start_) / 1e6);
+        quiet_ok_ = 1;
+        return true;
+    }
+
+    /// CPU time of the --quiet-pids processes, every thread (schedstat, ns); -1 if unreadable.
+    i64 servers_cpu_ns() const {
+        i64 total = 0;
+        for (int pid : o_.quiet_pids) {
+            const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+            DIR* d = ::opendir(dir.c_str());
+            if (!d)
+                return -1;
+            while (const dirent* e = ::readdir(d)) {
+                if (e->d_name[0] == '.')
+                    continue;
+                const std::string file = dir + "/" + e->d_name + "/schedstat";
+                if (FILE* f = std::fopen(file.c_str(), "r")) {
+                    long long run = 0;
+                    if (std::fscanf(f, "%lld", &run) == 1)
+                        total += run;
+                    std::fclose(f);
+                }
+            }
+            ::closedir(d);
+        }
+        return total;
     }
 
     void start_draining(i64 now) {
@@ -1826,6 +1900,11 @@ private:
                 field("complete", whole(ok.size()));
                 field("latency_ms", lat + "]");
                 field("reached", reached + "]");
+                std::string waits = "[";
+                for (std::size_t i = 0; i < quiet_wait_ms_.size(); ++i)
+                    waits += (i ? "," : "") + num(quiet_wait_ms_[i]);
+                field("quiet_wait_ms", waits + "]");
+                field("not_quiet", whole(not_quiet_));
                 field("p50_ms", num(pct(0.5)));
                 field("p99_ms", num(pct(0.99)));
                 field("max_ms", num(ok.empty() ? 0 : ok.back()));
@@ -1910,7 +1989,10 @@ private:
     double setup_s_ = 0;
     std::map<std::string, u64> errors_;
     std::map<unsigned, u64> statuses_;
-    std::vector<double> fanout_ms_;
+    std::vector<double> fanout_ms_, quiet_wait_ms_;
+    i64 quiet_start_ = 0, quiet_at_ = 0, quiet_cpu_ = 0;
+    int quiet_ok_ = 0;
+    u64 not_quiet_ = 0;
     histogram latency_, publish_rtt_;
 };
 
