@@ -1,6 +1,7 @@
 #include "app/hub.hpp"
 
 #include "app/session.hpp"
+#include "transport/flat_json.hpp"
 #include "transport/json_codec.hpp"
 #include "transport/static_files.hpp"
 
@@ -66,70 +67,40 @@ std::optional<packet> hub::simple_envelope(std::string_view channel, std::string
         std::string_view text; // the value as written (strings with their quotes)
     };
     boost::container::small_vector<member, 8> members;
-    const char* p = body.data();
-    const char* const end = p + body.size();
-    auto skip_ws = [&] {
-        while (p != end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
-            ++p;
-    };
-    auto plain_string = [&](std::string_view& out) {
-        if (p == end || *p != '"')
-            return false;
-        const char* start = p++;
-        while (p != end && *p != '"') {
-            const auto c = static_cast<unsigned char>(*p);
-            if (c < 0x20 || c > 0x7e || c == '\\')
-                return false;
-            ++p;
-        }
-        if (p == end)
-            return false;
-        ++p;
-        out = {start, static_cast<std::size_t>(p - start)};
-        return true;
-    };
-    auto plain_integer = [&](std::string_view& out) {
-        const char* start = p;
-        while (p != end && *p >= '0' && *p <= '9')
-            ++p;
-        const auto digits = p - start;
-        if (digits == 0 || digits > 15 || (digits > 1 && *start == '0'))
-            return false;
-        if (p != end && (*p == '.' || *p == 'e' || *p == 'E'))
-            return false;
-        out = {start, static_cast<std::size_t>(digits)};
-        return true;
-    };
-
-    skip_ws();
-    if (p == end || *p++ != '{')
+    flat_json_scanner in{body};
+    in.skip_ws();
+    if (!in.eat('{'))
         return std::nullopt;
     for (;;) {
-        skip_ws();
+        in.skip_ws();
         member m;
-        if (!plain_string(m.key))
+        if (!in.string(m.key))
             return std::nullopt;
-        m.key = m.key.substr(1, m.key.size() - 2);
-        skip_ws();
-        if (p == end || *p++ != ':')
+        in.skip_ws();
+        if (!in.eat(':'))
             return std::nullopt;
-        skip_ws();
-        if (!(p != end && *p == '"' ? plain_string(m.text) : plain_integer(m.text)))
-            return std::nullopt;
+        in.skip_ws();
+        if (in.peek() == '"') {
+            if (!in.string(m.text))
+                return std::nullopt;
+            m.text = {m.text.data() - 1, m.text.size() + 2}; // with its quotes
+        } else {
+            std::uint64_t ignored = 0;
+            if (!in.integer(ignored, m.text))
+                return std::nullopt;
+        }
         if (members.size() == 32)
             return std::nullopt;
         members.push_back(m);
-        skip_ws();
-        if (p != end && *p == ',') {
-            ++p;
+        in.skip_ws();
+        if (in.eat(','))
             continue;
-        }
-        if (p == end || *p++ != '}')
+        if (!in.eat('}'))
             return std::nullopt;
         break;
     }
-    skip_ws();
-    if (p != end)
+    in.skip_ws();
+    if (!in.at_end())
         return std::nullopt;
     std::sort(members.begin(), members.end(),
               [](const member& a, const member& b) { return a.key < b.key; });

@@ -1,5 +1,7 @@
 #include "transport/json_codec.hpp"
 
+#include "transport/flat_json.hpp"
+
 #include <cmath>
 #include <limits>
 
@@ -137,38 +139,37 @@ nlohmann::json seconds(std::chrono::milliseconds d) {
 class fast_decoder {
 public:
     explicit fast_decoder(std::string_view body)
-        : p_{body.data()}
-        , end_{body.data() + body.size()} {}
+        : in_{body} {}
 
     bool decode(client_request& req) {
-        skip_ws();
-        if (!eat('{'))
+        in_.skip_ws();
+        if (!in_.eat('{'))
             return false;
         unsigned seen = 0;
         for (;;) {
-            skip_ws();
+            in_.skip_ws();
             std::string_view key;
-            if (!string(key))
+            if (!in_.string(key))
                 return false;
             const unsigned bit = key_bit(key);
             if (bit == 0 || (seen & bit) != 0)
                 return false;
             seen |= bit;
-            skip_ws();
-            if (!eat(':'))
+            in_.skip_ws();
+            if (!in_.eat(':'))
                 return false;
-            skip_ws();
+            in_.skip_ws();
             if (!value(bit, req))
                 return false;
-            skip_ws();
-            if (eat(','))
+            in_.skip_ws();
+            if (in_.eat(','))
                 continue;
-            if (!eat('}'))
+            if (!in_.eat('}'))
                 return false;
             break;
         }
-        skip_ws();
-        return p_ == end_ && (seen & rid_bit) != 0;
+        in_.skip_ws();
+        return in_.at_end() && (seen & rid_bit) != 0;
     }
 
 private:
@@ -193,90 +194,46 @@ private:
         return 0;
     }
 
-    void skip_ws() noexcept {
-        while (p_ != end_ && (*p_ == ' ' || *p_ == '\n' || *p_ == '\r' || *p_ == '\t'))
-            ++p_;
-    }
-    bool eat(char c) noexcept {
-        if (p_ == end_ || *p_ != c)
-            return false;
-        ++p_;
-        return true;
-    }
-    /// A string of printable ASCII without escapes.
-    bool string(std::string_view& out) noexcept {
-        if (!eat('"'))
-            return false;
-        const char* start = p_;
-        while (p_ != end_ && *p_ != '"') {
-            const auto c = static_cast<unsigned char>(*p_);
-            if (c < 0x20 || c > 0x7e || c == '\\')
-                return false;
-            ++p_;
-        }
-        if (p_ == end_)
-            return false;
-        out = {start, static_cast<std::size_t>(p_ - start)};
-        ++p_;
-        return true;
-    }
-    /// A plain non-negative integer of at most 15 digits (below 2^53), no fraction or exponent.
-    bool integer(std::uint64_t& out) noexcept {
-        const char* start = p_;
-        std::uint64_t v = 0;
-        while (p_ != end_ && *p_ >= '0' && *p_ <= '9') {
-            v = v * 10 + static_cast<std::uint64_t>(*p_ - '0');
-            ++p_;
-        }
-        const auto digits = p_ - start;
-        if (digits == 0 || digits > 15 || (digits > 1 && *start == '0'))
-            return false;
-        if (p_ != end_ && (*p_ == '.' || *p_ == 'e' || *p_ == 'E'))
-            return false;
-        out = v;
-        return true;
-    }
     bool value(unsigned bit, client_request& req) {
         std::uint64_t n = 0;
         std::string_view text;
         switch (bit) {
         case sid_bit:
-            if (!string(text) || text.empty())
+            if (!in_.string(text) || text.empty())
                 return false;
             req.sid.assign(text);
             return true;
         case rid_bit:
-            if (!integer(n))
+            if (!in_.integer(n))
                 return false;
             req.rid = n;
             return true;
         case ack_bit:
-            if (!integer(n))
+            if (!in_.integer(n))
                 return false;
             req.ack = n;
             return true;
         case type_bit:
-            if (!string(text) || text != "terminate")
+            if (!in_.string(text) || text != "terminate")
                 return false;
             req.terminate = true;
             return true;
         case wait_bit:
         case hold_bit:
-            if (!integer(n) || n > std::numeric_limits<std::uint32_t>::max())
+            if (!in_.integer(n) || n > std::numeric_limits<std::uint32_t>::max())
                 return false;
             (bit == wait_bit ? req.wait : req.hold) = static_cast<std::uint32_t>(n);
             return true;
         case messages_bit:
-            if (!eat('['))
+            if (!in_.eat('['))
                 return false;
-            skip_ws();
-            return eat(']');
+            in_.skip_ws();
+            return in_.eat(']');
         }
         return false;
     }
 
-    const char* p_;
-    const char* end_;
+    flat_json_scanner in_;
 };
 
 } // namespace
