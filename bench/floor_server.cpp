@@ -1,0 +1,373 @@
+// megaphone-floor-server: the least a long-poll server can do, for the fan-out floor in bench/run.
+//
+// It speaks just enough of nchan's long-poll protocol for megaphone-loadgen --target nchan:
+// GET /sub/{ch} is held; POST /pub/{ch} answers every held GET of the channel with the same
+// canned bytes (built once per thread and message) and the publisher with {"subscribers":N};
+// GET /pub/{ch} answers {"subscribers":N}. No sessions, ids, queues, timeouts or message store:
+// per subscriber it reads a request line and writes one buffer. With the same threads and load
+// generator as the real servers, its fan-out time is what this machine's kernel and load
+// generator cost on their own: no server can reach the last subscriber sooner here.
+//
+// One epoll loop per thread (--threads), all accepting from one listening socket; a publish
+// reaches the other threads through a mailbox and an eventfd. Stops on SIGTERM/SIGINT, or after
+// --max-seconds (default 3600) by itself.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace {
+
+[[noreturn]] void die(const char* what) {
+    std::fprintf(stderr, "megaphone-floor-server: %s: %s\n", what, std::strerror(errno));
+    std::exit(2);
+}
+
+std::atomic<std::int64_t> held_total{0};
+std::atomic<std::uint64_t> message_seq{0};
+
+struct conn {
+    int fd = -1;
+    std::string in, out;
+    std::string channel; // of the held GET, empty when none is held
+};
+
+struct worker {
+    int ep = -1, wake = -1, listener = -1;
+    std::unordered_map<int, std::unique_ptr<conn>> conns;
+    std::unordered_map<std::string, std::vector<int>> held; // channel → fds with a held GET
+    std::mutex mx;
+    std::vector<std::pair<std::string, std::string>> inbox; // (channel, body) to deliver
+
+    void post(std::string channel, std::string body) {
+        {
+            std::lock_guard lock{mx};
+            inbox.emplace_back(std::move(channel), std::move(body));
+        }
+        const std::uint64_t one = 1;
+        if (::write(wake, &one, sizeof one) < 0 && errno != EAGAIN)
+            die("eventfd write");
+    }
+};
+
+std::vector<std::unique_ptr<worker>> workers;
+
+void want_output(worker& w, conn& c, bool on) {
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLRDHUP | (on ? EPOLLOUT : 0u);
+    ev.data.fd = c.fd;
+    ::epoll_ctl(w.ep, EPOLL_CTL_MOD, c.fd, &ev);
+}
+
+/// Writes what it can now; the rest waits for EPOLLOUT.
+void send_bytes(worker& w, conn& c, std::string_view bytes) {
+    if (c.out.empty()) {
+        const ssize_t n = ::send(c.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+        if (n == static_cast<ssize_t>(bytes.size()))
+            return;
+        const std::size_t sent = n > 0 ? static_cast<std::size_t>(n) : 0;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+            return; // gone: EPOLLRDHUP/EPOLLERR closes it
+        c.out.assign(bytes.substr(sent));
+        want_output(w, c, true);
+        return;
+    }
+    c.out.append(bytes);
+}
+
+void answer(worker& w, conn& c, unsigned status, std::string_view reason, std::string_view body) {
+    std::string r =
+        "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
+        "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+        "\r\n\r\n";
+    r.append(body);
+    send_bytes(w, c, r);
+}
+
+void unhold(worker& w, conn& c) {
+    if (c.channel.empty())
+        return;
+    auto it = w.held.find(c.channel);
+    if (it != w.held.end()) {
+        auto& v = it->second;
+        v.erase(std::remove(v.begin(), v.end(), c.fd), v.end());
+    }
+    c.channel.clear();
+    --held_total;
+}
+
+void close_conn(worker& w, int fd) {
+    auto it = w.conns.find(fd);
+    if (it == w.conns.end())
+        return;
+    unhold(w, *it->second);
+    ::close(fd);
+    w.conns.erase(it);
+}
+
+void deliver(worker& w, const std::string& channel, const std::string& body) {
+    auto it = w.held.find(channel);
+    if (it == w.held.end() || it->second.empty())
+        return;
+    const std::uint64_t id = ++message_seq;
+    // The same bytes for every subscriber of the channel: built once.
+    std::string r =
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
+        std::to_string(body.size()) +
+        "\r\nLast-Modified: Thu, 01 Jan 1970 00:00:01 GMT\r\nEtag: " + std::to_string(id) +
+        "\r\n\r\n" + body;
+    std::vector<int> fds;
+    fds.swap(it->second);
+    for (int fd : fds) {
+        auto c = w.conns.find(fd);
+        if (c == w.conns.end())
+            continue;
+        c->second->channel.clear();
+        --held_total;
+        send_bytes(w, *c->second, r);
+    }
+}
+
+std::string_view header_value(std::string_view head, std::string_view name) {
+    std::size_t pos = head.find("\r\n");
+    while (pos != std::string_view::npos && pos + 2 < head.size()) {
+        const std::size_t start = pos + 2;
+        const std::size_t end = head.find("\r\n", start);
+        const std::string_view line =
+            head.substr(start, (end == std::string_view::npos ? head.size() : end) - start);
+        if (line.size() > name.size() && line[name.size()] == ':' &&
+            std::equal(name.begin(), name.end(), line.begin(), [](char a, char b) {
+                return std::tolower(static_cast<unsigned char>(a)) ==
+                       std::tolower(static_cast<unsigned char>(b));
+            })) {
+            std::string_view v = line.substr(name.size() + 1);
+            while (!v.empty() && v.front() == ' ')
+                v.remove_prefix(1);
+            return v;
+        }
+        pos = end;
+    }
+    return {};
+}
+
+/// Handles every complete request in c.in; false when the connection must close.
+bool handle_input(worker& w, conn& c) {
+    for (;;) {
+        const std::size_t end = c.in.find("\r\n\r\n");
+        if (end == std::string::npos)
+            return c.in.size() <= 16384;
+        const std::string_view head(c.in.data(), end);
+        std::size_t length = 0;
+        if (const auto cl = header_value(head, "content-length"); !cl.empty())
+            length = std::strtoul(std::string(cl).c_str(), nullptr, 10);
+        if (length > 1 << 20)
+            return false;
+        if (c.in.size() < end + 4 + length)
+            return true;
+        const std::size_t sp1 = head.find(' ');
+        const std::size_t sp2 = head.find(' ', sp1 + 1);
+        if (sp1 == std::string_view::npos || sp2 == std::string_view::npos)
+            return false;
+        const std::string method(head.substr(0, sp1));
+        const std::string target(head.substr(sp1 + 1, sp2 - sp1 - 1));
+        std::string body = c.in.substr(end + 4, length);
+        c.in.erase(0, end + 4 + length);
+
+        if (method == "GET" && target.rfind("/sub/", 0) == 0 && c.channel.empty()) {
+            c.channel = target.substr(5);
+            w.held[c.channel].push_back(c.fd);
+            ++held_total;
+        } else if (method == "POST" && target.rfind("/pub/", 0) == 0) {
+            const std::string channel = target.substr(5);
+            const std::int64_t n = held_total.load();
+            for (auto& other : workers)
+                if (other.get() != &w)
+                    other->post(channel, body);
+            deliver(w, channel, body);
+            answer(w, c, n > 0 ? 201 : 202, n > 0 ? "Created" : "Accepted",
+                   "{\"subscribers\":" + std::to_string(n) + "}");
+        } else if (method == "GET" && target.rfind("/pub/", 0) == 0) {
+            answer(w, c, 200, "OK", "{\"subscribers\":" + std::to_string(held_total.load()) + "}");
+        } else {
+            answer(w, c, 404, "Not Found", "{}");
+        }
+    }
+}
+
+void run(worker& w, const std::atomic<bool>& stop) {
+    epoll_event events[256];
+    while (!stop.load(std::memory_order_relaxed)) {
+        const int n = ::epoll_wait(w.ep, events, 256, 200);
+        for (int i = 0; i < n; ++i) {
+            const int fd = events[i].data.fd;
+            const std::uint32_t ev = events[i].events;
+            if (fd == w.listener) {
+                for (;;) {
+                    const int cfd = ::accept4(w.listener, nullptr, nullptr, SOCK_NONBLOCK);
+                    if (cfd < 0)
+                        break;
+                    const int one = 1;
+                    ::setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+                    epoll_event cev{};
+                    cev.events = EPOLLIN | EPOLLRDHUP;
+                    cev.data.fd = cfd;
+                    if (::epoll_ctl(w.ep, EPOLL_CTL_ADD, cfd, &cev) != 0) {
+                        ::close(cfd);
+                        continue;
+                    }
+                    auto c = std::make_unique<conn>();
+                    c->fd = cfd;
+                    w.conns.emplace(cfd, std::move(c));
+                }
+                continue;
+            }
+            if (fd == w.wake) {
+                std::uint64_t count = 0;
+                if (::read(w.wake, &count, sizeof count) < 0 && errno != EAGAIN)
+                    die("eventfd read");
+                std::vector<std::pair<std::string, std::string>> mail;
+                {
+                    std::lock_guard lock{w.mx};
+                    mail.swap(w.inbox);
+                }
+                for (const auto& [channel, body] : mail)
+                    deliver(w, channel, body);
+                continue;
+            }
+            auto it = w.conns.find(fd);
+            if (it == w.conns.end())
+                continue;
+            conn& c = *it->second;
+            bool gone = (ev & (EPOLLERR | EPOLLHUP)) != 0;
+            if (!gone && (ev & EPOLLOUT) && !c.out.empty()) {
+                const ssize_t s = ::send(fd, c.out.data(), c.out.size(), MSG_NOSIGNAL);
+                if (s > 0)
+                    c.out.erase(0, static_cast<std::size_t>(s));
+                else if (errno != EAGAIN && errno != EWOULDBLOCK)
+                    gone = true;
+                if (c.out.empty())
+                    want_output(w, c, false);
+            }
+            if (!gone && (ev & (EPOLLIN | EPOLLRDHUP))) {
+                char buf[16384];
+                for (;;) {
+                    const ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+                    if (r > 0) {
+                        c.in.append(buf, static_cast<std::size_t>(r));
+                        if (static_cast<std::size_t>(r) < sizeof buf)
+                            break;
+                        continue;
+                    }
+                    if (r == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+                        gone = true;
+                    break;
+                }
+                if (!gone && !handle_input(w, c))
+                    gone = true;
+            }
+            if (gone)
+                close_conn(w, fd);
+        }
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    unsigned port = 0, threads = 1;
+    double max_seconds = 3600;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string_view a = argv[i];
+        if (a == "--port")
+            port = static_cast<unsigned>(std::strtoul(argv[i + 1], nullptr, 10));
+        else if (a == "--threads")
+            threads = static_cast<unsigned>(std::max(1ul, std::strtoul(argv[i + 1], nullptr, 10)));
+        else if (a == "--max-seconds")
+            max_seconds = std::strtod(argv[i + 1], nullptr);
+        else {
+            std::fprintf(stderr, "usage: megaphone-floor-server [--port N] [--threads T] "
+                                 "[--max-seconds S]\n");
+            return 2;
+        }
+    }
+    std::signal(SIGPIPE, SIG_IGN);
+    rlimit rl{};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        ::setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (lfd < 0)
+        die("socket");
+    const int one = 1;
+    ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+        die("bind");
+    if (::listen(lfd, 4096) != 0)
+        die("listen");
+    socklen_t len = sizeof addr;
+    ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
+
+    for (unsigned i = 0; i < threads; ++i) {
+        auto w = std::make_unique<worker>();
+        w->ep = ::epoll_create1(0);
+        w->wake = ::eventfd(0, EFD_NONBLOCK);
+        w->listener = lfd;
+        if (w->ep < 0 || w->wake < 0)
+            die("epoll/eventfd");
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+        ev.data.fd = lfd;
+        if (::epoll_ctl(w->ep, EPOLL_CTL_ADD, lfd, &ev) != 0)
+            die("epoll_ctl listener");
+        epoll_event wev{};
+        wev.events = EPOLLIN;
+        wev.data.fd = w->wake;
+        ::epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake, &wev);
+        workers.push_back(std::move(w));
+    }
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGALRM);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr); // the worker threads inherit the mask
+    std::atomic<bool> stop{false};
+    std::vector<std::thread> pool;
+    for (auto& w : workers)
+        pool.emplace_back([&w, &stop] { run(*w, stop); });
+    std::printf("listening on http://127.0.0.1:%u\n", ntohs(addr.sin_port));
+    std::fflush(stdout);
+    ::alarm(static_cast<unsigned>(std::max(1.0, max_seconds)));
+    int sig = 0;
+    sigwait(&set, &sig);
+    stop = true;
+    for (auto& t : pool)
+        t.join();
+    return 0;
+}
