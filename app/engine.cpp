@@ -2,7 +2,6 @@
 
 #include "fsm/metrics.hpp"
 #include "transport/bosh_codec.hpp"
-#include "transport/limits.hpp"
 
 #include "app/log.hpp"
 
@@ -136,7 +135,6 @@ void engine::create(client_request&& req, application& app, const session_codec&
     if (full) {
         if (total_)
             total_->fetch_sub(1, std::memory_order_relaxed);
-        count_refusal(limit_kind::sessions);
         count_refusal(refusal::too_many_sessions);
         return ex.reply(
             codec.error_response(protocol_error::policy_violation, req.bosh && !req.bosh->ver));

@@ -1,7 +1,6 @@
 #include "app/metrics.hpp"
 
 #include "fsm/session_fsm.hpp"
-#include "transport/limits.hpp"
 
 #include <algorithm>
 #include <cstdio>
@@ -209,12 +208,6 @@ std::string prometheus_text(const metrics_snapshot& s) {
     for (std::size_t r = 0; r < static_cast<std::size_t>(refusal::count_); ++r)
         w.sample("megaphone_refusals_total", label("limit", to_string(static_cast<refusal>(r))),
                  s.refusals[r]);
-    // Limits enforced before a request reaches a shard's sessions (listener, connection,
-    // creation rate) are counted process-wide by transport/limits.hpp.
-    for (limit_kind k :
-         {limit_kind::creation_rate, limit_kind::request_timeout, limit_kind::idle_timeout,
-          limit_kind::connections, limit_kind::accept_failed})
-        w.sample("megaphone_refusals_total", label("limit", to_string(k)), refusals(k));
 
     w.family("megaphone_push_latency_seconds", "histogram",
              "From a pushed message's creation (push, publish) to the end of the write of the "

@@ -380,7 +380,7 @@ void server::handle_session_request(incoming& in, const mount_point& m) {
 
     if (req.sid.empty()) {
         if (!creations_.allow(in.remote.address(), clock_.now())) {
-            count_refusal(limit_kind::creation_rate);
+            count_refusal(refusal::creation_rate);
             return in.ex.reply(
                 codec.error_response(protocol_error::rate_limited, req.bosh && !req.bosh->ver));
         }

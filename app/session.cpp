@@ -4,7 +4,6 @@
 #include "app/log.hpp"
 #include "fsm/metrics.hpp"
 #include "transport/bosh_codec.hpp"
-#include "transport/limits.hpp"
 
 #include <spdlog/logger.h>
 
@@ -160,7 +159,6 @@ void session::on_request(client_request&& req, exchange ex) {
         const bool pause = req.bosh && req.bosh->pause;
         if (outstanding_.size() + early_.size() >= requests() && !req.terminate && !pause) {
             count_refusal(refusal::too_many_requests);
-            count_refusal(limit_kind::requests);
             return fail(protocol_error::policy_violation, ex);
         }
         early_.push_back({std::move(req), std::move(ex)});
@@ -206,7 +204,6 @@ void session::process(client_request&& req, exchange ex) {
         const time_point now = engine_.clock().now();
         if (last_empty_poll_ != time_point{} && now - last_empty_poll_ < settings_.polling) {
             count_refusal(refusal::polling_too_fast);
-            count_refusal(limit_kind::polling);
             return fail(protocol_error::policy_violation, ex);
         }
         last_empty_poll_ = now;
@@ -488,13 +485,10 @@ void session::on_wait_timer(void* self) {
 }
 
 void session::session_closed(close_reason why, std::vector<packet>) {
-    if (metrics_block* mb = current_metrics) {
+    if (metrics_block* mb = current_metrics)
         mb->sessions_closed[static_cast<std::size_t>(why)].add();
-        if (why == close_reason::queue_overflow)
-            mb->refusals[static_cast<std::size_t>(refusal::queue_overflow)].add();
-    }
     if (why == close_reason::queue_overflow)
-        count_refusal(limit_kind::queue);
+        count_refusal(refusal::queue_overflow);
     closed_ = true;
     close_reason_ = why;
     engine_.timers().cancel(wait_timer_);

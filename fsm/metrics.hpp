@@ -45,17 +45,24 @@ private:
     std::atomic<std::int64_t> v_{0};
 };
 
-/// Limits that refuse a request or end a session. Add a limit here and in to_string(refusal),
-/// then call count_refusal() where it refuses.
+/// Every limit Megaphone enforces, named once: each refusal goes through count_refusal() on
+/// exactly one code path, so the counts are the number of times each limit was hit. Add a limit
+/// here and in to_string(refusal), then call count_refusal() where it refuses. The options,
+/// their defaults and what a client sees are listed in docs/PROTOCOL.md ("Limits").
 enum class refusal : std::uint8_t {
-    body_too_large,    ///< request body over --max-body (413)
-    header_too_large,  ///< request header over the header limit (413)
-    too_many_sessions, ///< creation over --max-sessions
-    queue_overflow,    ///< a session queued more than --max-queue packets
+    body_too_large,    ///< request body over --max-body: 413 policy-violation, closed
+    header_too_large,  ///< request header over 16 KiB: 413, connection closed
+    too_many_sessions, ///< creation over --max-sessions: policy-violation
+    queue_overflow,    ///< a session queued more than --max-queue packets: it ends
     rid_out_of_window, ///< a rid outside the session's window (item-not-found)
     too_many_requests, ///< more requests outstanding than hold + 1 (policy-violation)
     polling_too_fast,  ///< empty polls closer than --polling (policy-violation)
     bad_key,           ///< BOSH key sequencing failed (item-not-found)
+    creation_rate,     ///< --creation-rate/--creation-burst: 429 policy-violation
+    request_timeout,   ///< --read-timeout: a request not received whole in time: cut off
+    idle_timeout,      ///< --idle-timeout: an idle keep-alive connection is closed
+    connections,       ///< --max-connections: 503 and closed at once
+    accept_failed,     ///< accept() failed (EMFILE...): the listener pauses, then retries
     count_
 };
 std::string_view to_string(refusal) noexcept;
@@ -121,9 +128,10 @@ struct metrics_block {
 /// This thread's block; null on threads that are not a server's I/O thread.
 inline constinit thread_local metrics_block* current_metrics = nullptr;
 
-inline void count_refusal(refusal r) noexcept {
-    if (metrics_block* m = current_metrics)
-        m->refusals[static_cast<std::size_t>(r)].add();
-}
+/// Records one refusal: in this thread's block (a server's /metrics sums its shards), and
+/// process-wide (refusals()), so that one on any other thread is counted too. Lock-free.
+void count_refusal(refusal r) noexcept;
+/// How many refusals by `r` every server of this process has recorded.
+std::uint64_t refusals(refusal r) noexcept;
 
 } // namespace megaphone

@@ -5,6 +5,9 @@
 
 #include <boost/mpl/for_each.hpp>
 
+#include <array>
+#include <atomic>
+
 #include <new>
 #include <sstream>
 #include <stdexcept>
@@ -90,10 +93,35 @@ std::string_view to_string(refusal r) noexcept {
         return "polling_too_fast";
     case refusal::bad_key:
         return "bad_key";
+    case refusal::creation_rate:
+        return "creation_rate";
+    case refusal::request_timeout:
+        return "request_timeout";
+    case refusal::idle_timeout:
+        return "idle_timeout";
+    case refusal::connections:
+        return "connections";
+    case refusal::accept_failed:
+        return "accept_failed";
     case refusal::count_:
         break;
     }
     return "?";
+}
+
+namespace {
+std::array<std::atomic<std::uint64_t>, static_cast<std::size_t>(refusal::count_)>
+    process_refusals{};
+} // namespace
+
+void count_refusal(refusal r) noexcept {
+    if (metrics_block* m = current_metrics)
+        m->refusals[static_cast<std::size_t>(r)].add();
+    process_refusals[static_cast<std::size_t>(r)].fetch_add(1, std::memory_order_relaxed);
+}
+
+std::uint64_t refusals(refusal r) noexcept {
+    return process_refusals[static_cast<std::size_t>(r)].load(std::memory_order_relaxed);
 }
 
 std::string_view to_string(transport_kind t) noexcept {

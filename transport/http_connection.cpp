@@ -116,7 +116,7 @@ void http_connection::finish_exchange() noexcept {
         handler_.exchange_finished();
 }
 
-void http_connection::set_deadline(std::chrono::milliseconds d, std::optional<limit_kind> counted) {
+void http_connection::set_deadline(std::chrono::milliseconds d, std::optional<refusal> counted) {
     deadline_kind_ = counted;
     timed_out_ = false;
     deadlines_->arm(*this, d, &http_connection::on_deadline);
@@ -188,7 +188,7 @@ void http_connection::do_read() {
     if (buffer_.size() > 0)
         return read_request(); // a pipelined request is already (partly) in
     // Idle: no request in flight. The first byte of the next one starts its read_timeout.
-    set_deadline(options_.idle_timeout, limit_kind::idle_timeout);
+    set_deadline(options_.idle_timeout, refusal::idle_timeout);
     // 512 bytes hold a typical long-poll request whole and stay in the allocator's small-chunk
     // caches (a 1 KiB block would make glibc consolidate its fast bins on every request); a
     // longer request is read on into a grown buffer.
@@ -211,7 +211,7 @@ void http_connection::read_request() {
     parser_ = std::make_unique<http::request_parser<http::string_body>>();
     parser_->body_limit(options_.max_body);
     parser_->header_limit(options_.max_header);
-    set_deadline(options_.read_timeout, limit_kind::request_timeout);
+    set_deadline(options_.read_timeout, refusal::request_timeout);
     // A long-poll request is usually in the buffer whole after its first read: parse it here.
     // (async_read_header and async_read would each complete through the scheduler.) What is
     // not complete yet is read on asynchronously by the same parser.
@@ -290,9 +290,6 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
             count_refusal(refusal::header_too_large);
         if (!parser_->is_header_done() && status == 400 && buffer_.size() == 0)
             return do_close();
-        if (too_large)
-            count_refusal(ec == http::error::body_limit ? limit_kind::body_size
-                                                        : limit_kind::header_size);
         // The target is known once the request line is parsed, before the header is done: a
         // Content-Length over the limit fails inside the header, and /comet must still answer
         // in JSON.
@@ -556,7 +553,7 @@ void http_listener::on_accept(beast::error_code ec, http_connection::socket_type
         // Out of file descriptors (EMFILE/ENFILE) or a transient error: pause instead of
         // spinning on a listen queue we cannot drain, then try again. Waiting clients stay in
         // the listen queue and are served once descriptors free up.
-        count_refusal(limit_kind::accept_failed);
+        count_refusal(refusal::accept_failed);
         backoff_.expires_after(std::chrono::milliseconds(50));
         backoff_.async_wait([self = shared_from_this()](beast::error_code wec) {
             if (!wec)
@@ -575,7 +572,7 @@ void http_listener::on_accept(beast::error_code ec, http_connection::socket_type
 }
 
 void http_listener::refuse_connection(http_connection::socket_type& socket, bool plain) {
-    count_refusal(limit_kind::connections);
+    count_refusal(refusal::connections);
     static constexpr std::string_view busy = "HTTP/1.1 503 Service Unavailable\r\n"
                                              "Content-Type: text/plain; charset=utf-8\r\n"
                                              "Content-Length: 21\r\n"

@@ -9,7 +9,7 @@
 // instead of writing into a dead socket `wait` seconds later. Bytes of a pipelined next request
 // that arrive meanwhile are read aside (up to one request's worth) and watching goes on.
 //
-// Limits (transport/limits.hpp): an idle connection is closed after idle_timeout; a request
+// Limits (refusal in fsm/metrics.hpp): an idle connection is closed after idle_timeout; a request
 // must arrive whole within read_timeout of its first byte; `Expect: 100-continue` is answered
 // once the headers pass the size limits; the listener refuses connections beyond
 // max_connections with 503, and pauses (never spins) when accept fails, e.g. out of descriptors.
@@ -30,9 +30,9 @@
 // the executor of the io_context it was accepted into (one thread per io_context).
 #pragma once
 
+#include "fsm/metrics.hpp"
 #include "transport/deadlines.hpp"
 #include "transport/exchange.hpp"
-#include "transport/limits.hpp"
 #include "transport/net.hpp"
 
 #include <atomic>
@@ -151,7 +151,7 @@ private:
     /// The current phase (idle, reading, writing) must end within `d`, or the connection is
     /// closed (counted as a refusal by `counted`, if given) and the phase's pending operation
     /// completes with timed_out_ set.
-    void set_deadline(std::chrono::milliseconds d, std::optional<limit_kind> counted = {});
+    void set_deadline(std::chrono::milliseconds d, std::optional<refusal> counted = {});
     /// No deadline (a request is held, or the connection is closing).
     void clear_deadline() noexcept;
     static void on_deadline(deadline& d);
@@ -159,7 +159,7 @@ private:
     using clock = std::chrono::steady_clock;
     socket_type socket_;
     deadline_service* deadlines_ = nullptr; // of the io_context; set by start()
-    std::optional<limit_kind> deadline_kind_;
+    std::optional<refusal> deadline_kind_;
     bool timed_out_ = false;
     std::unique_ptr<tls_stream> tls_; // on top of socket_, for HTTPS; null for plain HTTP
     beast::flat_buffer buffer_;

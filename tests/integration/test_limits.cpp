@@ -3,10 +3,10 @@
 // (the "bystander", with a request held throughout) keeps working meanwhile. Also: `Expect:
 // 100-continue`, a pipelined request behind a held one, and what a wrong sid reveals (nothing).
 #include "app/engine.hpp"
+#include "fsm/metrics.hpp"
 #include "support/http_client.hpp"
 #include "support/test_server.hpp"
 #include "transport/bosh_codec.hpp"
-#include "transport/limits.hpp"
 
 #include <catch2/catch.hpp>
 
@@ -29,7 +29,7 @@
 
 using namespace std::chrono_literals;
 using megaphone::close_reason;
-using megaphone::limit_kind;
+using megaphone::refusal;
 using megaphone::refusals;
 using megaphone::test::create_session;
 using megaphone::test::http_client;
@@ -235,7 +235,7 @@ TEST_CASE("limits: --max-sessions: one more creation gets policy-violation (JSON
     http_client c{s.port()};
     const auto second = create_session(c, 1);
     create_session(c, 2);
-    const auto before = refusals(limit_kind::sessions);
+    const auto before = refusals(refusal::too_many_sessions);
 
     const http_reply j = c.post_json("/comet", {{"rid", 3}});
     CHECK(j.status == 403);
@@ -246,7 +246,7 @@ TEST_CASE("limits: --max-sessions: one more creation gets policy-violation (JSON
     const http_reply legacy = c.post("/bosh", bosh_creation(5, false));
     CHECK(legacy.status == 403);
     CHECK(legacy.body.empty());
-    CHECK(refusals(limit_kind::sessions) == before + 3);
+    CHECK(refusals(refusal::too_many_sessions) == before + 3);
     CHECK(s.srv().session_count() == 3);
     b.check_alive();
 
@@ -271,7 +271,7 @@ TEST_CASE("limits: --creation-burst/--creation-rate: over the bucket gets 429 po
     http_client c{s.port()};
     for (int i = 0; i < 3; ++i)
         create_session(c, 10 + static_cast<std::uint64_t>(i));
-    const auto before = refusals(limit_kind::creation_rate);
+    const auto before = refusals(refusal::creation_rate);
 
     const http_reply j = c.post_json("/comet", {{"rid", 20}});
     CHECK(j.status == 429);
@@ -282,7 +282,7 @@ TEST_CASE("limits: --creation-burst/--creation-rate: over the bucket gets 429 po
     CHECK(bosh_outcome(x) == "terminate/policy-violation");
     const http_reply legacy = c.post("/bosh", bosh_creation(22, false));
     CHECK(legacy.status == 403);
-    CHECK(refusals(limit_kind::creation_rate) == before + 3);
+    CHECK(refusals(refusal::creation_rate) == before + 3);
     CHECK(s.srv().session_count() == 4);
     // Requests of existing sessions are not creations: never rate limited.
     b.check_alive();
@@ -296,7 +296,7 @@ TEST_CASE("limits: --max-queue: one packet more ends the session with policy-vio
     bystander b{s};
     http_client c{s.port()};
     const auto flooded = create_session(c, 100, {{"messages", subscribe("flood")}});
-    const auto before = refusals(limit_kind::queue);
+    const auto before = refusals(refusal::queue_overflow);
     // No request held: the packets queue. Three are kept...
     for (int i = 0; i < 3; ++i)
         REQUIRE(c.post("/publish/flood", std::to_string(i)).json().at("sessions") == 1);
@@ -304,7 +304,7 @@ TEST_CASE("limits: --max-queue: one packet more ends the session with policy-vio
     // ...the fourth ends the session.
     c.post("/publish/flood", "3");
     CHECK(s.app().wait_closed(flooded.sid) == close_reason::queue_overflow);
-    CHECK(refusals(limit_kind::queue) == before + 1);
+    CHECK(refusals(refusal::queue_overflow) == before + 1);
     // Its client learns it at its next request.
     const http_reply r = c.post_json("/comet", request_body(flooded.sid, 101));
     CHECK(r.status == 403);
@@ -325,11 +325,11 @@ TEST_CASE("limits: hold: a request beyond the window of `requests` gets policy-v
     REQUIRE(s.app().wait_messages(x.sid, 2)); // both held
     early.send_json("/comet", request_body(x.sid, 204));
     CHECK_FALSE(early.readable_within(50ms)); // waits for 203: three outstanding
-    const auto before = refusals(limit_kind::requests);
+    const auto before = refusals(refusal::too_many_requests);
     const http_reply r = c.post_json("/comet", request_body(x.sid, 205)); // a fourth
     CHECK(r.status == 403);
     CHECK(r.body == policy_violation);
-    CHECK(refusals(limit_kind::requests) == before + 1);
+    CHECK(refusals(refusal::too_many_requests) == before + 1);
     CHECK(s.app().wait_closed(x.sid) == close_reason::policy_violation);
     for (http_client* held : {&h1, &h2, &early})
         CHECK(held->receive().json().at("condition") == "policy-violation");
@@ -344,11 +344,11 @@ TEST_CASE("limits: --polling: a polling session polling too fast gets policy-vio
     http_client c{s.port()};
     const auto p = create_session(c, 300, {{"hold", 0}});
     CHECK(c.post_json("/comet", request_body(p.sid, 301)).status == 200); // answered at once
-    const auto before = refusals(limit_kind::polling);
+    const auto before = refusals(refusal::polling_too_fast);
     const http_reply r = c.post_json("/comet", request_body(p.sid, 302)); // at once again
     CHECK(r.status == 403);
     CHECK(r.body == policy_violation);
-    CHECK(refusals(limit_kind::polling) == before + 1);
+    CHECK(refusals(refusal::polling_too_fast) == before + 1);
     CHECK(s.app().wait_closed(p.sid) == close_reason::policy_violation);
     b.check_alive();
 }
@@ -361,7 +361,7 @@ TEST_CASE("limits: --max-body: 413 policy-violation (JSON and BOSH), connection 
     o.http.max_body = 512;
     limits_server s{o};
     bystander b{s};
-    const auto before = refusals(limit_kind::body_size);
+    const auto before = refusals(refusal::body_too_large);
     http_client c{s.port()};
     const http_reply j = c.post("/comet", R"({"rid":1,"x":")" + std::string(600, 'x') + "\"}");
     CHECK(j.status == 413);
@@ -372,7 +372,7 @@ TEST_CASE("limits: --max-body: 413 policy-violation (JSON and BOSH), connection 
     CHECK(x.status == 200);
     CHECK(bosh_outcome(x) == "terminate/policy-violation");
     CHECK(c.closed_by_server_within(2s));
-    CHECK(refusals(limit_kind::body_size) == before + 2);
+    CHECK(refusals(refusal::body_too_large) == before + 2);
     b.check_alive();
 }
 
@@ -381,7 +381,7 @@ TEST_CASE("limits: --read-timeout: a client sending its headers byte by byte is 
     o.http.read_timeout = 300ms;
     limits_server s{o};
     bystander b{s};
-    const auto before = refusals(limit_kind::request_timeout);
+    const auto before = refusals(refusal::request_timeout);
     auto raw = raw_connect(s.port());
     const std::string request =
         "POST /comet HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: " + std::string(200, 'z') +
@@ -402,7 +402,7 @@ TEST_CASE("limits: --read-timeout: a client sending its headers byte by byte is 
     CHECK(closed);
     CHECK(sent < request.size());
     CHECK(steady::now() - t0 < 3s);
-    CHECK(refusals(limit_kind::request_timeout) == before + 1);
+    CHECK(refusals(refusal::request_timeout) == before + 1);
     b.check_alive();
 }
 
@@ -411,7 +411,7 @@ TEST_CASE("limits: --idle-timeout closes idle keep-alive connections, never a he
     o.http.idle_timeout = 300ms;
     limits_server s{o};
     bystander b{s};
-    const auto before = refusals(limit_kind::idle_timeout);
+    const auto before = refusals(refusal::idle_timeout);
 
     SECTION("an idle connection after an answer, and one that never sent anything") {
         http_client c{s.port()};
@@ -421,7 +421,7 @@ TEST_CASE("limits: --idle-timeout closes idle keep-alive connections, never a he
         CHECK(steady::now() - t0 >= 250ms);
         http_client silent{s.port()};
         CHECK(silent.closed_by_server_within(3s));
-        CHECK(refusals(limit_kind::idle_timeout) >= before + 2);
+        CHECK(refusals(refusal::idle_timeout) >= before + 2);
     }
     SECTION("a request held for 1 s (longer than idle) is answered, and the connection lives") {
         http_client c{s.port()};
@@ -444,7 +444,7 @@ TEST_CASE("limits: --max-connections: one more connection gets 503 and is closed
     bystander b{s}; // two connections
     auto third = std::make_unique<http_client>(s.port());
     CHECK(third->get("/x").status == 404);
-    const auto before = refusals(limit_kind::connections);
+    const auto before = refusals(refusal::connections);
 
     http_client fourth{s.port()}; // sends nothing: reads the refusal
     const http_reply r = fourth.receive();
@@ -452,7 +452,7 @@ TEST_CASE("limits: --max-connections: one more connection gets 503 and is closed
     CHECK(r.body == "too many connections\n");
     CHECK(r.header("Connection") == "close");
     CHECK(fourth.closed_by_server_within(2s));
-    CHECK(refusals(limit_kind::connections) == before + 1);
+    CHECK(refusals(refusal::connections) == before + 1);
     b.check_alive();
 
     // One closes: a new connection is served (once the server has seen the close).
