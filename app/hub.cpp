@@ -22,15 +22,9 @@ hub::hub(server& srv) {
         const auto channel = percent_decode(rest);
         if (!channel || !valid_channel(*channel))
             return in.ex.reply(json_answer(400, {{"error", "bad channel name"}}));
-        auto message = simple_envelope(*channel, in.request.body());
-        if (!message) {
-            auto decoded =
-                decode_json_request("{\"rid\":0,\"messages\":[" + in.request.body() + "]}");
-            auto* req = std::get_if<client_request>(&decoded);
-            if (!req || req->messages.size() != 1)
-                return in.ex.reply(json_answer(400, {{"error", "body is not one JSON value"}}));
-            message = envelope_packet(*channel, req->messages.front().json());
-        }
+        auto message = publish_packet(*channel, in.request.body());
+        if (!message)
+            return in.ex.reply(json_answer(400, {{"error", "body is not one JSON value"}}));
         srv.publish(*channel, std::move(*message), [ex = in.ex](std::size_t reached) {
             ex.reply({200, content_kind::json,
                       packet::from("{\"sessions\":" + std::to_string(reached) + "}")});
@@ -38,8 +32,46 @@ hub::hub(server& srv) {
     });
 }
 
+std::optional<packet> hub::publish_packet(std::string_view channel, std::string_view body) {
+    if (auto simple = simple_envelope(channel, body))
+        return simple;
+    auto decoded = decode_json_request("{\"rid\":0,\"messages\":[" + std::string(body) + "]}");
+    auto* req = std::get_if<client_request>(&decoded);
+    if (!req || req->messages.size() != 1)
+        return std::nullopt;
+    return envelope_packet(channel, req->messages.front().json());
+}
+
 bool hub::valid_channel(std::string_view channel) noexcept {
-    return !channel.empty() && channel.size() <= 256;
+    // 1 to 256 bytes of UTF-8 without control characters (a name goes into JSON answers).
+    if (channel.empty() || channel.size() > 256)
+        return false;
+    for (std::size_t i = 0; i < channel.size();) {
+        const auto c = static_cast<unsigned char>(channel[i]);
+        if (c < 0x80) {
+            if (c < 0x20 || c == 0x7f)
+                return false;
+            ++i;
+            continue;
+        }
+        // A multi-byte sequence: its length, the smallest value it may encode (no overlong
+        // forms), no surrogates, nothing above U+10FFFF.
+        const std::size_t n = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+        if (n == 0 || c > 0xf4 || i + n > channel.size())
+            return false;
+        std::uint32_t cp = c & (0x7f >> n);
+        for (std::size_t k = 1; k < n; ++k) {
+            const auto cc = static_cast<unsigned char>(channel[i + k]);
+            if ((cc & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
+            (cp >= 0xd800 && cp <= 0xdfff) || (cp >= 0x80 && cp < 0xa0))
+            return false;
+        i += n;
+    }
+    return true;
 }
 
 nlohmann::json hub::envelope(std::string_view channel, const nlohmann::json& data) {

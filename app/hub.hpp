@@ -28,7 +28,10 @@ public:
     /// The same bytes for the body of POST /publish/{channel} when it is a flat object of
     /// plain strings and integers, encoded without a JSON parser; nullopt for any other body.
     static std::optional<packet> simple_envelope(std::string_view channel, std::string_view body);
-    /// Channel names: 1 to 256 bytes.
+    /// What POST /publish/{channel} publishes for `body` (one JSON value): the envelope's bytes;
+    /// nullopt when the body is not one JSON value. `channel` must be valid_channel().
+    static std::optional<packet> publish_packet(std::string_view channel, std::string_view body);
+    /// Channel names: 1 to 256 bytes of valid UTF-8 without control characters (C0, DEL, C1).
     static bool valid_channel(std::string_view channel) noexcept;
 };
 

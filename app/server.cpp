@@ -326,7 +326,16 @@ void server::handle(incoming& in) {
             return in.ex.reply({204, content_kind::text, {}});
         if (method != r.method)
             return in.ex.reply({405, content_kind::text, packet::from("method not allowed\n")});
-        return r.handler(in, path.substr(r.prefix.size()));
+        // A route is application code: whatever it throws is its request's 500, never the
+        // server's end (an answer it gave already stands; a second one is dropped).
+        try {
+            return r.handler(in, path.substr(r.prefix.size()));
+        } catch (const std::exception& e) {
+            logger().error("route {} failed: {}", r.prefix, e.what());
+        } catch (...) {
+            logger().error("route {} failed", r.prefix);
+        }
+        return in.ex.reply({500, content_kind::text, packet::from("internal error\n")});
     }
     if (files_ && method == http::verb::get)
         return in.ex.reply(files_->get(target));

@@ -92,3 +92,33 @@ TEST_CASE("hub: any other body is left to the general path, which decides as bef
     }
     CHECK(mismatches == 0);
 }
+
+TEST_CASE("hub: channel names are 1 to 256 bytes of UTF-8 without control characters") {
+    using namespace std::string_literals;
+    for (const std::string& ok :
+         {"a"s, "news/sport-1"s, std::string(256, 'x'), "caf\xc3\xa9"s, "\xe6\x97\xa5\xe6\x9c\xac"s,
+          "\xf0\x9f\x98\x80"s, "\xf4\x8f\xbf\xbf"s, "\xc2\xa0"s, "\xef\xbf\xbd"s})
+        CHECK(hub::valid_channel(ok));
+    for (const std::string& bad : {
+             ""s,
+             std::string(257, 'x'),
+             "a\x01"s,
+             "tab\t"s,
+             "\x7f"s,
+             "\xff"s,
+             "\xfe"s,
+             "\x80"s, // not a start byte
+             "\xc0\xaf"s,
+             "\xe0\x80\xaf"s, // overlong
+             "\xed\xa0\x80"s, // a surrogate
+             "\xf4\x90\x80\x80"s,
+             "\xf5\x80\x80\x80"s, // above U+10FFFF
+             "\xc3"s,
+             "\xe6\x97"s,
+             "ab\xf0\x9f\x98"s, // truncated
+             "\xc3\x28"s,       // bad continuation
+             "\xc2\x80"s,
+             "\xc2\x9f"s, // C1 controls
+         })
+        CHECK_FALSE(hub::valid_channel(bad));
+}

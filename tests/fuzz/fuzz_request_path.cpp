@@ -2,11 +2,14 @@
 // Beast parses the bytes as one HTTP request (body limit 64 KiB, as the server). The body then
 // goes through the transport its target names (/bosh: BOSH, else JSON; anything else is tried
 // as both) and, when it decodes, into a megaphone::testing::harness engine running a hub-like
-// echo app: the decoded request creates a session, or its messages are sent in one.
+// echo app: the decoded request creates a session, or its messages are sent in one. A target
+// under /publish/ goes through the hub's publish route instead (channel name, envelope).
+#include "app/hub.hpp"
 #include "app/session.hpp"
 #include "app/testing.hpp"
 #include "transport/bosh_codec.hpp"
 #include "transport/json_codec.hpp"
+#include "transport/static_files.hpp"
 
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
@@ -54,8 +57,8 @@ public:
                 return s.unsubscribe(*ch);
             if (auto* ch = str("publish")) {
                 const auto it = v.find("data");
-                s.broker().publish(*ch, nlohmann::json{{"channel", *ch},
-                                                       {"data", it == v.end() ? nullptr : *it}});
+                s.broker().publish(
+                    *ch, nlohmann::json{{"channel", *ch}, {"data", it == v.end() ? nullptr : *it}});
                 return;
             }
             if (auto* ch = str("close"))
@@ -160,6 +163,15 @@ void run_bosh(const std::string& body) {
     h.advance(std::chrono::minutes(5));
 }
 
+/// The hub's publish route, POST /publish/{channel}: the channel from the target, the envelope
+/// from the body.
+void run_publish(std::string_view rest, const std::string& body) {
+    const auto channel = megaphone::percent_decode(rest);
+    if (!channel || !megaphone::hub::valid_channel(*channel))
+        return;
+    (void)megaphone::hub::publish_packet(*channel, body);
+}
+
 } // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -170,8 +182,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     boost::beast::error_code ec;
     std::size_t used = 0;
     while (used < size && !parser.is_done()) {
-        const std::size_t n =
-            parser.put(boost::asio::const_buffer(data + used, size - used), ec);
+        const std::size_t n = parser.put(boost::asio::const_buffer(data + used, size - used), ec);
         if (ec == http::error::need_more)
             break;
         if (ec)
@@ -191,7 +202,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string& body = msg.body();
     if (msg.method() != http::verb::post)
         return 0;
-    if (target.starts_with("/bosh") || target.starts_with("/http-bind"))
+    if (target.starts_with("/publish/"))
+        run_publish(std::string_view(target).substr(9), body);
+    else if (target.starts_with("/bosh") || target.starts_with("/http-bind"))
         run_bosh(body);
     else if (target.starts_with("/comet"))
         run_json(body);

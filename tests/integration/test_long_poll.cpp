@@ -137,6 +137,48 @@ TEST_CASE("long poll: a held request is answered by a publish") {
     CHECK(r.body == R"({"rid":501,"messages":[{"channel":"ch","data":{"n":42}}]})");
 }
 
+TEST_CASE("long poll: a publish to a channel name that is not UTF-8 is refused, nothing else "
+          "changes") {
+    test_server ts;
+    http_client poll{ts.port()}, backend{ts.port()};
+    const auto s = create_session(poll, 700, {{"messages", subscribe("ch")}});
+    poll.send_json("/comet", request_body(s.sid, 701));
+    REQUIRE(ts.app().wait_messages(s.sid, 1));
+
+    // Invalid UTF-8, an overlong '/', a surrogate, a control character: 400, not a crash.
+    for (const char* name : {"%FF", "%C0%AF", "%ED%A0%80", "a%01b"}) {
+        const http_reply r = backend.post(std::string("/publish/") + name, R"({"a":1})");
+        CHECK(r.status == 400);
+        CHECK(r.json() == json{{"error", "bad channel name"}});
+    }
+    // UTF-8 names work, and the held request of the bystander still gets its message.
+    CHECK(publish(backend, "caf%C3%A9", "x") == 0);
+    CHECK(publish(backend, "ch", {{"n", 1}}) == 1);
+    const http_reply r = poll.receive();
+    CHECK(r.body == R"({"rid":701,"messages":[{"channel":"ch","data":{"n":1}}]})");
+}
+
+TEST_CASE("server: an exception in a route is that request's 500; the server serves on") {
+    megaphone::server srv{test_options()};
+    srv.route(http::verb::post, "/boom/", [](megaphone::incoming& in, std::string_view rest) {
+        if (rest == "throw")
+            throw std::runtime_error("route failed on purpose");
+        in.ex.reply({200, megaphone::content_kind::text, megaphone::packet::from("fine")});
+    });
+    srv.start();
+    {
+        http_client c{srv.port()};
+        const http_reply bad = c.post("/boom/throw", "x");
+        CHECK(bad.status == 500);
+        CHECK(bad.body == "internal error\n");
+        const http_reply good = c.post("/boom/ok", "x"); // same connection
+        CHECK(good.status == 200);
+        CHECK(good.body == "fine");
+    }
+    srv.stop();
+    srv.wait();
+}
+
 TEST_CASE("long poll: wait expiry answers an empty message list after the configured wait") {
     auto options = test_options();
     options.engine.max_wait = 1s;
