@@ -100,39 +100,23 @@ std::optional<packet> hub::simple_envelope(std::string_view channel, std::string
     };
     boost::container::small_vector<member, 8> members;
     flat_json_scanner in{body};
-    in.skip_ws();
-    if (!in.eat('{'))
-        return std::nullopt;
-    for (;;) {
-        in.skip_ws();
-        member m;
-        if (!in.string(m.key))
-            return std::nullopt;
-        in.skip_ws();
-        if (!in.eat(':'))
-            return std::nullopt;
-        in.skip_ws();
+    const bool flat = in.object([&](std::string_view key) {
+        member m{key, {}};
         if (in.peek() == '"') {
             if (!in.string(m.text))
-                return std::nullopt;
+                return false;
             m.text = {m.text.data() - 1, m.text.size() + 2}; // with its quotes
         } else {
             std::uint64_t ignored = 0;
             if (!in.integer(ignored, m.text))
-                return std::nullopt;
+                return false;
         }
         if (members.size() == 32)
-            return std::nullopt;
+            return false;
         members.push_back(m);
-        in.skip_ws();
-        if (in.eat(','))
-            continue;
-        if (!in.eat('}'))
-            return std::nullopt;
-        break;
-    }
-    in.skip_ws();
-    if (!in.at_end())
+        return true;
+    });
+    if (!flat)
         return std::nullopt;
     std::sort(members.begin(), members.end(),
               [](const member& a, const member& b) { return a.key < b.key; });

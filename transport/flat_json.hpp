@@ -73,6 +73,33 @@ public:
         return integer(out, text);
     }
 
+    /// The whole text is one object with at least one member: for each, `member(key)` is called
+    /// after the key and its ':' and reads the value (false: give up). Whitespace may surround
+    /// every token; nothing may follow the object.
+    template <class Member>
+    bool object(Member&& member) {
+        skip_ws();
+        if (!eat('{'))
+            return false;
+        do {
+            skip_ws();
+            std::string_view key;
+            if (!string(key))
+                return false;
+            skip_ws();
+            if (!eat(':'))
+                return false;
+            skip_ws();
+            if (!member(key))
+                return false;
+            skip_ws();
+        } while (eat(','));
+        if (!eat('}'))
+            return false;
+        skip_ws();
+        return at_end();
+    }
+
 private:
     const char* p_;
     const char* end_;

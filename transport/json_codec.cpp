@@ -142,34 +142,15 @@ public:
         : in_{body} {}
 
     bool decode(client_request& req) {
-        in_.skip_ws();
-        if (!in_.eat('{'))
-            return false;
         unsigned seen = 0;
-        for (;;) {
-            in_.skip_ws();
-            std::string_view key;
-            if (!in_.string(key))
-                return false;
+        const bool flat = in_.object([&](std::string_view key) {
             const unsigned bit = key_bit(key);
             if (bit == 0 || (seen & bit) != 0)
                 return false;
             seen |= bit;
-            in_.skip_ws();
-            if (!in_.eat(':'))
-                return false;
-            in_.skip_ws();
-            if (!value(bit, req))
-                return false;
-            in_.skip_ws();
-            if (in_.eat(','))
-                continue;
-            if (!in_.eat('}'))
-                return false;
-            break;
-        }
-        in_.skip_ws();
-        return in_.at_end() && (seen & rid_bit) != 0;
+            return value(bit, req);
+        });
+        return flat && (seen & rid_bit) != 0;
     }
 
 private:
