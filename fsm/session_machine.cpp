@@ -7,7 +7,6 @@
 
 #include <array>
 #include <atomic>
-
 #include <new>
 #include <sstream>
 #include <stdexcept>

@@ -351,8 +351,8 @@ void http_connection::do_watch() {
     // Wait for readability without reading: a close (EOF) is noticed at once, and no buffer is
     // held while the request waits. A one-byte MSG_PEEK receive rather than async_wait: Asio
     // re-arms epoll (an epoll_ctl call) for every non-speculative wait, while a receive is tried
-    // at once only when the socket may have data (it skips the attempt after a read that
-    // emptied the socket) and otherwise just queues behind the registration made at accept.
+    // at once (one recv, usually EAGAIN) and then just queues behind the registration made at
+    // accept.
     // The wait lasts as long as the request is held: it gets its own small allocation rather
     // than a block from Asio's per-thread recycling cache, which hands out the larger block of
     // the last write.
