@@ -1646,7 +1646,7 @@ private:
             return;
         if (conn* p = free_publisher()) {
             quiet_start_ = 0;
-            quiet_ok_ = 0;
+            quiet_ok_ = false;
             const i64 t = now_ns();
             at(shared_.slot(fanout_sent_).send_ns).store(t);
             publish(*p, 0, fanout_sent_, t);
@@ -1665,7 +1665,7 @@ private:
             quiet_cpu_ = servers_cpu_ns();
             return false;
         }
-        if (quiet_ok_ > 0)
+        if (quiet_ok_)
             return true; // decided; waiting for a free publisher
         if (now - quiet_at_ < 20 * ms_ns)
             return false;
@@ -1679,7 +1679,7 @@ private:
         }
         not_quiet_ += !idle;
         quiet_wait_ms_.push_back(static_cast<double>(now - quiet_start_) / 1e6);
-        quiet_ok_ = 1;
+        quiet_ok_ = true;
         return true;
     }
 
@@ -1991,7 +1991,7 @@ private:
     std::map<unsigned, u64> statuses_;
     std::vector<double> fanout_ms_, quiet_wait_ms_;
     i64 quiet_start_ = 0, quiet_at_ = 0, quiet_cpu_ = 0;
-    int quiet_ok_ = 0;
+    bool quiet_ok_ = false; // this wait is over: publish once a publisher is free
     u64 not_quiet_ = 0;
     histogram latency_, publish_rtt_;
 };
