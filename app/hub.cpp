@@ -26,8 +26,9 @@ hub::hub(server& srv) {
         if (!message)
             return in.ex.reply(json_answer(400, {{"error", "body is not one JSON value"}}));
         srv.publish(*channel, std::move(*message), [ex = in.ex](std::size_t reached) {
-            ex.reply({200, content_kind::json,
-                      packet::from("{\"sessions\":" + std::to_string(reached) + "}")});
+            ex.reply({200, content_kind::json, packet::make(33, [reached](packet::writer& out) {
+                          out << "{\"sessions\":" << std::uint64_t{reached} << '}';
+                      })});
         });
     });
 }
@@ -124,19 +125,38 @@ std::optional<packet> hub::simple_envelope(std::string_view channel, std::string
         if (members[i].key == members[i - 1].key)
             return std::nullopt; // the general path keeps the last: leave it to it
 
-    std::string out = "{\"channel\":";
-    out += nlohmann::json(channel).dump();
-    out += ",\"data\":{";
-    for (std::size_t i = 0; i < members.size(); ++i) {
-        if (i)
-            out += ',';
-        out += '"';
-        out += members[i].key;
-        out += "\":";
-        out += members[i].text;
+    // The channel as a JSON string: a valid name (UTF-8, no control characters) needs only its
+    // quotes and backslashes escaped, as nlohmann's dump does; any other is dumped by it.
+    std::string dumped;
+    std::size_t channel_size = 2 * channel.size() + 2;
+    if (!valid_channel(channel)) {
+        dumped = nlohmann::json(channel).dump();
+        channel_size = dumped.size();
     }
-    out += "}}";
-    return packet::from(out);
+    std::size_t size = channel_size + 23; // {"channel":C,"data":{}}
+    for (const member& m : members)
+        size += m.key.size() + m.text.size() + 4;
+    return packet::make(size, [&](packet::writer& out) {
+        out << "{\"channel\":";
+        if (!dumped.empty()) {
+            out << std::string_view(dumped);
+        } else {
+            out << '"';
+            for (const char c : channel) {
+                if (c == '"' || c == '\\')
+                    out << '\\';
+                out << c;
+            }
+            out << '"';
+        }
+        out << ",\"data\":{";
+        for (std::size_t i = 0; i < members.size(); ++i) {
+            if (i)
+                out << ',';
+            out << '"' << members[i].key << "\":" << members[i].text;
+        }
+        out << "}}";
+    });
 }
 
 void hub::on_message(session& s, const message& m) {

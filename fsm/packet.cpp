@@ -9,20 +9,24 @@
 
 namespace megaphone {
 
-packet packet::from(std::string_view bytes) {
-    if (bytes.size() > std::numeric_limits<std::uint32_t>::max())
+packet packet::allocate(std::size_t capacity) {
+    if (capacity > std::numeric_limits<std::uint32_t>::max())
         throw std::length_error("packet larger than 4 GiB");
-    void* memory = std::malloc(sizeof(rep) + bytes.size());
+    void* memory = std::malloc(sizeof(rep) + capacity);
     if (!memory)
         throw std::bad_alloc();
     const auto born = std::chrono::duration_cast<std::chrono::nanoseconds>(
                           std::chrono::steady_clock::now().time_since_epoch())
                           .count();
-    auto* r = new (memory) rep{{1}, static_cast<std::uint32_t>(bytes.size()), born};
-    if (!bytes.empty())
-        std::memcpy(reinterpret_cast<char*>(r + 1), bytes.data(), bytes.size());
     packet p;
-    p.rep_ = r;
+    p.rep_ = new (memory) rep{{1}, static_cast<std::uint32_t>(capacity), born};
+    return p;
+}
+
+packet packet::from(std::string_view bytes) {
+    packet p = allocate(bytes.size());
+    if (!bytes.empty())
+        std::memcpy(p.bytes(), bytes.data(), bytes.size());
     return p;
 }
 

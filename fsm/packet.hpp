@@ -6,8 +6,11 @@
 #pragma once
 
 #include <atomic>
+#include <cassert>
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <string_view>
 #include <utility>
 
@@ -19,6 +22,46 @@ public:
 
     /// Copies `bytes` into a new packet.
     static packet from(std::string_view bytes);
+
+    /// Appends to a packet under construction (see make()); the caller sized it.
+    class writer {
+    public:
+        explicit writer(char* at) noexcept
+            : at_{at} {}
+        writer& operator<<(std::string_view s) noexcept {
+            if (!s.empty())
+                std::memcpy(at_, s.data(), s.size());
+            at_ += s.size();
+            return *this;
+        }
+        writer& operator<<(char c) noexcept {
+            *at_++ = c;
+            return *this;
+        }
+        /// Decimal digits: at most 20.
+        writer& operator<<(std::uint64_t n) noexcept {
+            at_ = std::to_chars(at_, at_ + 20, n).ptr;
+            return *this;
+        }
+        char* position() const noexcept { return at_; }
+
+    private:
+        char* at_;
+    };
+
+    /// A packet written in place by `fill(writer&)`, which appends at most `capacity` bytes: one
+    /// allocation and no intermediate string.
+    template <class Fill>
+    static packet make(std::size_t capacity, Fill&& fill) {
+        packet p = allocate(capacity);
+        char* begin = p.bytes();
+        writer w{begin};
+        fill(w);
+        const auto written = static_cast<std::size_t>(w.position() - begin);
+        assert(written <= capacity);
+        p.rep_->size = static_cast<std::uint32_t>(written);
+        return p;
+    }
 
     packet(const packet& other) noexcept
         : rep_{other.rep_} {
@@ -56,6 +99,9 @@ private:
         std::int64_t born_ns;
     };
     const char* data() const noexcept { return reinterpret_cast<const char*>(rep_ + 1); }
+    char* bytes() noexcept { return reinterpret_cast<char*>(rep_ + 1); }
+    /// A packet with room for `capacity` bytes, its size set to `capacity`.
+    static packet allocate(std::size_t capacity);
     void retain() noexcept {
         if (rep_)
             rep_->refs.fetch_add(1, std::memory_order_relaxed);

@@ -329,13 +329,17 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
     // A held request may wait long: no deadline while the answer is outstanding.
     clear_deadline();
     awaiting_ = true;
-    // The buffer is kept only while it holds bytes of a pipelined request.
-    if (buffer_.size() == 0)
-        buffer_.shrink_to_fit();
 
     counted_ = true;
     handler_.exchange_started();
     handler_.handle(in);
+    // While a request waits for its answer the connection keeps no buffers (a held long-poll
+    // costs no more); one answered at once keeps them for the next exchange, unless a large
+    // request grew the read buffer.
+    if (buffer_.size() == 0 && (awaiting_ || buffer_.capacity() > 512))
+        buffer_.shrink_to_fit();
+    if (awaiting_)
+        std::string().swap(head_);
     if (awaiting_) {
         on_lost_ = std::move(in.on_lost);
         // Over TLS, bytes the handshake or the last read left inside the TLS stream (a
@@ -487,8 +491,6 @@ void http_connection::on_write(beast::error_code ec, std::size_t bytes) {
     }
     answer_ = {};
     finish_exchange();
-    // Nothing of the answer stays: a connection whose next request is held keeps no buffers.
-    std::string().swap(head_);
     if (ec || !keep_alive_)
         return do_close();
     do_read();

@@ -310,16 +310,22 @@ packet json_codec::created(const session_info& info, request_id rid,
 }
 
 packet json_codec::data(request_id rid, std::span<const packet> packets) const {
-    std::size_t size = 40;
+    // {"rid":N,"messages":[a,b]} (42 bytes around the messages at most, commas between them),
+    // written straight into the packet.
+    std::size_t size = 42;
     for (const packet& p : packets)
         size += p.size() + 1;
-    std::string out;
-    out.reserve(size);
-    out += rid_prefix(rid);
-    out += ',';
-    append_messages(out, packets);
-    out += '}';
-    return packet::from(out);
+    return packet::make(size, [&](packet::writer& out) {
+        out << "{\"rid\":" << std::uint64_t{rid} << ",\"messages\":[";
+        bool first = true;
+        for (const packet& p : packets) {
+            if (!first)
+                out << ',';
+            first = false;
+            out << p.view();
+        }
+        out << "]}";
+    });
 }
 
 packet json_codec::closing(request_id rid, close_reason why) const {

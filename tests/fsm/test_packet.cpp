@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -57,6 +58,23 @@ TEST_CASE("packet::from of no bytes: allocated but empty", "[packet]") {
     CHECK(p.view().empty());
     CHECK(p == packet{}); // equal by bytes to the null packet
     CHECK_FALSE(p.same_as(packet{}));
+}
+
+TEST_CASE("packet::make writes in place and keeps only what was written", "[packet]") {
+    const packet p = packet::make(64, [](packet::writer& out) {
+        out << "{\"n\":" << std::uint64_t{18446744073709551615ull} << ','
+            << "\"z\":" << std::uint64_t{0} << '}';
+    });
+    CHECK(p.view() == R"({"n":18446744073709551615,"z":0})");
+    CHECK(p.size() == 32);
+    // Exactly the room asked for, and none at all.
+    CHECK(packet::make(3, [](packet::writer& out) { out << "abc"; }).view() == "abc");
+    const packet none = packet::make(0, [](packet::writer&) {});
+    CHECK(none);
+    CHECK(none.empty());
+    // Like from(): copies share the one allocation.
+    const packet copy = p;
+    CHECK(copy.same_as(p));
 }
 
 TEST_CASE("packet::from of a large payload", "[packet]") {

@@ -377,6 +377,11 @@ TEST_CASE("json codec: encoders write these exact bytes") {
         CHECK(codec.data(1001, two).view() ==
               R"({"rid":1001,"messages":[{"channel":"news","data":1},2]})");
         CHECK(codec.data(0, none).view() == R"({"rid":0,"messages":[]})");
+        // The largest rid: the answer is written in place into room computed beforehand.
+        CHECK(codec.data(18446744073709551615ull, none).view() ==
+              R"({"rid":18446744073709551615,"messages":[]})");
+        CHECK(codec.data(18446744073709551615ull, two).view() ==
+              R"({"rid":18446744073709551615,"messages":[{"channel":"news","data":1},2]})");
     }
     SECTION("closing") {
         CHECK(codec.closing(5, close_reason::client_terminate).view() ==
