@@ -441,28 +441,37 @@ void session::cancel_wait_timer(request_id id) {
     }
 }
 
+// The two timers are moved only earlier, never cancelled while the session lives: a timer set
+// earlier than needed fires, finds nothing due and is set again. A held request answered before
+// its wait and a die timer stopped by the next request, the steady state of a busy session, then
+// cost no operation on the timer queue: the timers fire once a `wait` or an `inactivity`.
 void session::rearm_wait_timer() {
-    // One timer serves every held request: it is set for the earliest deadline.
+    // One timer serves every held request: it is due no later than the earliest deadline.
     time_point earliest = time_point::max();
     for (const outstanding& o : outstanding_)
         earliest = std::min(earliest, o.deadline);
-    if (earliest == time_point::max())
-        engine_.timers().cancel(wait_timer_);
-    else if (!wait_timer_.armed() || wait_timer_.deadline() != earliest)
+    if (earliest != time_point::max() &&
+        (!wait_timer_.armed() || wait_timer_.deadline() > earliest))
         engine_.timers().arm(wait_timer_, earliest);
 }
 
 void session::arm_die_timer() {
     const auto inactivity = bosh_ && bosh_->pause ? *bosh_->pause : settings_.inactivity;
-    engine_.timers().arm(die_timer_, engine_.clock().now() + inactivity);
+    die_at_ = engine_.clock().now() + inactivity;
+    if (!die_timer_.armed() || die_timer_.deadline() > die_at_)
+        engine_.timers().arm(die_timer_, die_at_);
 }
 
 void session::cancel_die_timer() {
-    engine_.timers().cancel(die_timer_);
+    die_at_ = time_point::max();
 }
 
 void session::on_die_timer(void* self) {
     auto& s = *static_cast<session*>(self);
+    if (s.die_at_ == time_point::max())
+        return; // stopped by a request since it was set
+    if (s.engine_.clock().now() < s.die_at_)
+        return s.engine_.timers().arm(s.die_timer_, s.die_at_); // restarted since: not due yet
     s.close_reason_ = close_reason::inactivity;
     s.fsm_.process(die_expired{});
 }
@@ -491,6 +500,7 @@ void session::session_closed(close_reason why, std::vector<packet>) {
         count_refusal(refusal::queue_overflow);
     closed_ = true;
     close_reason_ = why;
+    die_at_ = time_point::max();
     engine_.timers().cancel(wait_timer_);
     engine_.timers().cancel(die_timer_);
     // Requests waiting for a gap that will never fill are answered too.

@@ -145,8 +145,9 @@ private:
     const session_codec& codec_;
     session_settings settings_;
     session_fsm fsm_;
-    timer_node die_timer_;
-    timer_node wait_timer_;
+    timer_node die_timer_;  // set no later than die_at_ (see arm_die_timer)
+    timer_node wait_timer_; // set no later than the earliest held request's deadline
+    time_point die_at_ = time_point::max(); // when the die timer is due; max: not running
     boost::container::small_vector<outstanding, 1> outstanding_; // held, or being processed
     std::vector<early_request> early_;
     boost::container::small_vector<cached_answer, 2> cache_;

@@ -338,9 +338,8 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
     // request grew the read buffer.
     if (buffer_.size() == 0 && (awaiting_ || buffer_.capacity() > 512))
         buffer_.shrink_to_fit();
-    if (awaiting_)
-        std::string().swap(head_);
     if (awaiting_) {
+        std::string().swap(head_);
         on_lost_ = std::move(in.on_lost);
         // Over TLS, bytes the handshake or the last read left inside the TLS stream (a
         // close_notify right behind the request) would never wake the socket: look first.

@@ -123,6 +123,25 @@ TEST_CASE("bosh: pause answers the held request and stretches inactivity up to m
     CHECK(h.close_reason_of(c.sid()) == close_reason::inactivity);
 }
 
+TEST_CASE("bosh: after a pause, an answered request brings the normal inactivity back") {
+    // 50 s into a 100 s pause an exchange restarts the die timer for the normal 45 s, which ends
+    // before the pause would have: the session ends at 95 s, not at 100 s.
+    echo_app app;
+    harness h{app};
+    auto& c = h.connect_bosh();
+    c.send_xml({}, "pause='100'");
+    h.advance(50s);
+    REQUIRE_FALSE(c.closed());
+    auto& echoed = c.send_xml({"<message xmlns='jabber:client'/>"}); // answered at once
+    REQUIRE(echoed.answered());
+    CHECK(c.state() == fsm_state::waiting);
+    h.advance(44s);
+    CHECK_FALSE(c.closed());
+    h.advance(1s);
+    CHECK(c.closed());
+    CHECK(h.close_reason_of(c.sid()) == close_reason::inactivity);
+}
+
 TEST_CASE("bosh: a pause longer than maxpause is held to maxpause; the next request ends it") {
     echo_app app;
     harness h{app};

@@ -17,8 +17,7 @@ namespace {
 /// The hub without a server: subscribe/unsubscribe/publish through the harness.
 class test_hub final : public megaphone::application {
 public:
-    void on_message(megaphone::session& s, const megaphone::message& m) override
-    {
+    void on_message(megaphone::session& s, const megaphone::message& m) override {
         const json& msg = m.json();
         if (msg.contains("subscribe"))
             s.subscribe(msg["subscribe"].get<std::string>());
@@ -33,8 +32,7 @@ public:
 
 } // namespace
 
-TEST_CASE("session: creation answers at once with the capped settings")
-{
+TEST_CASE("session: creation answers at once with the capped settings") {
     test_hub app;
     megaphone::engine_config config;
     config.max_wait = 20s;
@@ -50,8 +48,7 @@ TEST_CASE("session: creation answers at once with the capped settings")
     CHECK(c.state() == fsm_state::waiting);
 }
 
-TEST_CASE("session: a held request is answered by a publish")
-{
+TEST_CASE("session: a held request is answered by a publish") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({}, {{{"subscribe", "news"}}});
@@ -65,8 +62,7 @@ TEST_CASE("session: a held request is answered by a publish")
     CHECK(c.state() == fsm_state::waiting);
 }
 
-TEST_CASE("session: the wait timer answers a held request empty after wait")
-{
+TEST_CASE("session: the wait timer answers a held request empty after wait") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({{"wait", 30}});
@@ -79,8 +75,7 @@ TEST_CASE("session: the wait timer answers a held request empty after wait")
     CHECK(c.state() == fsm_state::waiting);
 }
 
-TEST_CASE("session: the die timer runs only while no request is held")
-{
+TEST_CASE("session: the die timer runs only while no request is held") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({{"wait", 60}});
@@ -97,8 +92,37 @@ TEST_CASE("session: the die timer runs only while no request is held")
     CHECK(h.close_reason_of(c.sid()) == close_reason::inactivity);
 }
 
-TEST_CASE("session: data pushed with no request held is queued and sent all at once, in order")
-{
+TEST_CASE("session: timers restarted many times fire at their last deadline, not an earlier one") {
+    // A busy session restarts its wait and die timers on every exchange; each must fire exactly
+    // `wait` after the last held request and `inactivity` after the last answer, whatever was
+    // set before (the timers are only ever moved earlier and re-set when they fire early).
+    test_hub app;
+    harness h{app};
+    auto& c = h.connect({{"wait", 60}}, {{{"subscribe", "news"}}});
+    for (int i = 0; i < 10; ++i) {
+        auto& poll = c.poll(); // held: wait due 60 s from now
+        h.advance(10s);
+        h.publish("news", json(i));
+        h.settle();
+        REQUIRE(poll.answered());
+        REQUIRE(poll.messages() == json::array({i}));
+        h.advance(40s); // no request held: die due 45 s after the answer
+        REQUIRE_FALSE(c.closed());
+    }
+    auto& last = c.poll();
+    h.advance(59s);
+    CHECK_FALSE(last.answered());
+    h.advance(1s);
+    REQUIRE(last.answered());
+    CHECK(last.messages() == json::array());
+    h.advance(44s);
+    CHECK_FALSE(c.closed());
+    h.advance(1s);
+    CHECK(c.closed());
+    CHECK(h.close_reason_of(c.sid()) == close_reason::inactivity);
+}
+
+TEST_CASE("session: data pushed with no request held is queued and sent all at once, in order") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({}, {{{"subscribe", "news"}}});
@@ -115,8 +139,7 @@ TEST_CASE("session: data pushed with no request held is queued and sent all at o
     CHECK(c.state() == fsm_state::waiting);
 }
 
-TEST_CASE("session: with hold 1 a second request answers the first one empty")
-{
+TEST_CASE("session: with hold 1 a second request answers the first one empty") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({{"hold", 1}});
@@ -128,8 +151,7 @@ TEST_CASE("session: with hold 1 a second request answers the first one empty")
     CHECK(c.held() == 1);
 }
 
-TEST_CASE("session: a repeated rid gets the same answer again")
-{
+TEST_CASE("session: a repeated rid gets the same answer again") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({}, {{{"subscribe", "news"}}});
@@ -143,8 +165,7 @@ TEST_CASE("session: a repeated rid gets the same answer again")
     CHECK(c.received().size() == 1); // counted once
 }
 
-TEST_CASE("session: a held rid sent again takes the held copy's place")
-{
+TEST_CASE("session: a held rid sent again takes the held copy's place") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({}, {{{"subscribe", "news"}}});
@@ -160,8 +181,7 @@ TEST_CASE("session: a held rid sent again takes the held copy's place")
     CHECK_FALSE(c.closed());
 }
 
-TEST_CASE("session: a dropped held request leaves data queued for the next request")
-{
+TEST_CASE("session: a dropped held request leaves data queued for the next request") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({}, {{{"subscribe", "news"}}});
@@ -177,8 +197,7 @@ TEST_CASE("session: a dropped held request leaves data queued for the next reque
     CHECK(again.messages()[0] == "kept");
 }
 
-TEST_CASE("session: requests are processed in rid order; an early one waits for the gap")
-{
+TEST_CASE("session: requests are processed in rid order; an early one waits for the gap") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({{"hold", 1}}, {{{"subscribe", "news"}}});
@@ -200,8 +219,7 @@ TEST_CASE("session: requests are processed in rid order; an early one waits for 
     CHECK(all[1]["data"] == "second");
 }
 
-TEST_CASE("session: a rid beyond the window ends the session with item-not-found")
-{
+TEST_CASE("session: a rid beyond the window ends the session with item-not-found") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({{"hold", 1}});
@@ -212,8 +230,7 @@ TEST_CASE("session: a rid beyond the window ends the session with item-not-found
     CHECK(h.close_reason_of(c.sid()) == close_reason::item_not_found);
 }
 
-TEST_CASE("session: terminate answers the held request and ends the session")
-{
+TEST_CASE("session: terminate answers the held request and ends the session") {
     test_hub app;
     harness h{app};
     auto& c = h.connect();
@@ -230,8 +247,7 @@ TEST_CASE("session: terminate answers the held request and ends the session")
     CHECK(late.body()["condition"] == "item-not-found");
 }
 
-TEST_CASE("session: the application may close a session; its held request hears why")
-{
+TEST_CASE("session: the application may close a session; its held request hears why") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({{"hold", 2}});
@@ -244,8 +260,7 @@ TEST_CASE("session: the application may close a session; its held request hears 
     CHECK(h.close_reason_of(c.sid()) == close_reason::server_terminate);
 }
 
-TEST_CASE("session: overflowing the queue closes the session with policy-violation")
-{
+TEST_CASE("session: overflowing the queue closes the session with policy-violation") {
     test_hub app;
     megaphone::engine_config config;
     config.max_queue = 3;
@@ -265,8 +280,7 @@ TEST_CASE("session: overflowing the queue closes the session with policy-violati
     CHECK_FALSE(other.closed());
 }
 
-TEST_CASE("session: a polling session may not poll faster than polling allows")
-{
+TEST_CASE("session: a polling session may not poll faster than polling allows") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({{"hold", 0}});
@@ -283,8 +297,7 @@ TEST_CASE("session: a polling session may not poll faster than polling allows")
     CHECK(c.closed());
 }
 
-TEST_CASE("session: an unknown sid is item-not-found and touches nothing")
-{
+TEST_CASE("session: an unknown sid is item-not-found and touches nothing") {
     test_hub app;
     harness h{app};
     auto& c = h.connect();
@@ -295,8 +308,7 @@ TEST_CASE("session: an unknown sid is item-not-found and touches nothing")
     struct target final : megaphone::exchange_target {
         bool* flag;
         unsigned status = 0;
-        void deliver(std::uint32_t, megaphone::response r) override
-        {
+        void deliver(std::uint32_t, megaphone::response r) override {
             *flag = true;
             status = r.status;
         }
@@ -309,12 +321,10 @@ TEST_CASE("session: an unknown sid is item-not-found and touches nothing")
     CHECK(c.state() == fsm_state::waiting);
 }
 
-TEST_CASE("session: an application that throws ends only its own session")
-{
+TEST_CASE("session: an application that throws ends only its own session") {
     class throwing_app final : public megaphone::application {
     public:
-        void on_message(megaphone::session&, const megaphone::message& m) override
-        {
+        void on_message(megaphone::session&, const megaphone::message& m) override {
             if (m.json() == "boom")
                 throw std::runtime_error("boom");
         }
