@@ -111,16 +111,24 @@ std::string rid_prefix(request_id rid) {
     return "{\"rid\":" + std::to_string(rid);
 }
 
-void append_messages(std::string& out, std::span<const packet> packets) {
-    out += "\"messages\":[";
+/// "messages":[a,b] at most this many bytes (commas between the messages).
+std::size_t messages_size(std::span<const packet> packets) {
+    std::size_t size = 13;
+    for (const packet& p : packets)
+        size += p.size() + 1;
+    return size;
+}
+
+void append_messages(packet::writer& out, std::span<const packet> packets) {
+    out << "\"messages\":[";
     bool first = true;
     for (const packet& p : packets) {
         if (!first)
-            out += ',';
+            out << ',';
         first = false;
-        out += p.view();
+        out << p.view();
     }
-    out += ']';
+    out << ']';
 }
 
 /// Seconds as a JSON number: whole seconds stay integers.
@@ -301,30 +309,21 @@ packet json_codec::created(const session_info& info, request_id rid,
         {"polling", seconds(info.polling)},
         {"rid", rid},
     };
-    std::string out = head.dump();
-    out.pop_back(); // reopen the object to append the messages without re-encoding them
-    out += ',';
-    append_messages(out, packets);
-    out += '}';
-    return packet::from(out);
+    std::string text = head.dump();
+    text.pop_back(); // reopen the object to append the messages without re-encoding them
+    return packet::make(text.size() + messages_size(packets) + 2, [&](packet::writer& out) {
+        out << std::string_view(text) << ',';
+        append_messages(out, packets);
+        out << '}';
+    });
 }
 
 packet json_codec::data(request_id rid, std::span<const packet> packets) const {
-    // {"rid":N,"messages":[a,b]} (42 bytes around the messages at most, commas between them),
-    // written straight into the packet.
-    std::size_t size = 42;
-    for (const packet& p : packets)
-        size += p.size() + 1;
-    return packet::make(size, [&](packet::writer& out) {
-        out << "{\"rid\":" << std::uint64_t{rid} << ",\"messages\":[";
-        bool first = true;
-        for (const packet& p : packets) {
-            if (!first)
-                out << ',';
-            first = false;
-            out << p.view();
-        }
-        out << "]}";
+    // {"rid":N,"messages":[...]}: at most 29 bytes around the messages array.
+    return packet::make(29 + messages_size(packets), [&](packet::writer& out) {
+        out << "{\"rid\":" << std::uint64_t{rid} << ',';
+        append_messages(out, packets);
+        out << '}';
     });
 }
 
