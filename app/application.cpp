@@ -1,5 +1,6 @@
 #include "app/application.hpp"
 
+#include "app/session.hpp"
 #include "transport/json_codec.hpp"
 
 namespace megaphone {
@@ -8,8 +9,21 @@ void broker::push(std::string_view sid, const nlohmann::json& value) {
     push(sid, json_codec::instance().encode(value));
 }
 
+void application::on_recover(session& s, std::string_view channel, const stream_position& since) {
+    s.subscribe(channel, since);
+}
+
+void application::on_recovered(session& s, std::string_view channel, const recovery& r) {
+    if (s.kind() != content_kind::json)
+        return;
+    s.push(nlohmann::json{{"channel", channel},
+                          {"recovered", r.recovered},
+                          {"epoch", r.position.epoch},
+                          {"offset", r.position.offset}});
+}
+
 void broker::publish(std::string_view channel, const nlohmann::json& value,
-                     std::function<void(std::size_t)> done) {
+                     std::function<void(const publish_result&)> done) {
     publish(channel, json_codec::instance().encode(value), std::move(done));
 }
 

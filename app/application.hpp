@@ -6,6 +6,7 @@
 // (`s.broker()`), which is also what other threads use.
 #pragma once
 
+#include "cluster/bus.hpp"
 #include "fsm/events.hpp"
 #include "fsm/packet.hpp"
 #include "transport/protocol.hpp"
@@ -34,6 +35,15 @@ public:
     /// SASL success). Called before that request's payloads, which it normally has none of;
     /// what the app pushes now (new stream features) answers the restart request.
     virtual void on_stream_restart(session&) {}
+    /// A JSON creation's `recover` asks for `channel` from the cursor `since` (docs/PROTOCOL.md,
+    /// "Recovery"), before the creation's messages. The default subscribes: s.subscribe(channel,
+    /// since). An app that must check who may read the channel overrides it.
+    virtual void on_recover(session& s, std::string_view channel, const stream_position& since);
+    /// A subscription from a cursor has found the channel's history: `r.messages` (every
+    /// message after the cursor when r.recovered) are pushed right after this call, then live
+    /// messages follow. The default pushes, to JSON sessions,
+    /// {"channel": C, "recovered": true|false, "epoch": E, "offset": K}.
+    virtual void on_recovered(session& s, std::string_view channel, const recovery& r);
 };
 
 /// Thread-safe entry points to all sessions of a server (or of a test harness). Every call may
@@ -44,10 +54,11 @@ public:
     virtual ~broker() = default;
     /// Pushes to one session; a no-op if it does not exist or has closed.
     virtual void push(std::string_view sid, packet p) = 0;
-    /// Pushes to every session subscribed to `channel`; `done` (optional, on some server
-    /// thread) gets the number of sessions reached.
+    /// Pushes to every session subscribed to `channel`, on every node, stamped with the
+    /// channel's next position (cluster/bus.hpp); `done` (optional, on some server thread) gets
+    /// the position, or !ok when the bus could not take the message (nobody got it).
     virtual void publish(std::string_view channel, packet p,
-                         std::function<void(std::size_t)> done = {}) = 0;
+                         std::function<void(const publish_result&)> done = {}) = 0;
     /// Pushes to every session.
     virtual void broadcast(packet p) = 0;
     virtual void subscribe(std::string_view sid, std::string_view channel) = 0;
@@ -58,7 +69,7 @@ public:
     /// JSON conveniences: the value is serialized once, however many sessions get it.
     void push(std::string_view sid, const nlohmann::json& value);
     void publish(std::string_view channel, const nlohmann::json& value,
-                 std::function<void(std::size_t)> done = {});
+                 std::function<void(const publish_result&)> done = {});
     void broadcast(const nlohmann::json& value);
 };
 

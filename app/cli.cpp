@@ -1,5 +1,8 @@
 #include "app/cli.hpp"
 
+#include "cluster/forwarder.hpp"
+#include "cluster/redis_bus.hpp"
+
 #include <spdlog/logger.h>
 
 #include <nlohmann/json.hpp>
@@ -184,9 +187,73 @@ std::vector<option_spec> make_table() {
          },
          [](o_t& o, std::string_view, std::string_view v) { o.http.cors_origins.emplace_back(v); },
          [](o_t& o) { o.http.cors_origins.clear(); }});
+    t.push_back({"redis", "URL", kind::list,
+                 "join a cluster through Redis (redis://host:port/db); repeatable: channels are "
+                 "spread over the servers by a stable hash. None: one process, no Redis",
+                 [](const o_t& o) {
+                     std::string s;
+                     for (const auto& url : o.redis)
+                         s += (s.empty() ? "" : ",") + url;
+                     return s;
+                 },
+                 [](o_t& o, std::string_view as, std::string_view v) {
+                     if (!redis::parse_url(v))
+                         fail(as, "takes redis://host[:port][/db], not '" + std::string(v) + "'");
+                     o.redis.emplace_back(v);
+                 },
+                 [](o_t& o) { o.redis.clear(); }});
+    t.push_back(whole_option(
+        "history-size", "N", "messages kept per channel for recovery (0: none)",
+        std::size_t{1} << 20, [](auto& o) -> auto& { return o.history.history_size; }));
+    t.push_back({"history-ttl", "S", kind::number,
+                 "how long a channel's messages are kept for recovery, and how long a channel "
+                 "with no publish keeps its position (then a new epoch starts)",
+                 [](const o_t& o) { return std::to_string(o.history.history_ttl.count()); },
+                 [](o_t& o, std::string_view as, std::string_view v) {
+                     o.history.history_ttl =
+                         std::chrono::seconds(whole<std::int64_t>(as, v, std::int64_t{1} << 31));
+                 },
+                 nullptr});
     t.push_back(text_option(
         "node-id", "ID", "session id prefix, for routing across servers",
         [](auto& o) -> auto& { return o.engine.node_id; }));
+    // The key is never shown (--help, errors): neither option echoes a value.
+    t.push_back({"cluster-key", "KEY", kind::text,
+                 "secret shared by the nodes (16+ characters): with --redis, requests for "
+                 "sessions of other nodes are forwarded to them carrying it; prefer "
+                 "--cluster-key-file (ps shows arguments). None: no forwarding",
+                 [](const o_t&) { return std::string(); },
+                 [](o_t& o, std::string_view, std::string_view v) { o.cluster_key = v; }, nullptr});
+    t.push_back({"cluster-key-file", "FILE", kind::text,
+                 "read --cluster-key from the first line of FILE",
+                 [](const o_t&) { return std::string(); },
+                 [](o_t& o, std::string_view as, std::string_view v) {
+                     if (v.empty())
+                         return;
+                     std::ifstream in{std::string(v)};
+                     std::string key;
+                     if (!in || !std::getline(in, key))
+                         fail(as, "cannot read " + std::string(v));
+                     while (!key.empty() && (key.back() == '\r' || key.back() == ' '))
+                         key.pop_back();
+                     if (key.empty())
+                         fail(as, std::string(v) + " starts with an empty line");
+                     o.cluster_key = std::move(key);
+                 },
+                 nullptr});
+    t.push_back({"advertise", "HOST:PORT", kind::text,
+                 "where the other nodes reach this one for forwarded requests (empty: the "
+                 "listen address and port)",
+                 [](const o_t& o) { return o.advertise; },
+                 [](o_t& o, std::string_view as, std::string_view v) {
+                     const auto colon = v.rfind(':');
+                     if (!v.empty() &&
+                         (colon == std::string_view::npos || colon == 0 || colon + 1 == v.size() ||
+                          v.find_first_not_of("0123456789", colon + 1) != std::string_view::npos))
+                         fail(as, "takes HOST:PORT, not '" + std::string(v) + "'");
+                     o.advertise = v;
+                 },
+                 nullptr});
     t.push_back({"log-level", "LEVEL", kind::text, "trace, debug, info, warn, error or off",
                  [](const o_t& o) { return std::string(to_string(o.log.level)); },
                  [](o_t& o, std::string_view as, std::string_view v) {
@@ -304,6 +371,10 @@ void validate(const server_options& o) {
         throw usage_error("tls-port must differ from port");
     if (!o.static_dir.empty() && !std::filesystem::is_directory(o.static_dir))
         throw usage_error("static-dir " + o.static_dir.string() + " is not a directory");
+    if (o.history.history_ttl.count() < 1)
+        throw usage_error("history-ttl must be at least 1 second");
+    if (!o.cluster_key.empty() && o.cluster_key.size() < 16)
+        throw usage_error("cluster-key takes at least 16 characters");
 }
 
 parsed_command_line parse_arguments(const std::vector<std::string_view>& args) {
@@ -394,6 +465,35 @@ void print_help(std::FILE* out, std::string_view about) {
     line("help", "", "this text", nullptr);
 }
 
+void use_redis(server_options& o) {
+    if (o.redis.empty())
+        return;
+    redis_bus_options bus;
+    for (const auto& url : o.redis)
+        bus.servers.push_back(redis::parse_url(url).value());
+    // Forwarding (cluster/forwarder.hpp): its counters join the bus's metrics.
+    auto stats = std::make_shared<forwarding_stats>();
+    o.make_bus = [bus, stats](net::io_context& ioc, const bus_options& history) {
+        return with_forwarding_metrics(std::make_unique<redis_bus>(ioc, bus, history), stats);
+    };
+    o.make_router = [registry = bus.servers.front(), stats](net::io_context& ioc,
+                                                            const server_options& so) {
+        forwarding_router_options f;
+        f.node_id = so.engine.node_id;
+        f.cluster_key = so.cluster_key;
+        f.advertise = so.advertise;
+        f.listen_address = so.address;
+        f.forward.timeout = so.engine.max_wait + std::chrono::seconds(10);
+        f.log = [](bool warning, const std::string& line) {
+            if (warning)
+                logger().warn("{}", line);
+            else
+                logger().info("{}", line);
+        };
+        return make_forwarding_router(ioc, registry, std::move(f), stats);
+    };
+}
+
 server_options parse_command_line(int argc, char** argv, std::string_view about) {
     std::vector<std::string_view> args(argv + 1, argv + argc);
     try {
@@ -402,6 +502,7 @@ server_options parse_command_line(int argc, char** argv, std::string_view about)
             print_help(stdout, about);
             std::exit(0);
         }
+        use_redis(parsed.options);
         return std::move(parsed.options);
     } catch (const usage_error& e) {
         std::cerr << "megaphone: " << e.what() << " (see --help)\n";

@@ -62,8 +62,12 @@ parsed_command_line parse_arguments(const std::vector<std::string_view>& args);
 /// Prints --help: `about`, then every option with its default.
 void print_help(std::FILE* out, std::string_view about);
 
-/// Parses argv into options; prints --help or an error (exit code 2) and exits. `about` is the
-/// first line of --help.
+/// With `--redis` URLs in `o`, sets o.make_bus to the Redis bus (cluster/redis_bus.hpp) and
+/// o.make_router to forwarding (cluster/forwarder.hpp; on only with a cluster key).
+void use_redis(server_options& o);
+
+/// Parses argv into options (use_redis() included); prints --help or an error (exit code 2) and
+/// exits. `about` is the first line of --help.
 server_options parse_command_line(int argc, char** argv, std::string_view about);
 
 /// Starts `srv`, prints "megaphone: listening on http://ADDR:PORT", serves until SIGINT or

@@ -260,7 +260,7 @@ void engine::expire_timers() {
 //--------------------------------------------------------------------------------------------------
 // Channels and reaping
 
-void engine::join(session& s, std::string_view name) {
+void engine::join(session& s, std::string_view name, bool recovering) {
     auto it = channels_.find(name);
     if (it == channels_.end()) {
         auto ch = std::make_unique<channel>();
@@ -270,6 +270,11 @@ void engine::join(session& s, std::string_view name) {
             observer_->channel_opened(shard_, it->first);
     }
     channel& ch = *it->second;
+    if (recovering) {
+        s.subscriptions_.push_back({&ch, session::subscription::recovering});
+        ch.recovering.push_back(&s);
+        return;
+    }
     s.subscriptions_.push_back({&ch, static_cast<std::uint32_t>(ch.members.size())});
     ch.members.push_back(&s);
 }
@@ -279,19 +284,56 @@ void engine::leave(session& s, std::size_t subscription_index) {
     s.subscriptions_.erase(s.subscriptions_.begin() +
                            static_cast<std::ptrdiff_t>(subscription_index));
     channel& ch = *sub.ch;
-    // Swap-remove, and tell the moved member where it now stands.
-    session* moved = ch.members.back();
-    ch.members[sub.index] = moved;
-    ch.members.pop_back();
-    if (moved != &s)
-        for (auto& other : moved->subscriptions_)
-            if (other.ch == &ch)
-                other.index = sub.index;
-    if (ch.members.empty()) {
+    if (sub.index == session::subscription::recovering) {
+        std::erase(ch.recovering, &s);
+    } else {
+        // Swap-remove, and tell the moved member where it now stands.
+        session* moved = ch.members.back();
+        ch.members[sub.index] = moved;
+        ch.members.pop_back();
+        if (moved != &s)
+            for (auto& other : moved->subscriptions_)
+                if (other.ch == &ch)
+                    other.index = sub.index;
+    }
+    if (ch.members.empty() && ch.recovering.empty()) {
         if (observer_)
             observer_->channel_closed(shard_, ch.name);
         channels_.erase(ch.name);
     }
+}
+
+void engine::resume(session& s, std::string_view name, const stream_position& since) {
+    if (!history_) {
+        join(s, name);
+        s.recovered(name, recovery{});
+        return;
+    }
+    join(s, name, /*recovering=*/true);
+    // The answer comes back on this thread, in order with this channel's publishes (see
+    // history_source); by then the session may have gone, or left the channel.
+    history_->recover(shard_, name, since,
+                      [this, sid = std::string(s.id()), ch = std::string(name)](recovery r) {
+                          recovered(sid, ch, std::move(r));
+                      });
+}
+
+void engine::recovered(std::string_view sid, std::string_view name, recovery r) {
+    operation op{*this};
+    session* s = find(sid);
+    if (!s)
+        return;
+    auto sub = std::find_if(s->subscriptions_.begin(), s->subscriptions_.end(),
+                            [name](const session::subscription& x) { return x.ch->name == name; });
+    if (sub == s->subscriptions_.end() || sub->index != session::subscription::recovering)
+        return; // left the channel meanwhile (and maybe joined again: a later answer is its)
+    // Live from now on: the channel's next publish into this engine comes after the recovery's
+    // position.
+    channel& ch = *sub->ch;
+    std::erase(ch.recovering, s);
+    sub->index = static_cast<std::uint32_t>(ch.members.size());
+    ch.members.push_back(s);
+    s->recovered(name, std::move(r));
 }
 
 void engine::remember_overflow(std::string_view sid) {

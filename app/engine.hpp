@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -63,9 +64,24 @@ public:
     virtual void channel_closed(unsigned shard, std::string_view channel) = 0;
 };
 
+/// Where an engine finds a channel's past messages: the server (its bus), the testing kit (its
+/// own local bus).
+class history_source {
+public:
+    virtual ~history_source() = default;
+    /// The messages of `channel` after `since` (bus::recover). `done` must run on the thread of
+    /// engine `shard`, after every publish() into it of the channel's messages up to the
+    /// recovery's position and before any later one.
+    virtual void recover(unsigned shard, std::string_view channel, const stream_position& since,
+                         std::function<void(recovery)> done) = 0;
+};
+
 struct channel {
     std::string name;
     std::vector<session*> members;
+    /// Subscribed from a cursor, waiting for the history: publishes pass them by (the
+    /// recovery brings those messages).
+    std::vector<session*> recovering;
 };
 
 class engine {
@@ -95,6 +111,10 @@ public:
     // Time.
     void expire_timers();
     std::optional<time_point> next_deadline() const noexcept { return timers_.next_deadline(); }
+
+    /// Where subscriptions from a cursor find their history (none: nullptr, every recovery
+    /// then answers recovered: false at once).
+    void use_history(history_source* h) noexcept { history_ = h; }
 
     /// Reports channels appearing and disappearing in this engine to `o` (none: nullptr).
     void observe_channels(channel_observer* o) noexcept { observer_ = o; }
@@ -142,7 +162,11 @@ private:
     void schedule_reap(session* s) { reap_.push_back(s); }
     void reap();
     void remember_overflow(std::string_view sid);
-    void join(session& s, std::string_view channel);
+    void join(session& s, std::string_view channel, bool recovering = false);
+    /// Subscribes `s` from `since` (session::subscribe(channel, since)).
+    void resume(session& s, std::string_view channel, const stream_position& since);
+    /// The history has answered `s`'s subscription from a cursor.
+    void recovered(std::string_view sid, std::string_view channel, recovery r);
     void leave(session& s, std::size_t subscription_index);
     std::string make_sid();
 
@@ -160,6 +184,7 @@ private:
     std::deque<std::string> overflowed_order_;
     std::atomic<std::size_t>* total_ = nullptr;
     channel_observer* observer_ = nullptr;
+    history_source* history_ = nullptr;
     int depth_ = 0;
 };
 

@@ -15,6 +15,20 @@ namespace {
 response json_answer(unsigned status, const nlohmann::json& body) {
     return {status, content_kind::json, packet::from(body.dump())};
 }
+
+/// {"epoch":"E","offset":K,"sessions":N} (no "sessions" when the bus does not know it); 503
+/// {"error":...} when the bus could not take the message.
+response publish_answer(const publish_result& r) {
+    if (!r.ok)
+        return json_answer(503, {{"error", r.error.empty() ? "publish failed" : r.error}});
+    const std::string_view epoch = r.position.epoch;
+    return {200, content_kind::json, packet::make(epoch.size() + 80, [&](packet::writer& out) {
+                out << "{\"epoch\":\"" << epoch << "\",\"offset\":" << r.position.offset;
+                if (r.sessions)
+                    out << ",\"sessions\":" << std::uint64_t{*r.sessions};
+                out << '}';
+            })};
+}
 } // namespace
 
 hub::hub(server& srv) {
@@ -25,11 +39,8 @@ hub::hub(server& srv) {
         auto message = publish_packet(*channel, in.request.body());
         if (!message)
             return in.ex.reply(json_answer(400, {{"error", "body is not one JSON value"}}));
-        srv.publish(*channel, std::move(*message), [ex = in.ex](std::size_t reached) {
-            ex.reply({200, content_kind::json, packet::make(33, [reached](packet::writer& out) {
-                          out << "{\"sessions\":" << std::uint64_t{reached} << '}';
-                      })});
-        });
+        srv.publish(*channel, std::move(*message),
+                    [ex = in.ex](const publish_result& r) { ex.reply(publish_answer(r)); });
     });
 }
 
@@ -159,6 +170,13 @@ std::optional<packet> hub::simple_envelope(std::string_view channel, std::string
     });
 }
 
+void hub::on_recover(session& s, std::string_view channel, const stream_position& since) {
+    if (valid_channel(channel))
+        s.subscribe(channel, since);
+    else
+        s.push(nlohmann::json{{"error", "bad channel name"}}); // (not valid UTF-8, maybe)
+}
+
 void hub::on_message(session& s, const message& m) {
     const nlohmann::json& msg = m.json();
     auto text = [&msg](const char* key) -> const std::string* {
@@ -169,12 +187,27 @@ void hub::on_message(session& s, const message& m) {
         s.push(nlohmann::json{{"error", "a hub message is a JSON object"}});
         return;
     }
-    if (const auto* ch = text("subscribe"); ch && valid_channel(*ch))
-        s.subscribe(*ch);
-    else if (const auto* ch = text("unsubscribe"); ch && valid_channel(*ch))
+    if (const auto* ch = text("subscribe"); ch && valid_channel(*ch)) {
+        auto cursor = msg.find("recover");
+        if (cursor == msg.end() || cursor->is_null())
+            return s.subscribe(*ch);
+        auto since = decode_stream_position(*cursor);
+        if (!since)
+            return s.push(nlohmann::json{{"error", "bad recover cursor"}, {"channel", *ch}});
+        s.subscribe(*ch, *since);
+    } else if (const auto* ch = text("unsubscribe"); ch && valid_channel(*ch))
         s.unsubscribe(*ch);
     else if (const auto* ch = text("publish"); ch && valid_channel(*ch))
-        s.broker().publish(*ch, envelope_packet(*ch, msg.value("data", nlohmann::json())));
+        s.broker().publish(
+            *ch, envelope_packet(*ch, msg.value("data", nlohmann::json())),
+            [&brk = s.broker(), sid = std::string(s.id()), name = *ch](const publish_result& r) {
+                // The bus could not take it (Redis unreachable): the sender is told, nobody
+                // got it. (From the bus's thread: through the broker.)
+                if (!r.ok)
+                    brk.push(sid, nlohmann::json{{"error", "publish failed"},
+                                                 {"channel", name},
+                                                 {"reason", r.error}});
+            });
     else
         s.push(nlohmann::json{{"error", "unknown hub message"}, {"message", msg}});
 }

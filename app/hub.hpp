@@ -20,6 +20,9 @@ public:
     explicit hub(server& srv);
 
     void on_message(session& s, const message& m) override;
+    /// A creation's `recover`: subscribes from the cursor (a bad channel name gets an error
+    /// message instead).
+    void on_recover(session& s, std::string_view channel, const stream_position& since) override;
 
     /// The message subscribers of `channel` receive for `data`.
     static nlohmann::json envelope(std::string_view channel, const nlohmann::json& data);

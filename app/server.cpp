@@ -2,6 +2,8 @@
 
 #include "app/admin.hpp"
 
+#include "cluster/local_bus.hpp"
+
 #include "transport/bosh_codec.hpp"
 #include "transport/json_codec.hpp"
 
@@ -133,14 +135,21 @@ server::server(server_options options)
         shards_.push_back(std::make_unique<shard>(*this, i));
         shards_.back()->eng.share_session_count(session_total_); // max_sessions is a total
         shards_.back()->eng.observe_channels(this);
+        shards_.back()->eng.use_history(this);
     }
+    bus_ = options_.make_bus ? options_.make_bus(shards_.front()->ioc, options_.history)
+                             : std::make_unique<local_bus>(options_.history);
+    if (options_.make_router)
+        router_ = options_.make_router(shards_.front()->ioc, options_);
     if (!options_.static_dir.empty())
         files_.emplace(options_.static_dir);
     if (options_.metrics)
         route(http::verb::get, "/metrics", [this](incoming& in, std::string_view rest) {
             if (!rest.empty())
                 return in.ex.reply({404, content_kind::text, packet::from("not found\n")});
-            in.ex.reply({200, content_kind::text, packet::from(prometheus_text(metrics())),
+            std::string text = prometheus_text(metrics());
+            bus_->write_metrics(text); // the bus's own (Redis connections, recoveries)
+            in.ex.reply({200, content_kind::text, packet::from(text),
                          packet::from(prometheus_content_type)});
         });
     if (!options_.admin_token.empty())
@@ -203,6 +212,7 @@ void server::start() {
         tls_port_ = tls_listener_->local_endpoint().port();
         tls_listener_->start();
     }
+    bus_->start(*this);
     listener_->start();
     for (auto& sh : shards_) {
         shard* raw = sh.get();
@@ -217,6 +227,8 @@ void server::start() {
                   options_.address, port_, tls_port_, shards_.size(),
                   options_.engine.max_wait.count(), options_.engine.inactivity.count(),
                   options_.log.access_log.empty() ? "none" : options_.log.access_log);
+    if (router_)
+        router_->start(port_);
 }
 
 void server::wait() {
@@ -252,6 +264,8 @@ void server::stop() {
                           "most {}ms",
                           options_.drain.count());
         stop_accepting();
+        if (router_)
+            router_->stop(); // forwarded requests in flight are answered system-shutdown
         // Every session ends with system-shutdown: held requests get their answer.
         auto ended = std::make_shared<std::atomic<std::size_t>>(0);
         for (auto& sh : shards_)
@@ -265,6 +279,8 @@ void server::stop() {
             while (std::chrono::steady_clock::now() < deadline &&
                    (*ended < shards_.size() || exchanges_ > 0))
                 std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        if (listener_)
+            bus_->stop();
         for (auto& sh : shards_) {
             sh->work.reset();
             sh->ioc.stop();
@@ -283,6 +299,16 @@ server::shard* server::current_shard() const noexcept {
     return nullptr;
 }
 
+bool server::serves(const mount_point& m, std::string_view path) noexcept {
+    // The mount's path, or it followed by "/<node id>": a balancer in front of a cluster can
+    // route a session's requests to its node by the URL (examples/cluster/nginx.conf.in).
+    if (!path.starts_with(m.path))
+        return false;
+    const std::string_view rest = path.substr(m.path.size());
+    return rest.empty() || (rest.size() >= 2 && rest.size() <= 7 && rest[0] == '/' &&
+                            rest.find_first_of("/-", 1) == std::string_view::npos);
+}
+
 template <class F>
 void server::on_shard_of(std::string_view sid, F&& f) {
     if (auto index = engine::shard_of(sid); index && *index < shards_.size())
@@ -298,9 +324,15 @@ void server::handle(incoming& in) {
     const http::verb method = in.request.method();
     if (admin_ && !admin_->allows(path, in.request))
         return in.ex.reply(admin_console::forbidden());
+    // Claims to come from another node (cluster/router.hpp) without the cluster's key: refused.
+    if (check_internal(in.request, options_.cluster_key) == internal_request::refused) {
+        if (router_)
+            router_->refused();
+        return in.ex.reply({403, content_kind::text, packet::from("forbidden\n")});
+    }
 
     for (const mount_point& m : mounts_) {
-        if (path != m.path)
+        if (!serves(m, path))
             continue;
         if (metrics_block* mb = current_metrics)
             mb->requests[static_cast<std::size_t>(m.codec->kind() == content_kind::xml
@@ -348,13 +380,13 @@ response server::refuse(std::string_view target, unsigned status) {
         status == 413 ? protocol_error::too_large : protocol_error::bad_request;
     transport_kind counted = transport_kind::other;
     for (const mount_point& m : mounts_)
-        if (m.path == path)
+        if (serves(m, path))
             counted =
                 m.codec->kind() == content_kind::xml ? transport_kind::bosh : transport_kind::json;
     if (metrics_block* mb = current_metrics)
         mb->requests[static_cast<std::size_t>(counted)].add();
     for (const mount_point& m : mounts_)
-        if (m.path == path)
+        if (serves(m, path))
             return m.codec->error_response(e);
     return {status, content_kind::text, packet::from(std::string(status_text(status)) + "\n")};
 }
@@ -403,7 +435,17 @@ void server::handle_session_request(incoming& in, const mount_point& m) {
     }
 
     const auto index = engine::shard_of(req.sid);
-    if (!index || *index >= shards_.size())
+    if (!index)
+        return in.ex.reply(codec.error_response(protocol_error::item_not_found));
+    // A session of another node (its id prefixes the sid): forwarded there, unless it came
+    // forwarded already (never a second hop); item-not-found when it cannot be.
+    if (const std::string_view node = std::string_view(req.sid).substr(0, req.sid.find('-'));
+        node != options_.engine.node_id) {
+        if (!forwarded(in.request) && router_ && router_->route(in, node, codec))
+            return;
+        return in.ex.reply(codec.error_response(protocol_error::item_not_found));
+    }
+    if (*index >= shards_.size())
         return in.ex.reply(codec.error_response(protocol_error::item_not_found));
     shard* sh = shards_[*index].get();
     // If the client goes away while this request is held, its session hears of it at once.
@@ -431,71 +473,93 @@ void server::push(std::string_view sid, packet p) {
     on_shard_of(sid, [sid = std::string(sid), p = std::move(p)](engine& e) { e.push(sid, p); });
 }
 
-void server::publish(std::string_view channel, packet p, std::function<void(std::size_t)> done) {
-    // Only the shards with subscribers of the channel are asked. This thread's own shard runs
-    // its part inline, unless a call into its engine is under way (a publish from a session's
-    // handler): that must not re-enter the engine, so it is posted like the others.
+void server::publish(std::string_view channel, packet p,
+                     std::function<void(const publish_result&)> done) {
+    std::function<void(publish_result)> told;
+    if (done)
+        told = [done = std::move(done)](publish_result r) { done(r); };
+    bus_->publish(channel, std::move(p), std::move(told));
+}
+
+void server::deliver(std::string_view channel, const packet& stamped, std::uint64_t,
+                     std::function<void(std::size_t)> reached) {
+    // Only the shards with subscribers of the channel are asked, always through their queue:
+    // the bus calls this in offset order per channel, and each shard's queue keeps that order
+    // (and keeps a recovery's answer, queued by recover(), between the right messages).
     std::uint64_t targets = 0;
     {
         std::shared_lock lock{channel_shards_mutex_};
         if (auto it = channel_shards_.find(channel); it != channel_shards_.end())
             targets = it->second;
     }
-    shard* here = current_shard();
-    const bool inline_here = here && !here->eng.busy();
-    const std::uint64_t here_bit = here ? std::uint64_t{1} << here->eng.shard() : 0;
     if (targets == 0) {
         // Nobody to reach: report 0, from a shard's thread as always.
-        if (!done)
-            return;
-        if (inline_here)
-            return done(0);
-        net::post((here ? here : shards_.front().get())->ioc,
-                  [done = std::move(done)] { done(0); });
+        if (reached)
+            net::post((current_shard() ? current_shard() : shards_.front().get())->ioc,
+                      [reached = std::move(reached)] { reached(0); });
         return;
     }
-    if (targets == here_bit && inline_here) {
-        const std::size_t reached = here->eng.publish(channel, p);
-        here->reschedule();
-        if (done)
-            done(reached);
+    if (std::popcount(targets) == 1) {
+        // One shard (the common case): no tally, the name in the handler itself (short names
+        // need no allocation).
+        shard* sh = shards_[static_cast<std::size_t>(std::countr_zero(targets))].get();
+        net::post(sh->ioc,
+                  [sh, name = std::string(channel), stamped, reached = std::move(reached)] {
+                      const std::size_t n = sh->eng.publish(name, stamped);
+                      sh->reschedule();
+                      if (reached)
+                          reached(n);
+                  });
         return;
     }
-
     // Every shard delivers to its own subscribers; the last one to finish reports the total.
     struct tally {
         std::atomic<std::size_t> reached{0};
         std::atomic<std::size_t> pending;
         std::function<void(std::size_t)> done;
     };
-    auto t = std::make_shared<tally>();
-    t->pending = static_cast<std::size_t>(std::popcount(targets));
-    t->done = std::move(done);
+    std::shared_ptr<tally> t;
+    if (reached) {
+        t = std::make_shared<tally>();
+        t->pending = static_cast<std::size_t>(std::popcount(targets));
+        t->done = std::move(reached);
+    }
     auto name = std::make_shared<const std::string>(channel);
-    const bool local = inline_here && (targets & here_bit) != 0;
     for (auto& sh : shards_) {
-        if ((targets & (std::uint64_t{1} << sh->eng.shard())) == 0 || (local && sh.get() == here))
+        if ((targets & (std::uint64_t{1} << sh->eng.shard())) == 0)
             continue;
-        net::post(sh->ioc, [raw = sh.get(), name, p, t] {
-            t->reached += raw->eng.publish(*name, p);
+        net::post(sh->ioc, [raw = sh.get(), name, stamped, t] {
+            const std::size_t n = raw->eng.publish(*name, stamped);
             raw->reschedule();
-            if (--t->pending == 0 && t->done)
-                t->done(t->reached);
+            if (t) {
+                t->reached += n;
+                if (--t->pending == 0)
+                    t->done(t->reached);
+            }
         });
     }
-    if (local) {
-        t->reached += here->eng.publish(channel, p);
-        here->reschedule();
-        if (--t->pending == 0 && t->done)
-            t->done(t->reached);
-    }
+}
+
+void server::recover(unsigned index, std::string_view channel, const stream_position& since,
+                     std::function<void(recovery)> done) {
+    // The bus calls back in order with its deliver() calls; posting to the shard's queue, as
+    // deliver() does, keeps that order on the shard.
+    shard* sh = shards_.at(index).get();
+    bus_->recover(channel, since, [sh, done = std::move(done)](recovery r) mutable {
+        net::post(sh->ioc, [sh, done = std::move(done), r = std::move(r)]() mutable {
+            done(std::move(r));
+            sh->reschedule();
+        });
+    });
 }
 
 void server::channel_opened(unsigned shard, std::string_view channel) {
     std::unique_lock lock{channel_shards_mutex_};
     auto it = channel_shards_.find(channel);
-    if (it == channel_shards_.end())
+    if (it == channel_shards_.end()) {
         it = channel_shards_.emplace(std::string(channel), 0).first;
+        bus_->open(channel); // this process's first subscriber of the channel
+    }
     it->second |= std::uint64_t{1} << shard;
 }
 
@@ -505,8 +569,10 @@ void server::channel_closed(unsigned shard, std::string_view channel) {
     if (it == channel_shards_.end())
         return;
     it->second &= ~(std::uint64_t{1} << shard);
-    if (it->second == 0)
+    if (it->second == 0) {
         channel_shards_.erase(it);
+        bus_->close(channel);
+    }
 }
 
 void server::broadcast(packet p) {

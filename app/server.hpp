@@ -13,6 +13,8 @@
 #include "app/log.hpp"
 #include "app/metrics.hpp"
 #include "app/rate_limiter.hpp"
+#include "cluster/bus.hpp"
+#include "cluster/router.hpp"
 #include "transport/http_connection.hpp"
 #include "transport/static_files.hpp"
 
@@ -56,6 +58,23 @@ struct server_options {
     bool metrics = true;
     /// The token of the /admin dashboard; empty: no dashboard (/admin is 404).
     std::string admin_token;
+    /// Channel history kept for recovery (per channel: messages, age).
+    bus_options history;
+    /// Redis servers (redis://host:port/db) that join this server to a cluster; empty: one
+    /// process, no Redis. parse_command_line() turns them into make_bus.
+    std::vector<std::string> redis;
+    /// Makes the bus that carries publishes between nodes, given the first I/O thread's
+    /// io_context (where it may run its own I/O). Empty: the in-process local_bus.
+    std::function<std::unique_ptr<bus>(net::io_context&, const bus_options&)> make_bus;
+    /// The secret shared by a cluster's nodes: requests forwarded between them carry it, and
+    /// any request claiming to be forwarded without it gets 403. Empty: no forwarding.
+    std::string cluster_key;
+    /// "host:port" where the other nodes reach this one; empty: address and the bound port.
+    std::string advertise;
+    /// Makes the router that forwards requests of other nodes' sessions (cluster/router.hpp),
+    /// given the first I/O thread's io_context and these options. Empty: no forwarding.
+    std::function<std::unique_ptr<request_router>(net::io_context&, const server_options&)>
+        make_router;
 };
 
 /// One row of the admin dashboard's sessions table.
@@ -71,7 +90,11 @@ struct session_row {
 
 class admin_console;
 
-class server final : public broker, private request_handler, private channel_observer {
+class server final : public broker,
+                     private request_handler,
+                     private channel_observer,
+                     private bus_listener,
+                     private history_source {
 public:
     /// Handles a request on a route added with route(); answer through `in.ex`.
     using route_handler = std::function<void(incoming& in, std::string_view rest)>;
@@ -112,7 +135,7 @@ public:
     using broker::push;
     void push(std::string_view sid, packet p) override;
     void publish(std::string_view channel, packet p,
-                 std::function<void(std::size_t)> done = {}) override;
+                 std::function<void(const publish_result&)> done = {}) override;
     void broadcast(packet p) override;
     void subscribe(std::string_view sid, std::string_view channel) override;
     void unsubscribe(std::string_view sid, std::string_view channel) override;
@@ -152,7 +175,16 @@ private:
     void channel_opened(unsigned shard, std::string_view channel) override;
     void channel_closed(unsigned shard, std::string_view channel) override;
 
+    // bus_listener: a message for this process's subscribers (from the bus)
+    void deliver(std::string_view channel, const packet& stamped, std::uint64_t offset,
+                 std::function<void(std::size_t)> reached) override;
+    // history_source: an engine's subscription from a cursor
+    void recover(unsigned shard, std::string_view channel, const stream_position& since,
+                 std::function<void(recovery)> done) override;
+
     void handle_session_request(incoming& in, const mount_point& m);
+    /// True when `path` is the mount's, or the mount's followed by "/<node id>".
+    static bool serves(const mount_point& m, std::string_view path) noexcept;
     /// Runs `f(engine&)` on the shard that owns `sid` (nothing if none does).
     template <class F>
     void on_shard_of(std::string_view sid, F&& f);
@@ -180,6 +212,8 @@ private:
     /// Channel name -> bit i set when shard i has subscribers: a publish goes to those only.
     std::shared_mutex channel_shards_mutex_;
     std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> channel_shards_;
+    std::unique_ptr<bus> bus_;
+    std::unique_ptr<request_router> router_; // after shards_: goes before their io_contexts
     std::atomic<bool> stopping_{false};
     std::atomic<std::ptrdiff_t> exchanges_{0}; // requests whose answer is not written yet
     std::once_flag stop_accepting_once_;

@@ -89,6 +89,19 @@ void session::subscribe(std::string_view channel) {
         engine_.join(*this, channel);
 }
 
+void session::subscribe(std::string_view channel, const stream_position& since) {
+    if (closed_)
+        return;
+    unsubscribe(channel);
+    engine_.resume(*this, channel, since);
+}
+
+void session::recovered(std::string_view channel, recovery r) {
+    call_app([&] { app_.on_recovered(*this, channel, r); });
+    for (packet& p : r.messages)
+        push(std::move(p));
+}
+
 void session::unsubscribe(std::string_view channel) {
     for (std::size_t i = 0; i < subscriptions_.size(); ++i)
         if (subscriptions_[i].ch->name == channel)
@@ -122,6 +135,11 @@ void session::open(client_request&& creation, exchange ex) {
     fsm_.start(); // arms the die timer
     next_rid_ = creation.rid + 1;
     call_app([&] { app_.on_open(*this); });
+    for (const auto& [channel, since] : creation.recover) {
+        if (closed_)
+            break;
+        call_app([&] { app_.on_recover(*this, channel, since); });
+    }
     deliver(creation.messages);
     if (closed_)
         return reply(ex, codec_.closing(creation.rid, close_reason_));

@@ -65,6 +65,12 @@ public:
     void push(packet p);
     void push(const nlohmann::json& value);
     void subscribe(std::string_view channel);
+    /// Subscribes from the cursor `since`: the application's on_recovered() is told what the
+    /// channel's history holds after it, those messages are pushed, then live ones follow, each
+    /// exactly once. An empty epoch asks only for the channel's position (nothing is replayed).
+    /// Asynchronous: messages published meanwhile come after the replay, none is lost. Already
+    /// subscribed: the subscription starts over from `since`.
+    void subscribe(std::string_view channel, const stream_position& since);
     void unsubscribe(std::string_view channel);
     bool subscribed(std::string_view channel) const noexcept;
     /// Ends the session: held requests (and the creation request, from on_open) are answered
@@ -102,8 +108,10 @@ private:
     };
     struct bosh_state;
     struct subscription {
+        /// index: in ch->members; `recovering` while in ch->recovering (waiting for history).
+        static constexpr std::uint32_t recovering = ~std::uint32_t{0};
         channel* ch;
-        std::uint32_t index; // in ch->members
+        std::uint32_t index;
     };
 
     // Engine entry points.
@@ -111,6 +119,8 @@ private:
     void on_request(client_request&& req, exchange ex);
     void on_connection_lost(request_id rid, const exchange& ex);
     void end(close_reason why);
+    /// Tells the application what a subscription from a cursor found, then pushes it.
+    void recovered(std::string_view channel, recovery r);
 
     void process(client_request&& req, exchange ex);
     void drain_early();

@@ -66,6 +66,9 @@ client::client(harness& h, const nlohmann::json& options, std::vector<nlohmann::
         req.wait = options.at("wait").get<std::uint32_t>();
     if (options.contains("hold"))
         req.hold = options.at("hold").get<std::uint32_t>();
+    if (options.contains("recover"))
+        for (const auto& [channel, cursor] : options.at("recover").items())
+            req.recover.emplace_back(channel, decode_stream_position(cursor).value());
     for (auto& m : messages)
         req.messages.emplace_back(std::move(m));
 
@@ -241,10 +244,13 @@ private:
     harness& h_;
 };
 
-harness::harness(application& app, engine_config config)
+harness::harness(application& app, engine_config config, bus_options history)
     : observer_{std::make_unique<closing_observer>(app, *this)}
     , config_{std::move(config)}
-    , engine_{config_, clock_, *this, 0} {
+    , engine_{config_, clock_, *this, 0}
+    , bus_{history, [this] { return clock_.now(); }} {
+    bus_.start(*this);
+    engine_.use_history(this);
     // Quiet: a test checks what it expects; application errors are still printed.
     set_log_level(log_level::error);
 }
@@ -294,11 +300,31 @@ void harness::push(std::string_view sid, packet p) {
     pending_.push_back([sid = std::string(sid), p](megaphone::engine& e) { e.push(sid, p); });
 }
 
-void harness::publish(std::string_view channel, packet p, std::function<void(std::size_t)> done) {
-    pending_.push_back([ch = std::string(channel), p, done](megaphone::engine& e) {
-        const auto reached = e.publish(ch, p);
+void harness::publish(std::string_view channel, packet p,
+                      std::function<void(const publish_result&)> done) {
+    pending_.push_back([this, ch = std::string(channel), p, done](megaphone::engine&) {
+        std::function<void(publish_result)> told;
         if (done)
-            done(reached);
+            told = [done](publish_result r) { done(r); };
+        bus_.publish(ch, p, std::move(told));
+    });
+}
+
+void harness::deliver(std::string_view channel, const packet& stamped, std::uint64_t,
+                      std::function<void(std::size_t)> reached) {
+    pending_.push_back([ch = std::string(channel), stamped, reached](megaphone::engine& e) {
+        const auto n = e.publish(ch, stamped);
+        if (reached)
+            reached(n);
+    });
+}
+
+void harness::recover(unsigned, std::string_view channel, const stream_position& since,
+                      std::function<void(recovery)> done) {
+    bus_.recover(channel, since, [this, done = std::move(done)](recovery r) mutable {
+        pending_.push_back([done = std::move(done), r = std::move(r)](megaphone::engine&) mutable {
+            done(std::move(r));
+        });
     });
 }
 

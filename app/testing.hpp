@@ -16,6 +16,7 @@
 
 #include "app/application.hpp"
 #include "app/engine.hpp"
+#include "cluster/local_bus.hpp"
 #include "fsm/clock.hpp"
 #include "transport/exchange.hpp"
 #include "transport/json_codec.hpp"
@@ -133,12 +134,15 @@ private:
     std::size_t taken_ = 0;
 };
 
-class harness final : public broker {
+class harness final : public broker, private bus_listener, private history_source {
 public:
-    explicit harness(application& app, engine_config config = {});
+    /// Publishes go through a local_bus with `history` (positions, stamps, recovery), on the
+    /// harness's clock.
+    explicit harness(application& app, engine_config config = {}, bus_options history = {});
     ~harness() override;
 
-    /// Creates a session. `options` may set "wait" and "hold"; `messages` go with the creation.
+    /// Creates a session. `options` may set "wait", "hold" and "recover" ({"ch": {"epoch": E,
+    /// "offset": K}}); `messages` go with the creation.
     client& connect(const nlohmann::json& options = nlohmann::json::object(),
                     std::vector<nlohmann::json> messages = {});
     /// Creates a BOSH session with this creation <body/> (its rid is used as the first rid). A
@@ -164,7 +168,7 @@ public:
     using broker::push;
     void push(std::string_view sid, packet p) override;
     void publish(std::string_view channel, packet p,
-                 std::function<void(std::size_t)> done = {}) override;
+                 std::function<void(const publish_result&)> done = {}) override;
     void broadcast(packet p) override;
     void subscribe(std::string_view sid, std::string_view channel) override;
     void unsubscribe(std::string_view sid, std::string_view channel) override;
@@ -176,11 +180,17 @@ private:
     class closing_observer;
 
     void step(const std::function<void(megaphone::engine&)>& f);
+    // bus_listener, history_source: queued like every other step
+    void deliver(std::string_view channel, const packet& stamped, std::uint64_t offset,
+                 std::function<void(std::size_t)> reached) override;
+    void recover(unsigned shard, std::string_view channel, const stream_position& since,
+                 std::function<void(recovery)> done) override;
 
     std::unique_ptr<application> observer_;
     engine_config config_;
     manual_clock clock_;
     megaphone::engine engine_;
+    local_bus bus_;
     std::deque<std::function<void(megaphone::engine&)>> pending_;
     std::list<client> clients_;
     std::vector<std::pair<std::string, close_reason>> closed_;

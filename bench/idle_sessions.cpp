@@ -62,7 +62,7 @@ struct null_broker final : broker {
     using broker::publish;
     using broker::push;
     void push(std::string_view, packet) override {}
-    void publish(std::string_view, packet, std::function<void(std::size_t)>) override {}
+    void publish(std::string_view, packet, std::function<void(const publish_result&)>) override {}
     void broadcast(packet) override {}
     void subscribe(std::string_view, std::string_view) override {}
     void unsubscribe(std::string_view, std::string_view) override {}

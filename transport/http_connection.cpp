@@ -525,6 +525,8 @@ http_listener::http_listener(net::io_context& ioc, tcp::endpoint endpoint, conte
     }
     acceptor_.open(endpoint.protocol());
     acceptor_.set_option(net::socket_base::reuse_address(true));
+    if (options.reuse_port)
+        acceptor_.set_option(net::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>(true));
     acceptor_.bind(endpoint);
     acceptor_.listen(net::socket_base::max_listen_connections);
 }

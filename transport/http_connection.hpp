@@ -76,6 +76,9 @@ struct http_options {
     /// Most connections open at once; a connection beyond it is answered 503 and closed.
     /// 0: the process's open-file limit (RLIMIT_NOFILE) minus 128, read when the listener starts.
     std::size_t max_connections = 0;
+    /// SO_REUSEPORT on the listening sockets: several processes (each its own node, joined
+    /// through Redis) listen on one port and the kernel spreads connections among them.
+    bool reuse_port = false;
     /// Origins allowed to call cross-origin (CORS); "*" allows any. Empty: no CORS headers.
     std::vector<std::string> cors_origins{"*"};
     /// Called on the connection's thread after each answer is written; when empty (the

@@ -227,6 +227,24 @@ private:
 
 } // namespace
 
+std::optional<stream_position> decode_stream_position(const nlohmann::json& cursor) {
+    if (!cursor.is_object())
+        return std::nullopt;
+    stream_position at;
+    if (auto e = cursor.find("epoch"); e != cursor.end() && !e->is_null()) {
+        if (!e->is_string() || e->get_ref<const std::string&>().size() > max_epoch_size)
+            return std::nullopt;
+        at.epoch = e->get<std::string>();
+    }
+    if (auto o = cursor.find("offset"); o != cursor.end() && !o->is_null()) {
+        auto n = unsigned_field(*o);
+        if (!n || *n > max_rid)
+            return std::nullopt;
+        at.offset = *n;
+    }
+    return at;
+}
+
 std::variant<client_request, protocol_error> decode_json_request(std::string_view body) {
     {
         client_request req;
@@ -286,6 +304,17 @@ std::variant<client_request, protocol_error> decode_json_request_general(std::st
             if (!n || *n > std::numeric_limits<std::uint32_t>::max())
                 return protocol_error::bad_request;
             (name[0] == 'w' ? req.wait : req.hold) = static_cast<std::uint32_t>(*n);
+        }
+    }
+    if (const auto* recover = field("recover")) {
+        // {"<channel>": {"epoch": "E", "offset": K}, ...}: creation only; every cursor whole.
+        if (!recover->is_object() || !req.sid.empty() || recover->size() > max_recover_channels)
+            return protocol_error::bad_request;
+        for (const auto& [channel, cursor] : recover->items()) {
+            auto position = decode_stream_position(cursor);
+            if (!position || channel.empty())
+                return protocol_error::bad_request;
+            req.recover.emplace_back(channel, std::move(*position));
         }
     }
     if (auto messages = doc.find("messages"); messages != doc.end() && !messages->is_null()) {

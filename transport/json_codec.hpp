@@ -3,6 +3,7 @@
 
 #include "transport/protocol.hpp"
 
+#include <optional>
 #include <string_view>
 #include <variant>
 
@@ -10,6 +11,14 @@ namespace megaphone {
 
 /// Nesting deeper than this is refused as bad-request before parsing (bounded stack and work).
 inline constexpr int json_max_depth = 64;
+
+/// A recovery cursor holds at most this many channels, and an epoch at most this many bytes.
+inline constexpr std::size_t max_recover_channels = 256;
+inline constexpr std::size_t max_epoch_size = 64;
+
+/// {"epoch": "E", "offset": K} (either may be absent: "" and 0); nullopt when ill-typed, the
+/// offset negative or above 2^53 - 1, or the epoch longer than max_epoch_size.
+std::optional<stream_position> decode_stream_position(const nlohmann::json& cursor);
 
 /// Decodes a request body; an error is always bad_request.
 std::variant<client_request, protocol_error> decode_json_request(std::string_view body);

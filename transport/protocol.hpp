@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace megaphone {
@@ -45,6 +46,16 @@ private:
 
 struct bosh_request;
 
+/// Where a channel's stream stands: the epoch (an id that changes whenever the channel's history
+/// was lost: a restart without Redis, a Redis that lost its data) and the offset of a message in
+/// it (1, 2, 3, ... within an epoch). A client's recovery cursor is the position of the last
+/// message it received.
+struct stream_position {
+    std::string epoch;
+    std::uint64_t offset = 0;
+    friend bool operator==(const stream_position&, const stream_position&) = default;
+};
+
 /// A client's IP address and port, compact (each session keeps the one it was created from).
 struct peer_address {
     std::array<std::uint8_t, 16> bytes{}; ///< IPv4: the first 4
@@ -61,6 +72,9 @@ struct client_request {
     std::optional<std::uint32_t> wait; ///< creation only: seconds
     std::optional<std::uint32_t> hold; ///< creation only
     std::vector<message> messages;
+    /// JSON creations: `recover`, the client's cursor per channel (subscribe, and first replay
+    /// every message after it). An empty epoch asks only for the channel's position.
+    std::vector<std::pair<std::string, stream_position>> recover;
     /// BOSH requests: every attribute of the <body/> (payloads moved into `messages`).
     std::shared_ptr<const bosh_request> bosh;
     /// Who sent it (set by the server; empty in tests without sockets).

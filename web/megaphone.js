@@ -24,6 +24,10 @@
  *     timeout    extra time (ms) past `wait` before a request is given up and sent again;
  *                default 10000.
  *     closeOnUnload  default true in browsers: terminate the session when the page goes away.
+ *     routeByNode    default false: once a session is open, send its requests to `url` + '/' +
+ *                the session's node (the sid's prefix, e.g. /comet/n2), so that a balancer in
+ *                front of a cluster routes them straight to the node that owns the session
+ *                (examples/cluster/nginx.conf.in); creations still go to `url`.
  *
  * client.on(event, fn) / client.off(event, fn)   (on returns the client, so calls chain)
  *   'open'     fn(session): a session opened; session = {sid, wait, hold, requests, inactivity,
@@ -34,10 +38,24 @@
  *              client.close(). reconnecting tells whether a fresh session is being opened.
  *   'error'    fn(error): a request failed and will be retried (network error, 5xx, timeout), or
  *              the server answered something that is not the protocol. Informational.
+ *   'recovered' fn({channel, recovered, epoch, offset}): a new session (after a reconnect: the old
+ *              one expired, its server died or restarted) has resumed `channel` from the last
+ *              message received on it. recovered true: every message published meanwhile follows
+ *              (as 'message' events, in order, none twice); false: the server's history no longer
+ *              reaches back (or the channel's stream was reset): some messages were missed, and
+ *              the app should reload its state. Live messages follow either way.
+ *
+ * Positions. Every message published to a channel carries the channel's `epoch` and `offset`
+ * (docs/PROTOCOL.md, "Recovery"). The client keeps the last position per subscribed channel
+ * (client.position(channel)), drops a message it has had already (same epoch, offset not past
+ * the last), and gives the positions as the new session's `recover` cursor when it reconnects.
  *
  * client.send(message)             send any JSON value to the application (batched, in order).
- * client.subscribe(channel)        hub: {"subscribe": channel}; remembered for reconnects.
+ * client.subscribe(channel)        hub: {"subscribe": channel, "recover": {}} (asks for the
+ *                                  channel's position too); remembered for reconnects.
  * client.unsubscribe(channel)      hub: {"unsubscribe": channel}.
+ * client.position(channel)         {epoch, offset} of the last message received on the channel
+ *                                  (or of the subscription), or undefined.
  * client.publish(channel, data)    hub: {"publish": channel, "data": data}.
  * client.close()                   send {"type": "terminate"} (with any queued messages first),
  *                                  then emit 'close' with condition 'closed'. No reconnect.
@@ -112,6 +130,7 @@ class Client {
         this._fetch = this.options.fetch || globalThis.fetch.bind(globalThis);
         this._listeners = new Map();
         this._channels = new Set();   // subscribed channels, re-subscribed on reconnect
+        this._positions = new Map();  // channel → {epoch, offset}: the last message received
         this._queue = [];             // messages not yet put into a request
         this.state = 'connecting';
         this.session = null;
@@ -148,13 +167,24 @@ class Client {
     }
 
     subscribe(channel) {
-        this._channels.add(String(channel));
-        this.send({ subscribe: String(channel) });
+        channel = String(channel);
+        this._channels.add(channel);
+        // An empty cursor asks the server for the channel's position: from then on a reconnect
+        // can recover every message published after the subscription, even before the first.
+        const at = this._positions.get(channel);
+        this.send({ subscribe: channel, recover: at ? { ...at } : {} });
     }
 
     unsubscribe(channel) {
-        this._channels.delete(String(channel));
-        this.send({ unsubscribe: String(channel) });
+        channel = String(channel);
+        this._channels.delete(channel);
+        this._positions.delete(channel);
+        this.send({ unsubscribe: channel });
+    }
+
+    position(channel) {
+        const at = this._positions.get(String(channel));
+        return at ? { ...at } : undefined;
     }
 
     publish(channel, data) {
@@ -243,6 +273,18 @@ class Client {
         // sent again makes a second session, and messages in it would reach the app twice. The
         // re-subscriptions and queued messages go in the session's first request instead.
         const body = { rid, wait: this.options.wait, hold: this.options.hold };
+        let recovering = null; // channels resumed from a real position: 'recovered' is emitted
+        // The channels it had, each from its last position: the new session is subscribed and
+        // first gets what it missed (docs/PROTOCOL.md, "Recovery"). Idempotent, unlike messages:
+        // a creation sent twice makes two sessions, but only one is used.
+        if (this._channels.size) {
+            body.recover = {};
+            for (const ch of this._channels) {
+                const at = this._positions.get(ch);
+                body.recover[ch] = at ? { ...at } : {};
+            }
+            recovering = new Set([...this._channels].filter((ch) => this._positions.has(ch)));
+        }
         // Per-session state; a new object per session, so stale callbacks can tell they are stale.
         const s = {
             creating: true,
@@ -256,7 +298,10 @@ class Client {
             lastAnswerAt: 0,
             pollTimer: null,
             ended: false,
+            recovering: new Set(),
+            url: null,          // where its requests go once open (routeByNode)
         };
+        if (recovering) s.recovering = recovering;
         this._s = s;
         this._sendRequest(s, rid, JSON.stringify(body), false);
     }
@@ -264,6 +309,9 @@ class Client {
     _onOpen(s, answer) {
         s.creating = false;
         s.sid = answer.sid;
+        if (this.options.routeByNode && answer.sid.indexOf('-') > 0) {
+            s.url = this.url.replace(/\/+$/, '') + '/' + answer.sid.slice(0, answer.sid.indexOf('-'));
+        }
         const hold = Number.isInteger(answer.hold) ? answer.hold : this.options.hold;
         const wait = typeof answer.wait === 'number' ? answer.wait : this.options.wait;
         s.info = {
@@ -277,9 +325,7 @@ class Client {
         s.polling = s.info.hold === 0 || s.info.wait === 0;
         this.session = { ...s.info };
         this._reconnectAttempt = 0;
-        // Subscribe again (after a reconnect) before anything else queued; _pump sends them.
-        const again = [...this._channels].map((ch) => ({ subscribe: ch }));
-        if (again.length) this._queue.unshift(...again);
+        // The creation's `recover` subscribed the new session to every channel we had.
         if (this._closeRequested) {
             this.state = 'closing';
         } else {
@@ -375,7 +421,7 @@ class Client {
 
         let status = 0;
         Promise.resolve()
-            .then(() => this._fetch(this.url, {
+            .then(() => this._fetch(s.url || this.url, {
                 method: 'POST',
                 headers: { 'Content-Type': CONTENT_TYPE },
                 body: req.body,
@@ -470,13 +516,36 @@ class Client {
         if (Array.isArray(answer.messages)) {
             for (const m of answer.messages) {
                 if (s.ended || this._s !== s) return;
-                this._emit('message', m);
+                this._deliver(s, m);
             }
         }
         if (answer.type === 'terminate') {
             const condition = answer.condition || (s.terminateSent ? 'closed' : 'undefined-condition');
             this._end(s, { condition, reason: 'terminated by the server' });
         }
+    }
+
+    /** One message of the server: positions kept, duplicates dropped, recovery notices told. */
+    _deliver(s, m) {
+        const positioned = m !== null && typeof m === 'object' && typeof m.channel === 'string' &&
+            typeof m.epoch === 'string' && typeof m.offset === 'number';
+        if (!positioned) return this._emit('message', m);
+        if (typeof m.recovered === 'boolean') {
+            // {"channel", "recovered", "epoch", "offset"}: where a subscription stands once the
+            // replayed messages that follow it are delivered. Recovered from our position: those
+            // messages move it. Otherwise (a first subscription, or the stream lost) it starts here.
+            const at = this._positions.get(m.channel);
+            const resumed = m.recovered && at && at.epoch === m.epoch;
+            if (!resumed && this._channels.has(m.channel)) this._positions.set(m.channel, { epoch: m.epoch, offset: m.offset });
+            if (s.recovering.delete(m.channel) || !m.recovered) {
+                this._emit('recovered', { channel: m.channel, recovered: m.recovered, epoch: m.epoch, offset: m.offset });
+            }
+            return;
+        }
+        const at = this._positions.get(m.channel);
+        if (at && at.epoch === m.epoch && m.offset <= at.offset) return; // had it already
+        if (this._channels.has(m.channel)) this._positions.set(m.channel, { epoch: m.epoch, offset: m.offset });
+        this._emit('message', m);
     }
 
     /** The session is over: emit 'close', and reconnect unless closing or told not to. */
@@ -487,7 +556,7 @@ class Client {
         s.ended = true;
         for (const rid of later) {
             const a = s.answers.get(rid);
-            if (a && Array.isArray(a.messages)) for (const m of a.messages) this._emit('message', m);
+            if (a && Array.isArray(a.messages)) for (const m of a.messages) this._deliver(s, m);
         }
         s.answers.clear();
         for (const req of s.pending.values()) {
@@ -530,9 +599,9 @@ class Client {
             const body = JSON.stringify({ sid: s.sid, rid: s.nextRid++, type: 'terminate', ack: s.processed });
             try {
                 if (navigator.sendBeacon) {
-                    navigator.sendBeacon(this.url, new Blob([body], { type: CONTENT_TYPE }));
+                    navigator.sendBeacon(s.url || this.url, new Blob([body], { type: CONTENT_TYPE }));
                 } else {
-                    this._fetch(this.url, { method: 'POST', body, keepalive: true, headers: { 'Content-Type': CONTENT_TYPE } });
+                    this._fetch(s.url || this.url, { method: 'POST', body, keepalive: true, headers: { 'Content-Type': CONTENT_TYPE } });
                 }
             } catch (err) {
                 // The page is going away; nothing more to do.

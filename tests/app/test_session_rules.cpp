@@ -3,11 +3,14 @@
 #include "app/hub.hpp"
 #include "app/session.hpp"
 #include "app/testing.hpp"
+#include "support/stamps.hpp"
 
 #include <catch2/catch.hpp>
 
 using megaphone::close_reason;
 using megaphone::fsm_state;
+using megaphone::test::stamp_of;
+using megaphone::test::without_stamps;
 using megaphone::testing::harness;
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -58,7 +61,12 @@ TEST_CASE("session: a held request is answered by a publish") {
     h.publish("news", json{{"n", 1}});
     h.settle();
     REQUIRE(poll.answered());
-    CHECK(poll.messages() == json::array({json{{"n", 1}}}));
+    CHECK(without_stamps(poll.messages()) == json::array({json{{"n", 1}}}));
+    // An object is delivered stamped with its position: the channel's first message.
+    REQUIRE(poll.messages().size() == 1);
+    const auto stamped = stamp_of(poll.messages()[0]);
+    REQUIRE(stamped.has_value());
+    CHECK(stamped->offset == 1);
     CHECK(c.state() == fsm_state::waiting);
 }
 

@@ -6,6 +6,7 @@
 // application has seen it. The application sees a request's messages in the same step in which
 // the session then holds the request, so once the message is seen the request is held.
 #include "support/http_client.hpp"
+#include "support/stamps.hpp"
 #include "support/test_server.hpp"
 
 #include <catch2/catch.hpp>
@@ -30,9 +31,13 @@ using megaphone::close_reason;
 using megaphone::test::create_session;
 using megaphone::test::http_client;
 using megaphone::test::http_reply;
+using megaphone::test::read_publish_answer;
 using megaphone::test::request_body;
+using megaphone::test::stamped_position;
+using megaphone::test::stamps_of;
 using megaphone::test::test_options;
 using megaphone::test::test_server;
+using megaphone::test::unstamped;
 using json = nlohmann::json;
 namespace http = boost::beast::http;
 
@@ -44,7 +49,7 @@ std::chrono::milliseconds since(steady::time_point t0) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - t0);
 }
 
-/// `{"rid":N,"messages":[...]}` exactly as the server writes it.
+/// `{"rid":N,"messages":[...]}` exactly as the server writes it (once unstamped()).
 std::string data_body(std::uint64_t rid, const std::vector<std::string>& messages = {}) {
     std::string out = "{\"rid\":" + std::to_string(rid) + ",\"messages\":[";
     for (std::size_t i = 0; i < messages.size(); ++i)
@@ -52,7 +57,7 @@ std::string data_body(std::uint64_t rid, const std::vector<std::string>& message
     return out + "]}";
 }
 
-/// What a subscriber of `channel` receives for `data`, serialized.
+/// What a subscriber of `channel` receives for `data`, serialized, without its stamp.
 std::string envelope(const std::string& channel, const json& data) {
     return json{{"channel", channel}, {"data", data}}.dump();
 }
@@ -60,11 +65,20 @@ std::string envelope(const std::string& channel, const json& data) {
 const std::string not_found_body = R"({"type":"terminate","condition":"item-not-found"})";
 const std::string bad_request_body = R"({"type":"terminate","condition":"bad-request"})";
 
-/// POST /publish/{channel}; returns how many sessions it reached.
-std::size_t publish(http_client& c, const std::string& channel, const json& data) {
+/// POST /publish/{channel}; its answer, {"epoch": E, "offset": K, "sessions": N}.
+megaphone::test::publish_answer publish_at(http_client& c, const std::string& channel,
+                                           const json& data) {
     const http_reply r = c.post("/publish/" + channel, data.dump());
     REQUIRE(r.status == 200);
-    return r.json().at("sessions").get<std::size_t>();
+    INFO(r.body);
+    const auto answer = read_publish_answer(r.json());
+    REQUIRE(answer.has_value());
+    return *answer;
+}
+
+/// POST /publish/{channel}; returns how many sessions it reached.
+std::size_t publish(http_client& c, const std::string& channel, const json& data) {
+    return publish_at(c, channel, data).sessions;
 }
 
 /// A subscription message, used as the "seen by the application" barrier.
@@ -129,12 +143,64 @@ TEST_CASE("long poll: a held request is answered by a publish") {
     REQUIRE(ts.app().wait_messages(s.sid, 2)); // the request is held now
     CHECK_FALSE(poll.readable_within(50ms));
 
-    CHECK(publish(backend, "ch", {{"n", 42}}) == 1);
+    const auto published = publish_at(backend, "ch", {{"n", 42}});
+    CHECK(published.sessions == 1);
     const http_reply r = poll.receive();
     CHECK(r.status == 200);
     CHECK(r.header("Content-Type") == "application/json");
-    CHECK(r.body == data_body(501, {envelope("ch", {{"n", 42}})}));
-    CHECK(r.body == R"({"rid":501,"messages":[{"channel":"ch","data":{"n":42}}]})");
+    CHECK(unstamped(r.body) == data_body(501, {envelope("ch", {{"n", 42}})}));
+    CHECK(unstamped(r.body) == R"({"rid":501,"messages":[{"channel":"ch","data":{"n":42}}]})");
+    // The message carries its position, the one the publish answered, first in the object.
+    CHECK(published.position.offset == 1); // the channel's first message
+    CHECK(r.body == R"({"rid":501,"messages":[{"epoch":")" + published.position.epoch +
+                        R"(","offset":1,"channel":"ch","data":{"n":42}}]})");
+}
+
+TEST_CASE("long poll: published messages are stamped with the channel's epoch and offsets 1, 2, "
+          "3...") {
+    test_server ts;
+    http_client poll{ts.port()}, other{ts.port()}, backend{ts.port()};
+    const auto s = create_session(poll, 100, {{"messages", subscribe("ch")}});
+    const auto t = create_session(other, 200, {{"messages", subscribe("elsewhere")}});
+
+    // Three publishes to "ch" while the session holds no request: queued, then one answer.
+    std::vector<stamped_position> answered;
+    for (const json& data : {json{{"n", 1}}, json("two"), json::object()})
+        answered.push_back(publish_at(backend, "ch", data).position);
+    // Another channel has a stream of its own: its own epoch, from offset 1.
+    const auto elsewhere = publish_at(backend, "elsewhere", {{"n", 1}});
+
+    const http_reply r = poll.post_json("/comet", request_body(s.sid, 101));
+    REQUIRE(r.status == 200);
+    INFO(r.body);
+    // Every envelope is an object, whatever its data: each is stamped.
+    CHECK(unstamped(r.body) == data_body(101, {envelope("ch", {{"n", 1}}), envelope("ch", "two"),
+                                               envelope("ch", json::object())}));
+    const auto stamps = stamps_of(r.body);
+    REQUIRE(stamps.size() == 3);
+    CHECK_FALSE(stamps[0].epoch.empty());
+    CHECK(stamps[0].offset == 1);
+    CHECK(stamps[1] == stamped_position{stamps[0].epoch, 2});
+    CHECK(stamps[2] == stamped_position{stamps[0].epoch, 3});
+    CHECK(stamps == answered); // the positions POST /publish answered
+    const json got = r.json().at("messages");
+    REQUIRE(got.size() == 3);
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        CHECK(got[i].at("epoch") == stamps[0].epoch);
+        CHECK(got[i].at("offset") == i + 1);
+    }
+
+    const http_reply r2 = other.post_json("/comet", request_body(t.sid, 201));
+    CHECK(r2.body == R"({"rid":201,"messages":[{"epoch":")" + elsewhere.position.epoch +
+                         R"(","offset":1,"channel":"elsewhere","data":{"n":1}}]})");
+    CHECK(elsewhere.position.offset == 1);
+    CHECK_FALSE(elsewhere.position.epoch.empty());
+    CHECK(elsewhere.position.epoch != stamps[0].epoch);
+
+    // The stream goes on from there.
+    const auto fourth = publish_at(backend, "ch", 4);
+    CHECK(fourth.position == stamped_position{stamps[0].epoch, 4});
+    CHECK(fourth.sessions == 1);
 }
 
 TEST_CASE("long poll: a publish to a channel name that is not UTF-8 is refused, nothing else "
@@ -155,7 +221,7 @@ TEST_CASE("long poll: a publish to a channel name that is not UTF-8 is refused, 
     CHECK(publish(backend, "caf%C3%A9", "x") == 0);
     CHECK(publish(backend, "ch", {{"n", 1}}) == 1);
     const http_reply r = poll.receive();
-    CHECK(r.body == R"({"rid":701,"messages":[{"channel":"ch","data":{"n":1}}]})");
+    CHECK(unstamped(r.body) == R"({"rid":701,"messages":[{"channel":"ch","data":{"n":1}}]})");
 }
 
 TEST_CASE("server: an exception in a route is that request's 500; the server serves on") {
@@ -200,7 +266,7 @@ TEST_CASE("long poll: wait expiry answers an empty message list after the config
     c.send_json("/comet", request_body(s.sid, 12, subscribe("later")));
     REQUIRE(ts.app().wait_messages(s.sid, 1));
     CHECK(publish(backend, "later", "x") == 1);
-    CHECK(c.receive().body == data_body(12, {envelope("later", "x")}));
+    CHECK(unstamped(c.receive().body) == data_body(12, {envelope("later", "x")}));
 }
 
 TEST_CASE("long poll: inactivity closes the session, and its next request gets 404") {
@@ -231,7 +297,7 @@ TEST_CASE("long poll: inactivity closes the session, and its next request gets 4
     // Another inactivity period later, the session that holds a request is still there.
     CHECK_FALSE(ts.app().wait_closed(busy.sid, 700ms).has_value());
     CHECK(publish(backend, "busy", 1) == 1);
-    CHECK(held.receive().body == data_body(201, {envelope("busy", 1)}));
+    CHECK(unstamped(held.receive().body) == data_body(201, {envelope("busy", 1)}));
 }
 
 TEST_CASE("long poll: a client closing its socket while its request is held is noticed at once") {
@@ -266,7 +332,7 @@ TEST_CASE("long poll: a client closing its socket while its request is held is n
             const http_reply r = c2.receive();
             CHECK(since(t1) < 1s);
             CHECK(r.status == 200);
-            CHECK(r.body == data_body(1002, {envelope("ch", "after-close")}));
+            CHECK(unstamped(r.body) == data_body(1002, {envelope("ch", "after-close")}));
 
             // The lost request left nothing behind: a held request plus an early one are two
             // requests, within the window of a hold-1 session.
@@ -279,7 +345,7 @@ TEST_CASE("long poll: a client closing its socket while its request is held is n
             CHECK(c2.receive().body == data_body(1003));
             CHECK(c4.receive().body == data_body(1004));
             CHECK(publish(backend, "ch", "late") == 1);
-            CHECK(c3.receive().body == data_body(1005, {envelope("ch", "late")}));
+            CHECK(unstamped(c3.receive().body) == data_body(1005, {envelope("ch", "late")}));
         }
         SECTION("the same rid sent again is held again and gets it at once") {
             const auto t1 = steady::now();
@@ -288,7 +354,7 @@ TEST_CASE("long poll: a client closing its socket while its request is held is n
             const http_reply r = c2.receive();
             CHECK(since(t1) < 1s);
             CHECK(r.status == 200);
-            CHECK(r.body == data_body(1001, {envelope("ch", "after-close")}));
+            CHECK(unstamped(r.body) == data_body(1001, {envelope("ch", "after-close")}));
             // Its messages were delivered the first time only.
             CHECK(ts.app().snapshot().messages_of(s.sid).size() == 2);
         }
@@ -315,7 +381,9 @@ TEST_CASE("long poll: a repeated rid gets the byte-identical response") {
     CHECK(publish(backend, "ch", {{"text", "héllo"}, {"n", 1.5}}) == 1);
     const http_reply first = c.post_json("/comet", request_body(s.sid, 4001, subscribe("x")));
     REQUIRE(first.status == 200);
-    REQUIRE(first.body == data_body(4001, {envelope("ch", {{"text", "héllo"}, {"n", 1.5}})}));
+    REQUIRE(unstamped(first.body) ==
+            data_body(4001, {envelope("ch", {{"text", "héllo"}, {"n", 1.5}})}));
+    REQUIRE(stamps_of(first.body).size() == 1);
 
     for (int i = 0; i < 3; ++i) {
         const http_reply again = c.post_json("/comet", request_body(s.sid, 4001, subscribe("x")));
@@ -330,7 +398,7 @@ TEST_CASE("long poll: a repeated rid gets the byte-identical response") {
     // Repeats deliver no message twice, and the session goes on.
     CHECK(ts.app().snapshot().messages_of(s.sid).size() == 2);
     CHECK(publish(backend, "ch", 2) == 1);
-    CHECK(c.post_json("/comet", request_body(s.sid, 4002)).body ==
+    CHECK(unstamped(c.post_json("/comet", request_body(s.sid, 4002)).body) ==
           data_body(4002, {envelope("ch", 2)}));
 }
 
@@ -359,11 +427,11 @@ TEST_CASE("long poll: an early rid waits for the gap") {
     // Data goes to the oldest held request first: 51 gets the first publish, 52 the second.
     CHECK(publish(backend, "ch", "one") == 1);
     const http_reply r1 = c1.receive();
-    CHECK(r1.body == data_body(51, {envelope("ch", "one")}));
+    CHECK(unstamped(r1.body) == data_body(51, {envelope("ch", "one")}));
     CHECK_FALSE(c2.readable_within(50ms));
     CHECK(publish(backend, "ch", "two") == 1);
     const http_reply r2 = c2.receive();
-    CHECK(r2.body == data_body(52, {envelope("ch", "two")}));
+    CHECK(unstamped(r2.body) == data_body(52, {envelope("ch", "two")}));
 }
 
 TEST_CASE("long poll: a rid beyond the window terminates the session") {
@@ -407,7 +475,7 @@ TEST_CASE("long poll: with hold 1, a second request releases the held one and is
     REQUIRE(ts.app().wait_messages(s.sid, 3));
     CHECK_FALSE(c2.readable_within(100ms)); // held, not answered
     CHECK(publish(backend, "ch", "for-72") == 1);
-    CHECK(c2.receive().body == data_body(72, {envelope("ch", "for-72")}));
+    CHECK(unstamped(c2.receive().body) == data_body(72, {envelope("ch", "for-72")}));
 }
 
 TEST_CASE("long poll: malformed JSON gets 400 while another session keeps long-polling") {
@@ -440,7 +508,7 @@ TEST_CASE("long poll: malformed JSON gets 400 while another session keeps long-p
 
     CHECK_FALSE(poll.readable_within(50ms));
     CHECK(publish(backend, "ch", "still here") == 1);
-    CHECK(poll.receive().body == data_body(901, {envelope("ch", "still here")}));
+    CHECK(unstamped(poll.receive().body) == data_body(901, {envelope("ch", "still here")}));
     CHECK_FALSE(ts.app().snapshot().close_reason_of(s.sid).has_value());
 }
 
@@ -679,12 +747,16 @@ TEST_CASE("long poll: 1,000 concurrent sessions each get their own data") {
     const bool all_held = ts.app().wait_for(
         [](const megaphone::test::recording& r) { return r.messages.size() >= sessions; }, 30s);
     CHECK(all_held);
+    std::vector<stamped_position> positions(sessions); // of each session's one message
     if (all_held) {
         CHECK(ts.srv().session_count() == sessions);
         http_client backend{ts.port()};
         int reached = 0;
-        for (auto& c : clients)
-            reached += static_cast<int>(publish(backend, c->channel(), c->payload()));
+        for (auto& c : clients) {
+            const auto published = publish_at(backend, c->channel(), c->payload());
+            reached += static_cast<int>(published.sessions);
+            positions[static_cast<std::size_t>(c->n)] = published.position;
+        }
         CHECK(reached == sessions);
     }
     io.join();
@@ -693,10 +765,16 @@ TEST_CASE("long poll: 1,000 concurrent sessions each get their own data") {
     for (auto& c : clients) {
         INFO("session " << c->n << ": " << c->error);
         const std::string expected = data_body(11, {envelope(c->channel(), c->payload())});
-        if (c->error.empty() && c->status == 200 && c->body == expected)
+        // Each channel's first message: offset 1 in the epoch POST /publish answered.
+        const std::vector<stamped_position> expected_stamps = {
+            {positions[static_cast<std::size_t>(c->n)].epoch, 1}};
+        if (c->error.empty() && c->status == 200 && unstamped(c->body) == expected &&
+            stamps_of(c->body) == expected_stamps)
             ++ok;
-        else
-            CHECK(c->body == expected); // reports the first few that differ
+        else {
+            CHECK(unstamped(c->body) == expected); // reports the first few that differ
+            CHECK(stamps_of(c->body) == expected_stamps);
+        }
         if (c->n - ok > 5)
             break;
     }
@@ -840,12 +918,12 @@ TEST_CASE("long poll: a repeated rid whose request is still held takes its place
 
     CHECK_FALSE(c2.readable_within(50ms)); // the new copy is held
     CHECK(publish(backend, "ch", "for the new copy") == 1);
-    CHECK(c2.receive().body == data_body(81, {envelope("ch", "for the new copy")}));
+    CHECK(unstamped(c2.receive().body) == data_body(81, {envelope("ch", "for the new copy")}));
 
     // The session lives on; the repeat's messages were not delivered again.
     CHECK_FALSE(ts.app().snapshot().close_reason_of(s.sid).has_value());
     CHECK(ts.app().snapshot().messages_of(s.sid).size() == 2);
     CHECK(publish(backend, "ch", "next") == 1);
-    CHECK(c1.post_json("/comet", request_body(s.sid, 82)).body ==
+    CHECK(unstamped(c1.post_json("/comet", request_body(s.sid, 82)).body) ==
           data_body(82, {envelope("ch", "next")}));
 }

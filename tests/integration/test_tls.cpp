@@ -2,6 +2,7 @@
 // a certificate made by the test itself (support/tls.hpp), clients that speak TLS through
 // OpenSSL. The same sessions, the same JSON and BOSH transports, over either port.
 #include "support/http_client.hpp"
+#include "support/stamps.hpp"
 #include "support/test_server.hpp"
 #include "support/tls.hpp"
 #include "transport/bosh_codec.hpp"
@@ -21,8 +22,11 @@ using megaphone::test::http_client;
 using megaphone::test::http_reply;
 using megaphone::test::recording_app;
 using megaphone::test::request_body;
+using megaphone::test::stamped_position;
+using megaphone::test::stamps_of;
 using megaphone::test::test_certificate;
 using megaphone::test::test_options;
+using megaphone::test::unstamped;
 using json = nlohmann::json;
 namespace http = boost::beast::http;
 
@@ -82,7 +86,7 @@ std::size_t publish(http_client& c, const std::string& channel, const json& data
     return r.json().at("sessions").get<std::size_t>();
 }
 
-/// What a held request of `rid` gets for one publish of `data` on `channel`.
+/// What a held request of `rid` gets for one publish of `data` on `channel` (once unstamped()).
 std::string one_message(std::uint64_t rid, const std::string& channel, const json& data) {
     return "{\"rid\":" + std::to_string(rid) + ",\"messages\":[" +
            json{{"channel", channel}, {"data", data}}.dump() + "]}";
@@ -105,13 +109,19 @@ TEST_CASE("tls: a JSON long poll over HTTPS: create, a held poll answered by a p
     const http_reply r = poll.receive();
     CHECK(r.status == 200);
     CHECK(r.header("Content-Type") == "application/json");
-    CHECK(r.body == one_message(101, "ch", {{"n", 1}}));
+    CHECK(unstamped(r.body) == one_message(101, "ch", {{"n", 1}}));
+    const auto first = stamps_of(r.body);
+    REQUIRE(first.size() == 1);
+    CHECK_FALSE(first[0].epoch.empty());
+    CHECK(first[0].offset == 1);
 
     // Keep-alive over TLS: the next request of the session goes on the same connection.
     poll.send_json("/comet", request_body(s.sid, 102, subscribe("ch")));
     REQUIRE(ts.app().wait_messages(s.sid, 3));
     CHECK(publish(backend, "ch", "again") == 1);
-    CHECK(poll.receive().body == one_message(102, "ch", "again"));
+    const http_reply r2 = poll.receive();
+    CHECK(unstamped(r2.body) == one_message(102, "ch", "again"));
+    CHECK(stamps_of(r2.body) == std::vector<stamped_position>{{first[0].epoch, 2}});
 }
 
 TEST_CASE("tls: one session over HTTP and HTTPS at once") {
@@ -124,13 +134,13 @@ TEST_CASE("tls: one session over HTTP and HTTPS at once") {
     REQUIRE(ts.app().wait_messages(s.sid, 2));
     http_client secure_backend = ts.https();
     CHECK(publish(secure_backend, "ch", "to-http") == 1);
-    CHECK(plain.receive().body == one_message(201, "ch", "to-http"));
+    CHECK(unstamped(plain.receive().body) == one_message(201, "ch", "to-http"));
 
     // ...then held over HTTPS, answered by a publish made over plain HTTP.
     secure.send_json("/comet", request_body(s.sid, 202, subscribe("ch")));
     REQUIRE(ts.app().wait_messages(s.sid, 3));
     CHECK(publish(backend, "ch", "to-https") == 1);
-    CHECK(secure.receive().body == one_message(202, "ch", "to-https"));
+    CHECK(unstamped(secure.receive().body) == one_message(202, "ch", "to-https"));
 
     // A message sent over either port reaches the same session, in rid order.
     plain.send_json("/comet", request_body(s.sid, 203, json::array({{{"n", 1}}})));
@@ -185,7 +195,7 @@ TEST_CASE("tls: a client leaving while its request is held is noticed over TLS t
         http_client c2 = ts.https();
         c2.send_json("/comet", request_body(s.sid, 401));
         REQUIRE(c2.readable_within(2s));
-        CHECK(c2.receive().body == one_message(401, "ch", "after-close"));
+        CHECK(unstamped(c2.receive().body) == one_message(401, "ch", "after-close"));
         CHECK_FALSE(ts.app().snapshot().close_reason_of(s.sid).has_value());
     };
 
@@ -202,7 +212,7 @@ TEST_CASE("tls: a client leaving while its request is held is noticed over TLS t
         REQUIRE(SSL_do_handshake(c1.stream().ssl()) == 1); // sends it now
         CHECK_FALSE(c1.readable_within(300ms));            // not closed
         CHECK(publish(backend, "ch", "still-here") == 1);
-        CHECK(c1.receive().body == one_message(401, "ch", "still-here"));
+        CHECK(unstamped(c1.receive().body) == one_message(401, "ch", "still-here"));
     }
 }
 
@@ -222,7 +232,7 @@ TEST_CASE("tls: a pipelined request behind a held one is kept, over HTTP and HTT
     SECTION("both are answered, in order") {
         CHECK_FALSE(c1.readable_within(300ms)); // still held, not closed
         CHECK(publish(backend, "ch", "first") == 1);
-        CHECK(c1.receive().body == one_message(701, "ch", "first"));
+        CHECK(unstamped(c1.receive().body) == one_message(701, "ch", "first"));
         const http_reply second = c1.receive();
         CHECK(second.status == 200);
         CHECK(second.json().at("sessions") == 0);
@@ -232,7 +242,7 @@ TEST_CASE("tls: a pipelined request behind a held one is kept, over HTTP and HTT
         REQUIRE(c1.closed_by_server_within(3s));
         CHECK(publish(backend, "ch", "queued") == 1); // queued for the next request, not lost
         http_client c2 = ts.plain();
-        CHECK(c2.post_json("/comet", request_body(s.sid, 701)).body ==
+        CHECK(unstamped(c2.post_json("/comet", request_body(s.sid, 701)).body) ==
               one_message(701, "ch", "queued"));
     }
 }
@@ -290,7 +300,7 @@ TEST_CASE("tls: bad handshakes and silent clients harm no other session") {
     CHECK_FALSE(poll.readable_within(10ms));
     http_client backend = ts.https();
     CHECK(publish(backend, "ch", "fine") == 1);
-    CHECK(poll.receive().body == one_message(501, "ch", "fine"));
+    CHECK(unstamped(poll.receive().body) == one_message(501, "ch", "fine"));
     http_client fresh = ts.https();
     CHECK_NOTHROW(create_session(fresh, 600));
     CHECK_FALSE(ts.app().snapshot().close_reason_of(s.sid).has_value());

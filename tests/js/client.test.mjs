@@ -4,7 +4,7 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from '../../web/megaphone.js';
 import { startServer } from './server.mjs';
-import { waitFor, nextEvent, record, loggingFetch } from './helpers.mjs';
+import { waitFor, nextEvent, record, loggingFetch, unstamped, stampOf } from './helpers.mjs';
 
 const WAIT = 1;
 const INACTIVITY = 2;
@@ -46,22 +46,29 @@ function client(options = {}) {
     return c;
 }
 
-/** Subscribes `c` to `channel` and resolves once the subscription is in effect (a probe came back). */
+/**
+ * Subscribes `c` to `channel` and resolves once the subscription is in effect (a probe came
+ * back), with the probe message.
+ */
 async function subscribed(c, channel) {
     const probe = `probe-${Math.random()}`;
     const got = nextEvent(c, 'message', { pred: (m) => m.channel === channel && m.data === probe });
     c.subscribe(channel);
     c.publish(channel, probe);
-    await got;
+    return got;
 }
 
+/** POST /publish/{channel}: its answer, {epoch, offset, sessions} (the stamp checked here). */
 async function publishHttp(channel, value) {
     const res = await fetch(`${server.url}/publish/${encodeURIComponent(channel)}`, {
         method: 'POST',
         body: JSON.stringify(value),
     });
     assert.equal(res.status, 200, `POST /publish/${channel} answered ${res.status}`);
-    return res.json();
+    const answer = await res.json();
+    const at = stampOf(answer);
+    assert.ok(at && at.offset >= 1, `a position in the answer: ${JSON.stringify(answer)}`);
+    return answer;
 }
 
 function dataOn(rec, channel) {
@@ -122,13 +129,19 @@ test('subscribe and publish: a round trip between two clients', async () => {
 test('POST /publish/{channel} reaches subscribers and answers the number of sessions', async () => {
     const c = client();
     const rec = record(c);
-    await subscribed(c, 'news');
+    const probe = await subscribed(c, 'news');
     const answer = await publishHttp('news', { headline: 'hello', list: [1, 2, 3] });
-    assert.deepEqual(answer, { sessions: 1 });
+    assert.deepEqual(unstamped(answer), { sessions: 1 });
     await waitFor(() => dataOn(rec, 'news').some((d) => d && d.headline === 'hello'), { message: 'the published message' });
     assert.deepEqual(dataOn(rec, 'news').filter((d) => typeof d === 'object'), [{ headline: 'hello', list: [1, 2, 3] }]);
+    // Positions: the probe was the channel's first message, this one is the next; the message
+    // arrives with the position the publish answered.
+    assert.deepEqual(stampOf(probe), { epoch: answer.epoch, offset: 1 });
+    assert.equal(answer.offset, 2);
+    const message = rec.messages.find((m) => m.channel === 'news' && m.data && m.data.headline === 'hello');
+    assert.deepEqual(message, { epoch: answer.epoch, offset: 2, channel: 'news', data: { headline: 'hello', list: [1, 2, 3] } });
 
-    assert.deepEqual(await publishHttp('nobody-listens', 1), { sessions: 0 });
+    assert.deepEqual(unstamped(await publishHttp('nobody-listens', 1)), { sessions: 0 });
 });
 
 test('200 messages sent at once arrive in order, exactly once, in a few batched requests', async () => {
@@ -262,7 +275,7 @@ test('a request with no answer is given up after wait + timeout and sent again',
     await waitFor(() => hung.length === 2, { timeout: (WAIT * 4 + 4) * 1000, message: 'two hung requests' });
     const got = nextEvent(c, 'message', { pred: (m) => m.channel === 'slow-net' && m.data === 'after' });
     await waitFor(() => rec.errors.length >= 2, { timeout: (WAIT + 2) * 1000, message: 'the second timeout' });
-    assert.deepEqual(await publishHttp('slow-net', 'after'), { sessions: 1 });
+    assert.deepEqual(unstamped(await publishHttp('slow-net', 'after')), { sessions: 1 });
     await got;
     assert.equal(rec.close.length, 0);
     assert.equal(dataOn(rec, 'slow-net').filter((d) => d === 'after').length, 1);
@@ -302,7 +315,7 @@ test('a held request replaced by a stray copy of its rid is sent again', async (
     await waitFor(() => stray !== null && replacedAnswers.includes(stray), { timeout: (WAIT + 3) * 1000, message: 'the replaced answer' });
     await waitFor(() => logged.log.filter((e) => e.rid === stray).length >= 2, { timeout: 5000, message: 'the rid sent again' });
     const got = nextEvent(c, 'message', { pred: (m) => m.channel === 'dup' && m.data === 'after' });
-    assert.deepEqual(await publishHttp('dup', 'after'), { sessions: 1 });
+    assert.deepEqual(unstamped(await publishHttp('dup', 'after')), { sessions: 1 });
     await got;
     const copies = logged.log.filter((e) => e.rid === stray);
     assert.ok(copies.every((e) => e.raw === copies[0].raw), 'the same body');
@@ -326,6 +339,9 @@ test('an expired session (item-not-found) reports close and reconnects with a fr
         { timeout: (WAIT + INACTIVITY + 5) * 1000, interval: 100, message: 'the server to drop the session' });
     const closed = nextEvent(c, 'close', { timeout: 5000 });
     const reopened = nextEvent(c, 'open', { timeout: 5000 });
+    const recovered = nextEvent(c, 'recovered', { timeout: 10000 });
+    let atClose;
+    c.on('close', () => { atClose = c.position('expiry'); });
     blocked = false;
 
     const info = await closed;
@@ -335,16 +351,26 @@ test('an expired session (item-not-found) reports close and reconnects with a fr
     assert.notEqual(second.sid, first.sid, 'a fresh session');
     assert.equal(c.state, 'open');
 
-    // The new session subscribed again to 'expiry', in its first request after the creation (a
-    // creation carries no messages: were its answer lost, its copy would make a second session).
+    // The new session subscribed again to 'expiry' through the creation's `recover`, from the
+    // position of the last message the client had (a creation carries no messages: were its
+    // answer lost, its copy would make a second session; `recover` is harmless twice).
     const create = logged.log.filter((e) => !e.sid).at(-1);
     assert.equal(create.messages, undefined);
-    const first2 = await waitFor(() => logged.log.find((e) => e.sid === second.sid && e.messages),
-        { message: 'the first request of the new session' });
-    assert.deepEqual(first2.messages, [{ subscribe: 'expiry' }]);
+    assert.deepEqual(create.recover, { expiry: atClose });
+    // It was told so, and got every message published while it was cut off, once, in order.
+    const r = await recovered;
+    assert.equal(r.recovered, true);
+    assert.equal(r.epoch, atClose.epoch);
+    await waitFor(() => c.position('expiry').offset === r.offset, { message: 'the recovered messages' });
+    const lost = rec.messages.filter((m) => m.channel === 'expiry' && m.offset > atClose.offset);
+    assert.deepEqual(lost.map((m) => m.offset),
+        Array.from({ length: r.offset - atClose.offset }, (_, i) => atClose.offset + 1 + i));
+    assert.ok(lost.every((m) => m.data === 'lost'));
     const got = nextEvent(c, 'message', { pred: (m) => m.channel === 'expiry' && m.data === 'again' });
-    assert.deepEqual(await publishHttp('expiry', 'again'), { sessions: 1 });
-    await got;
+    const answer = await publishHttp('expiry', 'again');
+    assert.equal(answer.offset, r.offset + 1);
+    const again = await got;
+    assert.equal(again.offset, answer.offset);
     assert.equal(rec.close.length, 1);
 });
 
@@ -374,9 +400,9 @@ test('a polling session (hold 0) polls no faster than allowed and still delivers
     assert.equal(s.hold, 0);
     assert.equal(s.requests, 1);
     await subscribed(c, 'slow');
-    assert.deepEqual(await publishHttp('slow', 'one'), { sessions: 1 });
+    assert.deepEqual(unstamped(await publishHttp('slow', 'one')), { sessions: 1 });
     await waitFor(() => dataOn(rec, 'slow').includes('one'), { timeout: (POLLING * 3 + 2) * 1000, message: 'delivery' });
-    assert.deepEqual(await publishHttp('slow', 'two'), { sessions: 1 });
+    assert.deepEqual(unstamped(await publishHttp('slow', 'two')), { sessions: 1 });
     await waitFor(() => dataOn(rec, 'slow').includes('two'), { timeout: (POLLING * 3 + 2) * 1000, message: 'delivery' });
 
     // Never more than one request out, and empty ones spaced by at least `polling` seconds.

@@ -65,3 +65,30 @@ export function loggingFetch({ fail = () => false, realFetch = globalThis.fetch 
     }
     return { fetch: wrapped, log, failures };
 }
+
+/**
+ * Messages published to a channel come stamped with their position in it (cluster/bus.hpp): a
+ * JSON object gains "epoch" (a string, the channel's stream) and "offset" (1, 2, 3, ... in it);
+ * POST /publish/{channel} answers the same two next to "sessions".
+ *
+ * unstamped(value): a copy of `value` (a message or a publish answer) without "epoch" and
+ * "offset", when both are there and well typed (a non-empty string, an integer >= 0); anything
+ * else is returned as it is, so an ill-formed stamp still shows in a comparison.
+ */
+export function unstamped(value) {
+    if (!isStamped(value)) return value;
+    const { epoch, offset, ...rest } = value;
+    return rest;
+}
+
+/** Whether `value` is an object with a well-formed stamp. */
+export function isStamped(value) {
+    return value !== null && typeof value === 'object' && !Array.isArray(value) &&
+        typeof value.epoch === 'string' && value.epoch.length > 0 &&
+        Number.isInteger(value.offset) && value.offset >= 0;
+}
+
+/** The {epoch, offset} of a stamped message or publish answer, or undefined. */
+export function stampOf(value) {
+    return isStamped(value) ? { epoch: value.epoch, offset: value.offset } : undefined;
+}

@@ -10,16 +10,20 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { connect } from '../../web/megaphone.js';
-import { nextEvent, waitFor } from './helpers.mjs';
+import { nextEvent, stampOf, unstamped, waitFor } from './helpers.mjs';
 import { startServer } from './server.mjs';
 
 const CLIENTS = 20;
 const DRAIN_S = 3;
 
+/** POST /publish/{channel}: its answer, {epoch, offset, sessions} (the stamp checked here). */
 async function publish(server, channel, data) {
     const res = await fetch(`${server.url}/publish/${channel}`, { method: 'POST', body: JSON.stringify(data) });
     assert.equal(res.status, 200);
-    return res.json();
+    const answer = await res.json();
+    const at = stampOf(answer);
+    assert.ok(at && at.offset >= 1, `a position in the answer: ${JSON.stringify(answer)}`);
+    return answer;
 }
 
 test(`SIGTERM: held requests answered, the port taken over at once, ${CLIENTS} clients carry on`, async (t) => {
@@ -38,8 +42,9 @@ test(`SIGTERM: held requests answered, the port taken over at once, ${CLIENTS} c
             clients.push(rec);
         }
         // Everyone subscribed and holding a request.
+        let before = null;
         await waitFor(async () => (await publish(first, 'probe', 0)).sessions === 0 &&
-            (await publish(first, 'news', 'before')).sessions === CLIENTS,
+            (before = await publish(first, 'news', 'before')).sessions === CLIENTS,
             { timeout: 10000, interval: 50, message: 'every client subscribed' });
         await waitFor(() => clients.every((r) => r.news.includes('before')), { timeout: 5000, message: 'before' });
 
@@ -74,8 +79,12 @@ test(`SIGTERM: held requests answered, the port taken over at once, ${CLIENTS} c
             { timeout: 15000, interval: 50, message: 'every client back and subscribed' });
         const recovered = Date.now() - stopAt;
         const got = clients.map((r) => nextEvent(r.c, 'message', { pred: (m) => m.data === 'after', timeout: 10000 }));
-        assert.deepEqual(await publish(second, 'news', 'after'), { sessions: CLIENTS });
-        await Promise.all(got);
+        const after = await publish(second, 'news', 'after');
+        assert.deepEqual(unstamped(after), { sessions: CLIENTS });
+        // Each got it at the position the publish answered. The new server's channel is a new
+        // stream (sessions and history lived in the first one's memory): a new epoch.
+        for (const m of await Promise.all(got)) assert.deepEqual(stampOf(m), stampOf(after));
+        assert.notEqual(after.epoch, before.epoch);
         for (const [i, r] of clients.entries()) {
             assert.equal(r.opens.length, 2, `client ${i}: a second session`);
             assert.notEqual(r.opens[0], r.opens[1]);

@@ -1,0 +1,54 @@
+// request_router: how the server hands a request for a session of another node to that node,
+// without knowing how (cluster/forwarder.hpp does it over HTTP, with the node registry in Redis).
+// A session lives on exactly one node; its sid starts with that node's id ("<node>-...").
+//
+// Requests between nodes carry two headers: X-Megaphone-Forwarded-By (the forwarding node's id)
+// and X-Megaphone-Cluster-Key (the shared --cluster-key). A node answers 403 to any request that
+// carries either header without the right key (internal_request::refused), so the forwarding
+// door is no way in; with no key configured every such request is refused.
+#pragma once
+
+#include "transport/http_connection.hpp"
+#include "transport/protocol.hpp"
+
+#include <string>
+#include <string_view>
+
+namespace megaphone {
+
+inline constexpr std::string_view forwarded_by_header = "X-Megaphone-Forwarded-By";
+inline constexpr std::string_view cluster_key_header = "X-Megaphone-Cluster-Key";
+
+/// What a request says of itself.
+enum class internal_request {
+    none,     ///< an ordinary request: neither header
+    admitted, ///< from a node of the cluster: it carries the right key
+    refused,  ///< claims to be internal (either header) without the right key, or no key is set
+};
+
+/// Checks the headers against `key` (constant-time comparison; an empty key refuses every
+/// internal request).
+internal_request check_internal(const http::request<http::string_body>& req,
+                                std::string_view key) noexcept;
+
+/// True when `req` was forwarded by another node (it carries X-Megaphone-Forwarded-By).
+bool forwarded(const http::request<http::string_body>& req) noexcept;
+
+class request_router {
+public:
+    virtual ~request_router() = default;
+    /// The server listens now, on `port` (the advertised address defaults to it). Called once,
+    /// after the server's threads run.
+    virtual void start(unsigned short port) = 0;
+    /// Answers what is in flight (`system-shutdown`), forgets the node's address; nothing runs
+    /// after it returns. Any thread but the router's own.
+    virtual void stop() = 0;
+    /// `in` is a request of a session of `node`, not this one (its body decoded by `codec`).
+    /// True: the router took it and answers through `in.ex` (it may set `in.on_lost`); false:
+    /// it cannot (forwarding is off), the caller answers item-not-found. Any server thread.
+    virtual bool route(incoming& in, std::string_view node, const session_codec& codec) = 0;
+    /// A request refused with 403 by check_internal(), for the metrics.
+    virtual void refused() noexcept {}
+};
+
+} // namespace megaphone

@@ -1,0 +1,282 @@
+// Positions and recovery on the in-process bus (cluster/local_bus.hpp), through
+// megaphone::testing: every published message carries its channel's epoch and offset, and a
+// session subscribed from a cursor gets every message after it exactly once, in order, then the
+// live ones (docs/PROTOCOL.md, "Recovery").
+#include "app/hub.hpp"
+#include "app/session.hpp"
+#include "app/testing.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <random>
+
+using megaphone::testing::harness;
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+namespace {
+
+/// The hub's client messages without a server.
+class test_hub final : public megaphone::application {
+public:
+    void on_message(megaphone::session& s, const megaphone::message& m) override {
+        const json& msg = m.json();
+        if (msg.contains("subscribe")) {
+            const auto ch = msg["subscribe"].get<std::string>();
+            if (msg.contains("recover"))
+                s.subscribe(ch, megaphone::decode_stream_position(msg["recover"]).value());
+            else
+                s.subscribe(ch);
+        } else if (msg.contains("unsubscribe")) {
+            s.unsubscribe(msg["unsubscribe"].get<std::string>());
+        } else if (msg.contains("publish")) {
+            const auto ch = msg["publish"].get<std::string>();
+            s.broker().publish(ch, megaphone::hub::envelope(ch, msg.value("data", json())));
+        }
+    }
+};
+
+json cursor(const std::string& epoch, std::uint64_t offset) {
+    return {{"epoch", epoch}, {"offset", offset}};
+}
+
+/// Publishes `n` messages {"n": first..} to `channel` and lets them arrive.
+void publish_n(harness& h, const std::string& channel, int first, int n) {
+    for (int i = first; i < first + n; ++i)
+        h.publish(channel, megaphone::hub::envelope(channel, json{{"n", i}}));
+    h.settle();
+}
+
+/// What the client has received once it polls (a poll answered at once when messages wait, or
+/// held for the next ones).
+std::vector<json> receive(harness& h, megaphone::testing::client& c) {
+    c.poll();
+    h.settle();
+    return c.take();
+}
+
+} // namespace
+
+TEST_CASE("recovery: every published message carries its channel's epoch and offset") {
+    test_hub app;
+    harness h{app};
+    auto& c = h.connect({}, {{{"subscribe", "news"}}, {{"subscribe", "sport"}}});
+    publish_n(h, "news", 1, 3);
+    publish_n(h, "sport", 1, 1);
+    std::optional<megaphone::publish_result> told;
+    h.publish("news", megaphone::hub::envelope("news", 4), [&](const auto& r) { told = r; });
+    h.settle();
+    const auto got = receive(h, c);
+    REQUIRE(got.size() == 5);
+    const std::string epoch = got[0].at("epoch");
+    CHECK(epoch.size() == 12);
+    for (int i = 0; i < 3; ++i) {
+        CHECK(got[i].at("epoch") == epoch);
+        CHECK(got[i].at("offset") == i + 1);
+        CHECK(got[i].at("channel") == "news");
+        CHECK(got[i].at("data") == json{{"n", i + 1}});
+    }
+    // Each channel has its own stream.
+    CHECK(got[3].at("channel") == "sport");
+    CHECK(got[3].at("offset") == 1);
+    CHECK(got[3].at("epoch") != epoch);
+    // The publisher learns the position, and how many sessions it reached.
+    REQUIRE(told);
+    CHECK(told->ok);
+    CHECK(told->position.epoch == epoch);
+    CHECK(told->position.offset == 4);
+    CHECK(told->sessions == std::size_t{1});
+    CHECK(got[4].at("offset") == 4);
+}
+
+TEST_CASE("recovery: a new session from a cursor gets every message after it, then live ones") {
+    test_hub app;
+    harness h{app};
+    auto& first = h.connect({}, {{{"subscribe", "news"}}});
+    publish_n(h, "news", 1, 5);
+    const auto seen = receive(h, first);
+    REQUIRE(seen.size() == 5);
+    const std::string epoch = seen[0].at("epoch");
+
+    // The client kept the cursor of message 2 (say its session died before 3 reached it).
+    auto& again = h.connect({{"recover", {{"news", cursor(epoch, 2)}}}});
+    h.settle();
+    auto got = receive(h, again);
+    REQUIRE(got.size() == 4);
+    CHECK(got[0] ==
+          json{{"channel", "news"}, {"recovered", true}, {"epoch", epoch}, {"offset", 5}});
+    for (int i = 1; i <= 3; ++i) {
+        CHECK(got[i].at("offset") == i + 2);
+        CHECK(got[i].at("data") == json{{"n", i + 2}});
+    }
+    // Subscribed: live messages follow, each once.
+    publish_n(h, "news", 6, 2);
+    got = receive(h, again);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].at("offset") == 6);
+    CHECK(got[1].at("offset") == 7);
+}
+
+TEST_CASE("recovery: a cursor at the channel's last message replays nothing") {
+    test_hub app;
+    harness h{app};
+    auto& first = h.connect({}, {{{"subscribe", "news"}}});
+    publish_n(h, "news", 1, 2);
+    const std::string epoch = receive(h, first).at(0).at("epoch");
+    auto& again = h.connect({}, {{{"subscribe", "news"}, {"recover", cursor(epoch, 2)}}});
+    h.settle();
+    const auto got = receive(h, again);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0] ==
+          json{{"channel", "news"}, {"recovered", true}, {"epoch", epoch}, {"offset", 2}});
+}
+
+TEST_CASE("recovery: a foreign epoch, an offset beyond the channel's, a history that no longer "
+          "reaches back: recovered false, and live messages follow") {
+    test_hub app;
+    harness h{app, {}, megaphone::bus_options{3, 300s}};
+    auto& first = h.connect({}, {{{"subscribe", "news"}}});
+    publish_n(h, "news", 1, 10); // the history keeps 8, 9, 10
+    const std::string epoch = receive(h, first).at(0).at("epoch");
+
+    const json cases[] = {cursor("not-this-epoch", 4), cursor(epoch, 99), cursor(epoch, 2),
+                          cursor(epoch, 6)};
+    int offset = 10;
+    for (const json& since : cases) {
+        INFO(since.dump());
+        auto& c = h.connect({{"recover", {{"news", since}}}});
+        h.settle();
+        auto got = receive(h, c);
+        REQUIRE(got.size() == 1);
+        CHECK(got[0] == json{{"channel", "news"},
+                             {"recovered", false},
+                             {"epoch", epoch},
+                             {"offset", offset++}});
+        h.publish("news", megaphone::hub::envelope("news", 0));
+        h.settle();
+        got = receive(h, c);
+        REQUIRE(got.size() == 1);
+        CHECK(got[0].at("epoch") == epoch);
+    }
+    // The oldest message still kept is enough.
+    auto& c = h.connect({{"recover", {{"news", cursor(epoch, 11)}}}}); // 12, 13, 14 kept
+    h.settle();
+    CHECK(receive(h, c).at(0).at("recovered") == true);
+}
+
+TEST_CASE("recovery: an empty cursor asks for the position; recovering from it later replays "
+          "what came meanwhile") {
+    test_hub app;
+    harness h{app};
+    auto& c = h.connect({{"recover", {{"news", json::object()}}}});
+    h.settle();
+    auto got = receive(h, c);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].at("recovered") == true);
+    CHECK(got[0].at("offset") == 0);
+    const std::string epoch = got[0].at("epoch");
+    CHECK_FALSE(epoch.empty());
+
+    // The session goes (its laptop sleeps); two messages are published meanwhile.
+    c.terminate();
+    publish_n(h, "news", 1, 2);
+    auto& back = h.connect({{"recover", {{"news", cursor(epoch, 0)}}}});
+    h.settle();
+    got = receive(h, back);
+    REQUIRE(got.size() == 3);
+    CHECK(got[0].at("recovered") == true);
+    CHECK(got[1].at("offset") == 1);
+    CHECK(got[2].at("offset") == 2);
+}
+
+TEST_CASE("recovery: history older than its ttl is gone; a channel quiet for the ttl starts a "
+          "new epoch") {
+    test_hub app;
+    harness h{app, {}, megaphone::bus_options{100, 60s}};
+    auto& first = h.connect({}, {{{"subscribe", "news"}}});
+    publish_n(h, "news", 1, 2);
+    const std::string epoch = receive(h, first).at(0).at("epoch");
+    h.advance(30s);
+    publish_n(h, "news", 3, 1);
+    CHECK(receive(h, first).size() == 1);
+    h.advance(31s);
+    publish_n(h, "news", 4, 1); // 1 and 2 are older than 60 s now; 3 is not
+    auto got = receive(h, first);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].at("epoch") == epoch); // published to within the ttl: the same stream
+    CHECK(got[0].at("offset") == 4);
+
+    auto& late = h.connect({{"recover", {{"news", cursor(epoch, 1)}}}});
+    h.settle();
+    got = receive(h, late);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].at("recovered") == false); // message 2 is gone
+    auto& in_time = h.connect({{"recover", {{"news", cursor(epoch, 2)}}}});
+    got = receive(h, in_time);
+    REQUIRE(got.size() == 3);
+    CHECK(got[0].at("recovered") == true);
+    CHECK(got[1].at("offset") == 3);
+    CHECK(got[2].at("offset") == 4);
+
+    first.poll(); // held (then answered empty after `wait`): the session lives on
+    h.advance(61s);
+    publish_n(h, "news", 5, 1); // nothing for 60 s: the channel was forgotten
+    got = receive(h, first);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].at("epoch") != epoch);
+    CHECK(got[0].at("offset") == 1);
+}
+
+TEST_CASE("recovery: publishes racing a recovery leave no gap") {
+    // A session re-subscribes from a cursor while publishes keep coming, from its own requests
+    // and from outside; whatever the interleaving, every offset reaches it, in order. (Messages
+    // still on their way when it re-subscribes come again: the client drops them by offset, as
+    // megaphone.js does.)
+    test_hub app;
+    harness h{app, {}, megaphone::bus_options{1000, 300s}};
+    auto& watcher = h.connect({}, {{{"subscribe", "news"}}});
+    std::mt19937 rng{42};
+    int published = 0;
+    publish_n(h, "news", ++published, 1);
+    const std::string epoch = receive(h, watcher).at(0).at("epoch");
+    auto& c = h.connect({}, {{{"subscribe", "news"}}});
+    std::uint64_t last = 0; // the client's cursor
+    for (int round = 0; round < 200; ++round) {
+        switch (rng() % 4) {
+        case 0: // a publish from outside
+            h.publish("news", megaphone::hub::envelope("news", ++published));
+            break;
+        case 1: // a publish from the session itself, with a re-subscription from its cursor
+            published += 2;
+            c.send({{{"publish", "news"}, {"data", published - 1}},
+                    {{"subscribe", "news"}, {"recover", cursor(epoch, last)}},
+                    {{"publish", "news"}, {"data", published}}});
+            break;
+        case 2:
+            c.send({{{"subscribe", "news"}, {"recover", cursor(epoch, last)}}});
+            break;
+        default:
+            h.settle();
+            break;
+        }
+        for (const json& m : c.take()) {
+            if (m.contains("recovered")) {
+                CHECK(m.at("recovered") == true);
+                CHECK(m.at("offset").get<std::uint64_t>() >= last);
+                continue;
+            }
+            const auto offset = m.at("offset").get<std::uint64_t>();
+            if (offset <= last)
+                continue; // sent before the re-subscription reached the session
+            REQUIRE(offset == last + 1);
+            last = offset;
+        }
+    }
+    h.settle();
+    for (const json& m : receive(h, c))
+        if (!m.contains("recovered") && m.at("offset").get<std::uint64_t>() > last) {
+            REQUIRE(m.at("offset").get<std::uint64_t>() == last + 1);
+            last = m.at("offset");
+        }
+    CHECK(last == static_cast<std::uint64_t>(published));
+}

@@ -1,0 +1,355 @@
+// The cluster on a real Redis: servers joined by --redis (cluster/redis_bus.hpp) in this process,
+// each with its own node id, against a redis-server that the test starts (and stops, kills,
+// restarts empty). Clients are plain HTTP long-polls (tests/support/http_client.hpp).
+#include "app/cli.hpp"
+#include "support/http_client.hpp"
+#include "support/redis_server.hpp"
+#include "support/test_server.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <memory>
+#include <sstream>
+#include <thread>
+
+using namespace megaphone;
+using namespace megaphone::test;
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+namespace {
+
+server_options node_options(const redis_server& redis, std::string node_id) {
+    server_options o = test_options();
+    o.engine.node_id = std::move(node_id);
+    o.engine.max_wait = 2s;
+    o.engine.inactivity = 10s;
+    o.redis = {redis.url()};
+    // Short Redis timeouts: a stopped Redis is seen within a second.
+    use_redis(o);
+    return o;
+}
+
+/// Waits until the node's Redis connections are up (its /metrics say so).
+void wait_up(unsigned short port) {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (;;) {
+        http_client c{port};
+        std::istringstream text{c.get("/metrics").body};
+        for (std::string line; std::getline(text, line);)
+            if (line.starts_with("megaphone_redis_up{") && line.ends_with("} 1"))
+                return;
+        if (std::chrono::steady_clock::now() > deadline)
+            FAIL("the node's Redis connections did not come up");
+        std::this_thread::sleep_for(20ms);
+    }
+}
+
+/// A long-polling client of one session: keeps one request out, gathers the messages.
+class poller {
+public:
+    poller(unsigned short port, json creation)
+        : c_{port} {
+        auto s = create_session(c_, 1000, std::move(creation));
+        sid_ = s.sid;
+        rid_ = s.rid;
+        for (const auto& m : s.answer.at("messages"))
+            got_.push_back(m);
+    }
+
+    const std::string& sid() const { return sid_; }
+
+    /// Polls until `pred(messages so far)` holds or `timeout` passes; returns whether it held.
+    template <class Pred>
+    bool until(Pred pred, std::chrono::milliseconds timeout = 10s) {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        while (!pred(got_)) {
+            if (std::chrono::steady_clock::now() > deadline)
+                return false;
+            json body = request_body(sid_, ++rid_);
+            body["ack"] = rid_ - 1;
+            const http_reply r = c_.post_json("/comet", body);
+            if (r.status != 200)
+                throw std::runtime_error("poll: " + std::to_string(r.status) + " " + r.body);
+            const json answer = r.json(); // (a temporary's member would dangle in the loop)
+            for (const auto& m : answer.at("messages"))
+                got_.push_back(m);
+        }
+        return true;
+    }
+    bool has(std::size_t n, std::chrono::milliseconds timeout = 10s) {
+        return until([n](const std::vector<json>& g) { return g.size() >= n; }, timeout);
+    }
+    const std::vector<json>& messages() const { return got_; }
+
+    /// Sends client messages (in their own request).
+    void send(json messages) {
+        const http_reply r =
+            c_.post_json("/comet", request_body(sid_, ++rid_, std::move(messages)));
+        if (r.status != 200)
+            throw std::runtime_error("send: " + r.body);
+        const json answer = r.json();
+        for (const auto& m : answer.at("messages"))
+            got_.push_back(m);
+    }
+
+private:
+    http_client c_;
+    std::string sid_;
+    std::uint64_t rid_ = 0;
+    std::vector<json> got_;
+};
+
+http_reply publish(unsigned short port, const std::string& channel, const json& value) {
+    http_client c{port};
+    return c.post("/publish/" + channel, value.dump());
+}
+
+/// The messages of `channel` (recovery notices left out).
+std::vector<json> on_channel(const std::vector<json>& got, const std::string& channel) {
+    std::vector<json> out;
+    for (const json& m : got)
+        if (m.value("channel", "") == channel && !m.contains("recovered"))
+            out.push_back(m);
+    return out;
+}
+
+/// Subscribes through the creation's position request and waits for the notice (the node has
+/// subscribed in Redis by then, see below).
+std::unique_ptr<poller> subscriber(unsigned short port, const std::string& channel) {
+    auto p = std::make_unique<poller>(port, json{{"recover", {{channel, json::object()}}}});
+    const bool told = p->until([&](const std::vector<json>& g) {
+        for (const json& m : g)
+            if (m.contains("recovered"))
+                return true;
+        return false;
+    });
+    INFO(json(p->messages()).dump());
+    REQUIRE(told);
+    return p;
+}
+
+} // namespace
+
+TEST_CASE("cluster: a publish on any node reaches every node's subscribers, stamped, in order") {
+    redis_server redis;
+    test_server a{node_options(redis, "a")};
+    wait_up(a.port());
+    test_server b{node_options(redis, "b")};
+    wait_up(b.port());
+    auto on_a = subscriber(a.port(), "news");
+    auto on_b = subscriber(b.port(), "news");
+    CHECK(on_a->sid().starts_with("a-"));
+    CHECK(on_b->sid().starts_with("b-"));
+    // A node subscribes in Redis when its first session subscribes; the history covers the
+    // moment in between, so the first publishes may go right away.
+    std::string epoch;
+    for (int i = 1; i <= 20; ++i) {
+        const http_reply r = publish(i % 2 ? a.port() : b.port(), "news", json{{"n", i}});
+        REQUIRE(r.status == 200);
+        const json answer = r.json();
+        CHECK(answer.at("offset") == i);
+        CHECK_FALSE(answer.contains("sessions")); // unknown: delivery goes through Redis
+        if (epoch.empty())
+            epoch = answer.at("epoch");
+        CHECK(answer.at("epoch") == epoch);
+    }
+    for (poller* p : {on_a.get(), on_b.get()}) {
+        REQUIRE(p->until([](const auto& g) { return on_channel(g, "news").size() >= 20; }));
+        const auto got = on_channel(p->messages(), "news");
+        CHECK(got.size() == 20);
+        for (int i = 0; i < static_cast<int>(got.size()); ++i) {
+            CHECK(got[i].at("offset") == i + 1);
+            CHECK(got[i].at("epoch") == epoch);
+            CHECK(got[i].at("data") == json{{"n", i + 1}});
+        }
+    }
+}
+
+TEST_CASE("cluster: a session recovers on another node from its cursor: no gap, no duplicate") {
+    redis_server redis;
+    test_server a{node_options(redis, "a")};
+    wait_up(a.port());
+    test_server b{node_options(redis, "b")};
+    wait_up(b.port());
+    auto first = subscriber(a.port(), "feed");
+    for (int i = 1; i <= 5; ++i)
+        REQUIRE(publish(b.port(), "feed", i).status == 200);
+    REQUIRE(first->until([](const auto& g) { return on_channel(g, "feed").size() >= 5; }));
+    const json third = on_channel(first->messages(), "feed").at(2);
+
+    // Its node is gone (say); the client resumes on the other node from message 3.
+    poller again{
+        b.port(),
+        {{"recover", {{"feed", {{"epoch", third.at("epoch")}, {"offset", third.at("offset")}}}}}}};
+    for (int i = 6; i <= 7; ++i)
+        REQUIRE(publish(a.port(), "feed", i).status == 200);
+    REQUIRE(again.until([](const auto& g) { return on_channel(g, "feed").size() >= 4; }));
+    const auto& got = again.messages();
+    auto notice =
+        std::find_if(got.begin(), got.end(), [](const json& m) { return m.contains("recovered"); });
+    REQUIRE(notice != got.end());
+    CHECK(notice->at("recovered") == true);
+    CHECK(notice->at("epoch") == third.at("epoch"));
+    const auto feed = on_channel(got, "feed");
+    REQUIRE(feed.size() == 4);
+    for (int i = 0; i < 4; ++i)
+        CHECK(feed[i].at("offset") == i + 4);
+    // The notice comes before the replayed messages.
+    CHECK(notice - got.begin() < std::find(got.begin(), got.end(), feed[0]) - got.begin());
+}
+
+TEST_CASE("cluster: bad recovery cursors get a clear answer, and another session's data never") {
+    redis_server redis;
+    test_server a{node_options(redis, "a")};
+    wait_up(a.port());
+    auto sub = subscriber(a.port(), "x");
+    REQUIRE(publish(a.port(), "x", 1).status == 200);
+    REQUIRE(sub->until([](const auto& g) { return on_channel(g, "x").size() >= 1; }));
+    const std::string epoch = on_channel(sub->messages(), "x").at(0).at("epoch");
+
+    http_client c{a.port()};
+    for (const json& bad :
+         {json{{"x", {{"epoch", epoch}, {"offset", -1}}}},
+          json{{"x", {{"epoch", 5}, {"offset", 1}}}}, json{{"x", {{"offset", 1e300}}}},
+          json{{"x", 1}}, json::array(), json{{"x", {{"epoch", std::string(65, 'e')}}}}}) {
+        INFO(bad.dump());
+        const http_reply r = c.post_json("/comet", {{"rid", 10}, {"recover", bad}});
+        CHECK(r.status == 400);
+        CHECK(r.json() == json{{"type", "terminate"}, {"condition", "bad-request"}});
+    }
+    // A foreign epoch, a huge offset: recovered false with the channel's position; a channel
+    // nobody published to: its position (offset 0), recovered.
+    for (const json& since : {json{{"epoch", "foreign"}, {"offset", 1}},
+                              json{{"epoch", epoch}, {"offset", 9007199254740991}}}) {
+        poller p{a.port(), {{"recover", {{"x", since}}}}};
+        REQUIRE(p.has(1));
+        CHECK(p.messages()[0] ==
+              json{{"channel", "x"}, {"recovered", false}, {"epoch", epoch}, {"offset", 1}});
+    }
+    poller fresh{a.port(), {{"recover", {{"never-used", {{"epoch", "e"}, {"offset", 3}}}}}}};
+    REQUIRE(fresh.has(1));
+    CHECK(fresh.messages()[0].at("recovered") == false);
+    CHECK(fresh.messages()[0].at("offset") == 0);
+}
+
+TEST_CASE("cluster: Redis stopped: publishes get 503, held polls stay held; Redis back with its "
+          "data: nothing acknowledged is lost") {
+    redis_server redis{redis_server_options{true}};
+    test_server a{node_options(redis, "a")};
+    wait_up(a.port());
+    test_server b{node_options(redis, "b")};
+    wait_up(b.port());
+    auto sub = subscriber(a.port(), "live");
+    std::vector<int> acked;
+    for (int i = 1; i <= 3; ++i)
+        if (publish(b.port(), "live", i).status == 200)
+            acked.push_back(i);
+    REQUIRE(acked.size() == 3);
+
+    redis.kill();
+    // Publishes are refused while it is down (a clear 503, never a silent loss)...
+    bool refused = false;
+    for (int i = 0; i < 50 && !refused; ++i) {
+        const http_reply r = publish(b.port(), "live", 100 + i);
+        if (r.status == 503) {
+            refused = true;
+            CHECK(r.json().contains("error"));
+        } else {
+            REQUIRE(r.status == 200); // accepted before the node saw Redis go
+            acked.push_back(100 + i);
+        }
+    }
+    CHECK(refused);
+    // ... and the subscriber's session lives on (its polls are held and answered empty).
+    CHECK(sub->until([](const auto&) { return true; }));
+
+    redis.restart();
+    int next = 200;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (acked.size() < 10 && std::chrono::steady_clock::now() < deadline) {
+        const http_reply r = publish(b.port(), "live", next);
+        if (r.status == 200)
+            acked.push_back(next);
+        ++next;
+    }
+    REQUIRE(acked.size() >= 10);
+    // Every acknowledged publish arrives once, in order (the ones published while the node's
+    // subscription was coming back are caught up from the history).
+    REQUIRE(sub->until([&](const auto& g) { return on_channel(g, "live").size() >= acked.size(); },
+                       15s));
+    const auto got = on_channel(sub->messages(), "live");
+    REQUIRE(got.size() == acked.size());
+    for (std::size_t i = 0; i < got.size(); ++i) {
+        CHECK(got[i].at("data") == acked[i]);
+        CHECK(got[i].at("offset") == i + 1);
+    }
+}
+
+TEST_CASE("cluster: Redis restarted without its data: a new epoch, and recovered: false") {
+    redis_server redis;
+    test_server a{node_options(redis, "a")};
+    wait_up(a.port());
+    auto sub = subscriber(a.port(), "ch");
+    REQUIRE(publish(a.port(), "ch", 1).status == 200);
+    REQUIRE(sub->until([](const auto& g) { return on_channel(g, "ch").size() >= 1; }));
+    const json before = on_channel(sub->messages(), "ch").at(0);
+
+    redis.restart_empty();
+    http_reply r;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    do
+        r = publish(a.port(), "ch", 2);
+    while (r.status != 200 && std::chrono::steady_clock::now() < deadline);
+    REQUIRE(r.status == 200);
+    CHECK(r.json().at("epoch") != before.at("epoch"));
+    CHECK(r.json().at("offset") == 1);
+    // The live session gets the new stream's messages.
+    REQUIRE(sub->until([](const auto& g) { return on_channel(g, "ch").size() >= 2; }));
+    CHECK(on_channel(sub->messages(), "ch").at(1).at("epoch") == r.json().at("epoch"));
+
+    // A client resuming from the old stream is told it missed something.
+    poller late{a.port(), {{"recover", {{"ch", {{"epoch", before.at("epoch")}, {"offset", 1}}}}}}};
+    REQUIRE(late.has(1));
+    CHECK(late.messages()[0].at("recovered") == false);
+    CHECK(late.messages()[0].at("epoch") == r.json().at("epoch"));
+}
+
+TEST_CASE("cluster: a Redis that stalls (SIGSTOP) never blocks the server: publishes get 503 "
+          "within the command timeout, other sessions are served, and all is well once it "
+          "answers again") {
+    redis_server redis;
+    test_server a{node_options(redis, "a")};
+    wait_up(a.port());
+    auto sub = subscriber(a.port(), "slow");
+    REQUIRE(publish(a.port(), "slow", 1).status == 200);
+
+    redis.pause();
+    const auto before = std::chrono::steady_clock::now();
+    const http_reply r = publish(a.port(), "slow", 2);
+    const auto took = std::chrono::steady_clock::now() - before;
+    CHECK(r.status == 503);
+    CHECK(took < 3s); // the command timeout is 1 s
+    // The I/O threads are free meanwhile: a new session is created and answered at once.
+    {
+        http_client c{a.port()};
+        const auto t0 = std::chrono::steady_clock::now();
+        auto s = create_session(c, 77);
+        CHECK(std::chrono::steady_clock::now() - t0 < 500ms);
+    }
+    redis.resume();
+    http_reply ok;
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    do
+        ok = publish(a.port(), "slow", 3);
+    while (ok.status != 200 && std::chrono::steady_clock::now() < deadline);
+    REQUIRE(ok.status == 200);
+    REQUIRE(sub->until([](const auto& g) { return on_channel(g, "slow").size() >= 2; }));
+    const auto got = on_channel(sub->messages(), "slow");
+    CHECK(got.at(0).at("data") == 1);
+    CHECK(got.back().at("data") == 3);
+    // In order, once each. (The 503 after the timeout means "unknown": Redis had the command and
+    // may run it once it wakes up, so message 2 may or may not be there.)
+    for (std::size_t i = 0; i < got.size(); ++i)
+        CHECK(got[i].at("offset") == i + 1);
+}
