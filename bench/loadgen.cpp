@@ -70,6 +70,8 @@ struct options {
     mode_kind mode = mode_kind::hold;
     std::string host = "127.0.0.1";
     unsigned port = 0;
+    unsigned publish_port = 0; // 0: --port
+    double settle = -1;        // < 0: the target's default
     u32 connections = 100;
     u32 first = 0;
     u32 total = 0;
@@ -112,6 +114,8 @@ void print_help() {
         "  --target T          megaphone or nchan [megaphone]\n"
         "  --host ADDR         server address, loopback (127.0.0.0/8) only [127.0.0.1]\n"
         "  --port N            server port (required)\n"
+        "  --publish-port N    publishers connect to this port instead (another node of a\n"
+        "                      cluster: subscribers on --port, publishes on N) [--port]\n"
         "  --mode M            hold, fanout, throughput, rate, empty [hold]\n"
         "  --connections C     subscribers (or request loops) of this process [100]\n"
         "  --first I           global index of this process's first subscriber [0]\n"
@@ -138,6 +142,10 @@ void print_help() {
         "                      subscriber's next poll is held again, at most --quiet-timeout\n"
         "                      seconds [3]\n"
         "  --drain S           throughput/rate: wait for stragglers after publishing [5]\n"
+        "  --settle S          wait S seconds once every subscriber is ready before the\n"
+        "                      window starts (a cluster's subscriptions travel to other\n"
+        "                      nodes); not nchan's fanout, which asks nchan instead\n"
+        "                      [nchan 0.3, megaphone 0]\n"
         "  --path P            empty: plain GET of P instead of megaphone polls\n"
         "  --label L           name in progress lines [target]\n");
 }
@@ -212,6 +220,10 @@ options parse_options(int argc, char** argv) {
             o.host = v;
         else if (a == "--port")
             o.port = static_cast<unsigned>(parse_whole(a, v, 65535));
+        else if (a == "--publish-port")
+            o.publish_port = static_cast<unsigned>(parse_whole(a, v, 65535));
+        else if (a == "--settle")
+            o.settle = parse_number(a, v);
         else if (a == "--connections")
             o.connections = static_cast<u32>(parse_whole(a, v, 1'000'000));
         else if (a == "--first")
@@ -268,6 +280,8 @@ options parse_options(int argc, char** argv) {
         die("--port is required (see --help)");
     if (o.total == 0)
         o.total = o.connections;
+    if (o.publish_port == 0)
+        o.publish_port = o.port;
     if (o.publishers < 0)
         o.publishers = !o.leader                         ? 0
                        : o.mode == mode_kind::fanout     ? 1
@@ -759,6 +773,8 @@ public:
             die("--host must be a loopback address (127.0.0.0/8): " + o_.host);
         server_.sin_family = AF_INET;
         server_.sin_port = htons(static_cast<std::uint16_t>(o_.port));
+        pub_server_ = server_;
+        pub_server_.sin_port = htons(static_cast<std::uint16_t>(o_.publish_port));
         sources_.push_back(0); // 0: let the kernel pick (127.0.0.1 for a loopback target)
         if (!o_.sources.empty())
             sources_.clear();
@@ -769,6 +785,7 @@ public:
             sources_.push_back(a.s_addr);
         }
         host_header_ = "Host: " + o_.host + ":" + std::to_string(o_.port) + "\r\n";
+        pub_host_header_ = "Host: " + o_.host + ":" + std::to_string(o_.publish_port) + "\r\n";
         std::random_device rd;
         rng_.seed(rd());
 
@@ -792,7 +809,7 @@ public:
         if (o_.publishers > 0) {
             const char* ctype = "Content-Type: application/json\r\n";
             pub_head_ = o_.target == target_kind::megaphone ? "POST /publish/" : "POST /pub/";
-            pub_tail_ = std::string(" HTTP/1.1\r\n") + host_header_ + ctype +
+            pub_tail_ = std::string(" HTTP/1.1\r\n") + pub_host_header_ + ctype +
                         (o_.target == target_kind::nchan ? "Accept: application/json\r\n" : "") +
                         "Content-Length: " + std::to_string(msg_.text.size()) + "\r\n\r\n";
         }
@@ -898,7 +915,9 @@ private:
                     return connect_failed(c, std::string("bind: ") + std::strerror(e));
                 }
             }
-            const int r = ::connect(fd, reinterpret_cast<sockaddr*>(&server_), sizeof server_);
+            // Publishers may go to another node of a cluster (--publish-port).
+            const sockaddr_in& to = c.kind == role::publisher ? pub_server_ : server_;
+            const int r = ::connect(fd, reinterpret_cast<const sockaddr*>(&to), sizeof to);
             if (r != 0 && errno != EINPROGRESS) {
                 const int e = errno;
                 ::close(fd);
@@ -1422,7 +1441,7 @@ private:
     }
 
     void request_info(conn& c) {
-        c.out = "GET /pub/" + channel(0) + " HTTP/1.1\r\n" + host_header_ +
+        c.out = "GET /pub/" + channel(0) + " HTTP/1.1\r\n" + pub_host_header_ +
                 "Accept: application/json\r\n\r\n";
         c.info = true;
         info_pending_ = true;
@@ -1506,7 +1525,10 @@ private:
                 verify_deadline_ = now + s_ns;
             } else {
                 lphase_ = lead_settle;
-                settle_until_ = now + (o_.target == target_kind::nchan ? 300 * ms_ns : 0);
+                const double settle = o_.settle >= 0                    ? o_.settle
+                                      : o_.target == target_kind::nchan ? 0.3
+                                                                        : 0.0;
+                settle_until_ = now + static_cast<i64>(settle * s_ns);
             }
             return;
         }
@@ -1965,9 +1987,10 @@ private:
     shared_state shared_;
     message_template msg_;
     sockaddr_in server_{};
+    sockaddr_in pub_server_{}; // --publish-port (the same as server_ without it)
     std::vector<in_addr_t> sources_;
     std::size_t source_ = 0;
-    std::string host_header_;
+    std::string host_header_, pub_host_header_;
     std::string pub_head_, pub_tail_;
     std::mt19937_64 rng_;
     int ep_ = -1;
