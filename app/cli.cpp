@@ -187,6 +187,21 @@ std::vector<option_spec> make_table() {
          },
          [](o_t& o, std::string_view, std::string_view v) { o.http.cors_origins.emplace_back(v); },
          [](o_t& o) { o.http.cors_origins.clear(); }});
+    t.push_back({"reuse-port", "", kind::flag,
+                 "SO_REUSEPORT: several processes (each its own --node-id, joined by --redis) "
+                 "listen on one port; the kernel spreads connections among them",
+                 [](const o_t& o) { return std::string(o.http.reuse_port ? "true" : "false"); },
+                 [](o_t& o, std::string_view as, std::string_view v) {
+                     if (v != "true" && v != "false")
+                         fail(as, "takes true or false");
+                     o.http.reuse_port = v == "true";
+                 },
+                 nullptr});
+    t.push_back(whole_option(
+        "node-port", "PORT",
+        "with --reuse-port: this process's own port, where other nodes forward requests for its "
+        "sessions (0: a free one)",
+        std::uint16_t{65535}, [](auto& o) -> auto& { return o.node_port; }));
     t.push_back({"redis", "URL", kind::list,
                  "join a cluster through Redis (redis://host:port/db); repeatable: channels are "
                  "spread over the servers by a stable hash. None: one process, no Redis",

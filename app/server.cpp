@@ -212,6 +212,18 @@ void server::start() {
         tls_port_ = tls_listener_->local_endpoint().port();
         tls_listener_->start();
     }
+    if (options_.http.reuse_port) {
+        // The public port is shared by several processes: each also listens on a port of its
+        // own, where the other nodes' forwarded requests reach this one (advertised for it).
+        // (Listeners and connections keep a reference to their options: a member, not a local.)
+        node_http_ = options_.http;
+        node_http_.reuse_port = false;
+        node_listener_ = std::make_shared<http_listener>(
+            shards_.front()->ioc, tcp::endpoint{address, options_.node_port}, pick,
+            static_cast<request_handler&>(*this), node_http_);
+        node_port_ = node_listener_->local_endpoint().port();
+        node_listener_->start();
+    }
     bus_->start(*this);
     listener_->start();
     for (auto& sh : shards_) {
@@ -228,7 +240,7 @@ void server::start() {
                   options_.engine.max_wait.count(), options_.engine.inactivity.count(),
                   options_.log.access_log.empty() ? "none" : options_.log.access_log);
     if (router_)
-        router_->start(port_);
+        router_->start(node_listener_ ? node_port_ : port_);
 }
 
 void server::wait() {
@@ -246,6 +258,8 @@ void server::stop_accepting() {
             listener_->stop();
         if (tls_listener_)
             tls_listener_->stop();
+        if (node_listener_)
+            node_listener_->stop();
         if (!listener_ || current_shard())
             return; // not started, or on a shard's thread: the close ran inline
         // The listeners close on the first shard's thread: wait (bounded) until it has run.

@@ -40,6 +40,9 @@ struct server_options {
     std::filesystem::path tls_cert;
     std::filesystem::path tls_key;
     unsigned short tls_port = 8443;
+    /// With http.reuse_port: the port this process alone also listens on, advertised to the
+    /// other nodes for forwarded requests (0 picks a free one, see node_port()).
+    unsigned short node_port = 0;
     /// I/O threads, each with its own engine. 0: one per core.
     unsigned threads = 0;
     /// Files served for GET; none when empty.
@@ -113,6 +116,8 @@ public:
     void start();
     /// The bound port (useful with port 0).
     unsigned short port() const noexcept { return port_; }
+    /// With reuse_port: the port this process alone listens on (forwarded requests); else 0.
+    unsigned short node_port() const noexcept { return node_port_; }
     /// The bound HTTPS port; 0 without HTTPS.
     unsigned short tls_port() const noexcept { return tls_port_; }
     /// Blocks until stop() has finished.
@@ -202,6 +207,9 @@ private:
     rate_limiter creations_;
     std::shared_ptr<http_listener> listener_;
     std::shared_ptr<http_listener> tls_listener_;
+    std::shared_ptr<http_listener> node_listener_; // with http.reuse_port
+    http_options node_http_;                       // its options: http without reuse_port
+    unsigned short node_port_ = 0;
     std::atomic<unsigned> next_shard_{0};
     struct string_hash {
         using is_transparent = void;

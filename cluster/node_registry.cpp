@@ -137,7 +137,15 @@ struct node_registry::impl : std::enable_shared_from_this<impl> {
                 found.pending = false;
                 if (!ec && !r.is_error()) {
                     found.address = r.type == redis::reply::kind::string ? r.str : std::string();
-                    found.expires = clock::now() + self->options.cache;
+                    // A miss is kept only briefly: a node that just started registers within a
+                    // heartbeat, and its sessions must not get item-not-found for a whole cache
+                    // period meanwhile.
+                    const clock::duration keep = self->options.cache;
+                    found.expires =
+                        clock::now() +
+                        (found.address.empty()
+                             ? std::min<clock::duration>(keep, std::chrono::milliseconds(100))
+                             : keep);
                 }
                 // Redis unreachable: the last address known (if any) stands, not kept as fresh (a
                 // dead node's connection then fails: item-not-found all the same); asked again next
