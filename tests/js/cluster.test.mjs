@@ -24,15 +24,15 @@
 // /usr/bin/redis-server (or NGINX_BIN / REDIS_SERVER_BIN), and MEGAPHONE_BIN (ctest sets it).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { connect } from '../../web/megaphone.js';
 import { waitFor } from './helpers.mjs';
 import { repoRoot, startServer } from './server.mjs';
+import { Processes, freeRange, requireClusterTools, startNginx, startRedis } from './cluster_helpers.mjs';
 
 const NODES = 3;
 const CLIENTS = 300;
@@ -45,127 +45,26 @@ const DEAD = 'n2';
 const WAIT_S = 5;          // the nodes' --wait: long-polls come back often
 const TEST_TIMEOUT_MS = 90000;
 
-const NGINX = process.env.NGINX_BIN || '/usr/sbin/nginx';
-const REDIS = process.env.REDIS_SERVER_BIN || '/usr/bin/redis-server';
-
 // ---- processes: every one started here is killed by pid, whatever happens ----------------------
 
-const started = new Set(); // {name, pid, child}
 let scratch = null;        // the test's directory (Redis's data, nginx's prefix)
-function killAll() {
-    for (const p of started) {
-        try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
-    }
-}
-process.on('exit', killAll);
 // A test past its timeout is failed, but its clients and children would keep this process alive
-// until ctest's TIMEOUT kills it (leaving them running): well before that, kill them and exit.
-setTimeout(() => {
-    console.error(`cluster.test.mjs: still running ${TEST_TIMEOUT_MS / 1000 + 15} s after start: killing everything`);
-    killAll();
+// until ctest's TIMEOUT kills it (leaving them running): well before that, Processes kills them
+// (by pid) and exits.
+const procs = new Processes('cluster.test.mjs', TEST_TIMEOUT_MS, () => {
     if (scratch) rmSync(scratch, { recursive: true, force: true });
-    process.exit(1);
-}, TEST_TIMEOUT_MS + 15000).unref();
-
-function track(name, pid, child = null) {
-    const p = { name, pid, child };
-    started.add(p);
-    return p;
-}
-
-/** Whether a pid is alive (not gone, not a zombie). */
-function alive(pid) {
-    try {
-        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-        return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-    } catch {
-        return false;
-    }
-}
-
-/** Pids of the children of `pid` (nginx's workers). */
-function childrenOf(pid) {
-    const out = [];
-    for (const d of readdirSync('/proc')) {
-        if (!/^\d+$/.test(d)) continue;
-        try {
-            const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-            if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) out.push(Number(d));
-        } catch { /* gone */ }
-    }
-    return out;
-}
-
-/** SIGTERM, then SIGKILL after `graceMs`; resolves when the process is gone. */
-async function stopPid(p, graceMs = 3000) {
-    if (!alive(p.pid)) return started.delete(p);
-    try { process.kill(p.pid, 'SIGTERM'); } catch { /* gone */ }
-    try {
-        await waitFor(() => !alive(p.pid), { timeout: graceMs, interval: 20, message: `${p.name} to exit` });
-    } catch {
-        try { process.kill(p.pid, 'SIGKILL'); } catch { /* gone */ }
-        await waitFor(() => !alive(p.pid), { timeout: 2000, interval: 20, message: `${p.name} to die` });
-    }
-    started.delete(p);
-}
-
-/** Spawns a process with its output kept (and never blocking on a full pipe). */
-function spawnLogged(name, bin, args) {
-    const child = spawn(bin, args, { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    const p = track(name, child.pid, child);
-    p.out = '';
-    child.stdout.setEncoding('utf8').on('data', (d) => { p.out += d; });
-    child.stderr.setEncoding('utf8').on('data', (d) => { p.out += d; });
-    p.exited = new Promise((r) => child.once('exit', (code, signal) => r({ code, signal })));
-    child.once('error', (e) => { p.out += `spawn error: ${e.message}\n`; });
-    return p;
-}
-
-function canConnect(port) {
-    return new Promise((resolve) => {
-        const s = net.connect({ host: '127.0.0.1', port }, () => { s.destroy(); resolve(true); });
-        s.on('error', () => resolve(false));
-    });
-}
-
-function portFree(port) {
-    return new Promise((resolve) => {
-        const srv = net.createServer();
-        srv.once('error', () => resolve(false));
-        srv.listen({ host: '127.0.0.1', port, exclusive: true }, () => srv.close(() => resolve(true)));
-    });
-}
-
-/** A port P with P..P+count-1 free on 127.0.0.1 (nginx on P, node K on P+K, as run does). */
-async function freeRange(count) {
-    for (let tries = 0; tries < 50; tries++) {
-        const base = 20000 + Math.floor(Math.random() * 40000);
-        let ok = true;
-        for (let i = 0; i < count && ok; i++) ok = await portFree(base + i);
-        if (ok) return base;
-    }
-    throw new Error('no free range of ports');
-}
+});
 
 // ---- the cluster -------------------------------------------------------------------------------
 
 /** Starts everything into `cluster` (filled as it goes, so that a failure half-way stops what runs). */
 async function startCluster(cluster, work) {
-    for (const [what, bin] of [['nginx', NGINX], ['redis-server', REDIS]]) {
-        if (!existsSync(bin)) throw new Error(`${what} not found at ${bin}: apt-get install ${what === 'nginx' ? 'nginx-light' : 'redis-server'}`);
-    }
+    requireClusterTools();
     const base = await freeRange(NODES + 2);
     cluster.port = base;
     const redisPort = base + NODES + 1;
 
-    mkdirSync(join(work, 'redis'));
-    cluster.redis = spawnLogged('redis-server', REDIS, ['--bind', '127.0.0.1', '--port', String(redisPort),
-        '--dir', join(work, 'redis'), '--appendonly', 'yes', '--save', '', '--daemonize', 'no']);
-    await waitFor(() => {
-        if (cluster.redis.out.includes('Ready to accept connections')) return true;
-        if (!alive(cluster.redis.pid)) throw new Error(`redis-server exited:\n${cluster.redis.out}`);
-        return false;
-    }, { timeout: 10000, interval: 20, message: 'redis-server to be ready' });
+    cluster.redis = await startRedis(procs, { port: redisPort, dir: join(work, 'redis') });
 
     for (let k = 1; k <= NODES; k++) {
         const node = await startServer('megaphone', ['--port', String(base + k), '--node-id', `n${k}`,
@@ -173,7 +72,7 @@ async function startCluster(cluster, work) {
             '--wait', String(WAIT_S), '--inactivity', '10', '--drain', '1',
             '--history-size', '1000', '--history-ttl', '300', '--static-dir', 'web']);
         node.id = `n${k}`;
-        node.tracked = track(node.id, node.process.pid);
+        node.tracked = procs.track(node.id, node.process.pid);
         cluster.nodes.push(node);
     }
 
@@ -181,32 +80,24 @@ async function startCluster(cluster, work) {
     const gen = spawnSync(join(repoRoot, 'examples/cluster/run'),
         ['--print-nginx-conf', '--nodes', String(NODES), '--port', String(base)], { encoding: 'utf8' });
     assert.equal(gen.status, 0, `examples/cluster/run --print-nginx-conf: ${gen.stderr}`);
-    const prefix = join(work, 'nginx');
-    mkdirSync(join(prefix, 'tmp'), { recursive: true });
-    for (const d of [work, prefix, join(prefix, 'tmp')]) chmodSync(d, 0o755); // workers may be 'nobody'
-    writeFileSync(join(prefix, 'nginx.conf'), gen.stdout);
-    cluster.nginx = spawnLogged('nginx', NGINX, ['-p', `${prefix}/`, '-e', join(prefix, 'error.log'), '-c', join(prefix, 'nginx.conf')]);
-    cluster.nginxLog = () => { try { return readFileSync(join(prefix, 'error.log'), 'utf8'); } catch { return ''; } };
-    await waitFor(async () => {
-        if (!alive(cluster.nginx.pid)) throw new Error(`nginx exited:\n${cluster.nginx.out}\n${cluster.nginxLog()}`);
-        return canConnect(base);
-    }, { timeout: 10000, interval: 20, message: 'nginx to listen' });
-    await waitFor(() => childrenOf(cluster.nginx.pid).length > 0, { timeout: 5000, message: "nginx's workers" });
-    cluster.nginxWorkers = childrenOf(cluster.nginx.pid).map((pid) => track('nginx worker', pid));
+    const nginx = await startNginx(procs, { conf: gen.stdout, prefix: join(work, 'nginx'), port: base });
+    cluster.nginx = nginx.master;
+    cluster.nginxLog = nginx.log;
+    cluster.nginxWorkers = nginx.workers;
     cluster.url = `http://127.0.0.1:${base}`;
 }
 
 async function stopCluster(cluster) {
     if (cluster.nginx) {
-        await stopPid(cluster.nginx);
+        await procs.stop(cluster.nginx);
         // Workers of a master that had to be killed outlive it.
-        for (const w of cluster.nginxWorkers || []) await stopPid(w, 500);
+        for (const w of cluster.nginxWorkers || []) await procs.stop(w, { graceMs: 500 });
     }
     await Promise.all(cluster.nodes.map(async (n) => {
         await n.stop();
-        started.delete(n.tracked);
+        await procs.stop(n.tracked, { graceMs: 1000 });
     }));
-    if (cluster.redis) await stopPid(cluster.redis);
+    if (cluster.redis) await procs.stop(cluster.redis);
 }
 
 // ---- the test ------------------------------------------------------------------------------------
