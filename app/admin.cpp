@@ -92,6 +92,7 @@ std::string to_string(const peer_address& a) {
 admin_console::admin_console(server& srv, std::string token, std::chrono::milliseconds period)
     : srv_{srv}
     , token_{std::move(token)}
+    , channel_{std::string(channel) + "." + srv.options().engine.node_id}
     , period_{period} {
     srv_.mount("/admin/comet", *this);
     srv_.route(http::verb::get, "/admin",
@@ -190,6 +191,16 @@ nlohmann::json admin_console::snapshot() {
     for (std::size_t r = 0; r < close_reason_count; ++r)
         if (now->closed[r] != 0)
             closed[std::string(to_string(static_cast<close_reason>(r)))] = now->closed[r];
+    const std::string& self = srv_.options().engine.node_id;
+    nlohmann::json nodes = nlohmann::json::array();
+    {
+        std::lock_guard view_lock{cluster_->mutex};
+        for (const cluster_node& n : cluster_->nodes)
+            nodes.push_back({{"id", n.id},
+                             {"address", n.address},
+                             {"age_ms", n.age.count()},
+                             {"self", n.id == self}});
+    }
     std::uint64_t created = 0, requests = 0;
     for (std::size_t t = 0; t < metrics_snapshot::transports; ++t) {
         created += now->created[t];
@@ -211,6 +222,8 @@ nlohmann::json admin_console::snapshot() {
         {"requests", requests},
         {"messages_in", now->messages_in},
         {"messages_out", now->messages_out},
+        {"node", self},
+        {"nodes", std::move(nodes)},
     };
     previous_ = std::move(now);
     previous_at_ = at;
@@ -222,14 +235,19 @@ void admin_console::run() {
     std::unique_lock lock{mutex_};
     while (!stopping_) {
         lock.unlock();
-        srv_.publish(channel, snapshot());
+        // A fresh list for the next snapshot; this one shows the last answer.
+        srv_.cluster_nodes([view = cluster_](std::vector<cluster_node> nodes) {
+            std::lock_guard view_lock{view->mutex};
+            view->nodes = std::move(nodes);
+        });
+        srv_.publish(channel_, snapshot());
         lock.lock();
         wake_.wait_for(lock, period_, [this] { return stopping_; });
     }
 }
 
 void admin_console::on_open(session& s) {
-    s.subscribe(channel);
+    s.subscribe(channel_);
     packet latest;
     {
         std::lock_guard lock{mutex_};

@@ -8,19 +8,25 @@
 // The token comes in the query string (`?token=`) or in the `X-Megaphone-Token` header; a wrong
 // or missing one gets 403. Every `period` the console sums the server's counters and publishes a
 // snapshot (sessions per state, transitions with their rate per second, ...) on its channel, to
-// which each of its sessions is subscribed: the page draws it on the machine's diagram.
+// which each of its sessions is subscribed: the page draws it on the machine's diagram. The
+// snapshot also names this node ("node") and lists the cluster's live nodes ("nodes": id,
+// address, age_ms of the last heartbeat, self), as the router last answered (asked again every
+// period); without a cluster the list is empty.
 #pragma once
 
 #include "app/application.hpp"
+#include "cluster/router.hpp"
 #include "transport/exchange.hpp"
 #include "transport/net.hpp"
 
 #include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace megaphone {
 
@@ -47,6 +53,8 @@ public:
     /// The snapshot published now (JSON): also what a new session gets at once.
     nlohmann::json snapshot();
 
+    /// The snapshots' channel is this followed by "." and the node's id: each node's own (in a
+    /// cluster the bus carries a channel to every node's subscribers).
     static constexpr std::string_view channel = "megaphone.admin";
 
     // application
@@ -58,6 +66,7 @@ private:
 
     server& srv_;
     std::string token_;
+    std::string channel_; // channel + "." + node id
     std::chrono::milliseconds period_;
     std::mutex mutex_;
     std::condition_variable wake_;
@@ -66,6 +75,13 @@ private:
     std::unique_ptr<metrics_snapshot> previous_;
     std::chrono::steady_clock::time_point previous_at_{};
     packet latest_; // the last snapshot published (under mutex_)
+    // The cluster's nodes as the router last answered: shared with its callback, which may run
+    // on the router's thread after the console is gone.
+    struct cluster_view {
+        std::mutex mutex;
+        std::vector<cluster_node> nodes;
+    };
+    std::shared_ptr<cluster_view> cluster_ = std::make_shared<cluster_view>();
     std::thread thread_;
 };
 

@@ -156,6 +156,12 @@ server::server(server_options options)
         admin_ = std::make_unique<admin_console>(*this, options_.admin_token);
 }
 
+void server::cluster_nodes(std::function<void(std::vector<cluster_node>)> done) {
+    if (router_)
+        return router_->nodes(std::move(done));
+    done({});
+}
+
 server::~server() {
     stop();
     wait();

@@ -156,6 +156,10 @@ public:
     void list_sessions(std::size_t offset, std::size_t limit,
                        std::function<void(std::size_t total, std::vector<session_row>)> done);
 
+    /// The cluster's live nodes (the router's, cluster/router.hpp); none without a router.
+    /// `done` runs on the router's thread, or inside this call when there is none.
+    void cluster_nodes(std::function<void(std::vector<cluster_node>)> done);
+
 private:
     struct shard;
     struct mount_point {

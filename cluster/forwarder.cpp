@@ -474,6 +474,16 @@ public:
 
     void refused() noexcept override { state_->stats->refused.fetch_add(1); }
 
+    void nodes(std::function<void(std::vector<cluster_node>)> done) override {
+        // Not started (forwarding off): no registry, no heartbeats, no nodes.
+        if (!state_->started)
+            return done({});
+        net::post(state_->ioc, [weak = std::weak_ptr<state>(state_), done = std::move(done)] {
+            if (auto s = weak.lock(); s && !s->stopped)
+                s->registry.list(done);
+        });
+    }
+
 private:
     /// One forwarded request, on the router's thread.
     struct pending {

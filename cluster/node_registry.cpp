@@ -3,6 +3,9 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include <algorithm>
+#include <charconv>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -13,6 +16,36 @@ namespace net = boost::asio;
 namespace {
 /// Lookups remembered at once; beyond it the expired ones go, then all but those in flight.
 constexpr std::size_t max_cached = 4096;
+
+std::optional<long long> integer_of(const std::string& text) {
+    long long v = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || end != text.data() + text.size())
+        return std::nullopt;
+    return v;
+}
+
+/// Redis's TIME answer (seconds, microseconds) in ms since the epoch.
+std::optional<long long> time_ms(std::error_code ec, const redis::reply& r) {
+    if (ec || r.type != redis::reply::kind::array || r.elements.size() != 2)
+        return std::nullopt;
+    const auto s = integer_of(r.elements[0].str);
+    const auto us = integer_of(r.elements[1].str);
+    if (!s || !us)
+        return std::nullopt;
+    return *s * 1000 + *us / 1000;
+}
+
+/// A score of ZRANGE ... WITHSCORES ("1712345678901", possibly "1.7e12" for odd writers).
+std::optional<long long> score_of(const std::string& text) {
+    if (auto v = integer_of(text))
+        return v;
+    try {
+        return static_cast<long long>(std::stod(text));
+    } catch (...) {
+        return std::nullopt;
+    }
+}
 } // namespace
 
 struct node_registry::impl : std::enable_shared_from_this<impl> {
@@ -72,6 +105,79 @@ struct node_registry::impl : std::enable_shared_from_this<impl> {
             return;
         redis.command({"SET", key(node), address, "EX", std::to_string(options.ttl.count())},
                       [](std::error_code, redis::reply) {});
+        // The heartbeat's time by Redis's clock (one clock for every node), then the ZADD.
+        redis.command({"TIME"}, [weak = weak_from_this()](std::error_code ec, redis::reply r) {
+            auto self = weak.lock();
+            if (!self || self->stopped)
+                return;
+            if (const auto now = time_ms(ec, r))
+                self->redis.command(
+                    {"ZADD", std::string(nodes_key), std::to_string(*now), self->node},
+                    [](std::error_code, redis::reply) {});
+        });
+    }
+
+    void list(std::function<void(std::vector<cluster_node>)> done) {
+        if (stopped || !started) {
+            net::post(ioc, [done = std::move(done)] { done({}); });
+            return;
+        }
+        // TIME and ZRANGE go out together (one connection: answered in order), then MGET.
+        auto now = std::make_shared<std::optional<long long>>();
+        redis.command({"TIME"},
+                      [now](std::error_code ec, redis::reply r) { *now = time_ms(ec, r); });
+        redis.command(
+            {"ZRANGE", std::string(nodes_key), "0", "-1", "WITHSCORES"},
+            [weak = weak_from_this(), now, done = std::move(done)](std::error_code ec,
+                                                                   redis::reply r) mutable {
+                auto self = weak.lock();
+                if (!self || self->stopped)
+                    return;
+                if (ec || r.type != redis::reply::kind::array || !*now)
+                    return done({});
+                const long long ttl_ms =
+                    std::chrono::duration_cast<std::chrono::milliseconds>(self->options.ttl)
+                        .count();
+                const long long oldest = **now - ttl_ms;
+                std::vector<cluster_node> live;
+                bool stale = false;
+                for (std::size_t i = 0; i + 1 < r.elements.size(); i += 2) {
+                    const auto score = score_of(r.elements[i + 1].str);
+                    if (!score || *score < oldest) {
+                        stale = true;
+                        continue;
+                    }
+                    live.push_back({r.elements[i].str,
+                                    {},
+                                    std::chrono::milliseconds(std::max(0LL, **now - *score))});
+                }
+                if (stale) // nodes that died without stopping
+                    self->redis.command({"ZREMRANGEBYSCORE", std::string(nodes_key), "-inf",
+                                         "(" + std::to_string(oldest)},
+                                        [](std::error_code, redis::reply) {});
+                if (live.empty())
+                    return done({});
+                std::vector<std::string> mget{"MGET"};
+                for (const auto& n : live)
+                    mget.push_back(key(n.id));
+                self->redis.command(
+                    std::move(mget), [live = std::move(live), done = std::move(done)](
+                                         std::error_code ec, redis::reply r) mutable {
+                        if (ec || r.type != redis::reply::kind::array ||
+                            r.elements.size() != live.size())
+                            return done({});
+                        std::vector<cluster_node> out;
+                        for (std::size_t i = 0; i < live.size(); ++i)
+                            if (r.elements[i].type == redis::reply::kind::string &&
+                                !r.elements[i].str.empty()) {
+                                live[i].address = std::move(r.elements[i].str);
+                                out.push_back(std::move(live[i]));
+                            }
+                        std::sort(out.begin(), out.end(),
+                                  [](const auto& a, const auto& b) { return a.id < b.id; });
+                        done(std::move(out));
+                    });
+            });
     }
 
     void stop(std::function<void()> done) {
@@ -92,7 +198,9 @@ struct node_registry::impl : std::enable_shared_from_this<impl> {
                 net::post(ioc, std::move(done));
             return;
         }
-        // Only our own key goes, once Redis has answered (or failed within its timeout).
+        // Only our own key (and member) goes, once Redis has answered (or failed within its
+        // timeout): the DEL is answered after the ZREM (one connection, in order).
+        redis.command({"ZREM", std::string(nodes_key), node}, [](std::error_code, redis::reply) {});
         redis.command({"DEL", key(node)}, [self = shared_from_this(),
                                            done = std::move(done)](std::error_code, redis::reply) {
             net::post(self->ioc, [self, done] {
@@ -188,6 +296,10 @@ void node_registry::stop(std::function<void()> done) {
 
 void node_registry::lookup(std::string_view id, std::function<void(std::string)> done) {
     impl_->lookup(std::string(id), std::move(done));
+}
+
+void node_registry::list(std::function<void(std::vector<cluster_node>)> done) {
+    impl_->list(std::move(done));
 }
 
 std::string node_registry::key(std::string_view id) {

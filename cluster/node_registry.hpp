@@ -5,12 +5,19 @@
 // `cache` (found or not), so a burst of forwarded requests costs one GET per node per second
 // and a flood of forged node names at most one per name per second.
 //
+// Each heartbeat also puts the node in the sorted set mp:nodes (ZADD, score: the time of the
+// heartbeat in ms since the epoch, from Redis's TIME, so the nodes' own clocks never matter);
+// stop() removes it (ZREM). list() answers the nodes whose heartbeat is within the ttl, with
+// their addresses (MGET of their keys) and heartbeat ages; the stale members (nodes that died
+// without stopping) are removed as list() sees them (ZREMRANGEBYSCORE).
+//
 // Everything runs on one io_context (the Redis bus's: the server's first I/O thread), with its
 // own redis::client to the first --redis server. Every call, and every callback, is on that
 // thread (or before it runs).
 #pragma once
 
 #include "cluster/redis_client.hpp"
+#include "cluster/router.hpp"
 
 #include <boost/asio/io_context.hpp>
 
@@ -19,6 +26,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace megaphone {
 
@@ -40,15 +48,24 @@ public:
 
     /// Connects and announces `address` ("host:port") every heartbeat until stop().
     void start(std::string address);
-    /// Deletes this node's key, then closes the connection; `done` runs once that is over (the
-    /// DEL answered, failed or timed out). No lookup callback runs afterwards.
+    /// Deletes this node's key (and its member of mp:nodes), then closes the connection; `done`
+    /// runs once that is over (the DEL answered, failed or timed out). No lookup callback runs
+    /// afterwards.
     void stop(std::function<void()> done);
     /// Node `id`'s address, or "" when it is unknown (no key, expired, Redis unreachable).
     /// `done` runs later, never inside this call.
     void lookup(std::string_view id, std::function<void(std::string)> done);
 
+    /// The live nodes (heartbeat within the ttl and key present; this one included), sorted by
+    /// id, their ages from Redis's clock; none when not started or Redis does not answer.
+    /// `done` runs later, never inside this call, and not at all once stop() has closed the
+    /// connection.
+    void list(std::function<void(std::vector<cluster_node>)> done);
+
     /// The Redis key of node `id`.
     static std::string key(std::string_view id);
+    /// The sorted set of the nodes (member: id, score: last heartbeat, ms since the epoch).
+    static constexpr std::string_view nodes_key = "mp:nodes";
 
 private:
     struct impl;

@@ -11,8 +11,11 @@
 #include "transport/http_connection.hpp"
 #include "transport/protocol.hpp"
 
+#include <chrono>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace megaphone {
 
@@ -34,6 +37,13 @@ internal_request check_internal(const http::request<http::string_body>& req,
 /// True when `req` was forwarded by another node (it carries X-Megaphone-Forwarded-By).
 bool forwarded(const http::request<http::string_body>& req) noexcept;
 
+/// A live node of the cluster, as the node registry knows it (the admin dashboard lists them).
+struct cluster_node {
+    std::string id;
+    std::string address;              ///< "host:port" where the other nodes reach it
+    std::chrono::milliseconds age{0}; ///< since its last heartbeat
+};
+
 class request_router {
 public:
     virtual ~request_router() = default;
@@ -49,6 +59,9 @@ public:
     virtual bool route(incoming& in, std::string_view node, const session_codec& codec) = 0;
     /// A request refused with 403 by check_internal(), for the metrics.
     virtual void refused() noexcept {}
+    /// The cluster's live nodes (this one included), sorted by id; `done` runs later on the
+    /// router's thread (not at all once it has stopped). Any thread. By default: none.
+    virtual void nodes(std::function<void(std::vector<cluster_node>)> done) { done({}); }
 };
 
 } // namespace megaphone

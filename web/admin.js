@@ -1,7 +1,8 @@
 // The Megaphone admin dashboard (served at /admin with the admin token). It is itself a Megaphone
 // application: megaphone.js keeps a session open at /admin/comet, where the server publishes a
 // stats snapshot every second; the counts are drawn on the session machine's diagram (fsm.svg,
-// generated from the transition table). The sessions table is fetched page by page.
+// generated from the transition table). The sessions table is fetched page by page. In a
+// cluster, the snapshot lists the live nodes (hidden for a single node).
 import { connect } from './megaphone.js';
 
 const token = new URLSearchParams(location.search).get('token') || '';
@@ -82,8 +83,35 @@ function show(stats) {
     $('stat-created').textContent = stats.created;
     $('stat-closed').textContent = Object.values(stats.closed).reduce((a, b) => a + b, 0);
     $('stat-messages').textContent = `${stats.messages_in} / ${stats.messages_out}`;
+    showNodes(stats.nodes || []);
     $('updated').textContent = `updated ${new Date(stats.time).toLocaleTimeString()}`;
     document.body.dataset.snapshots = String(Number(document.body.dataset.snapshots || 0) + 1);
+}
+
+function showNodes(nodes) {
+    $('cluster').hidden = nodes.length === 0;
+    $('cluster-count').textContent = String(nodes.length);
+    $('nodes').replaceChildren(...nodes.map((n) => {
+        const tr = document.createElement('tr');
+        tr.dataset.node = n.id;
+        if (n.self) tr.className = 'self';
+        const id = document.createElement('td');
+        id.className = 'sid';
+        id.textContent = n.id;
+        if (n.self) {
+            const tag = document.createElement('span');
+            tag.className = 'tag';
+            tag.textContent = 'this node';
+            id.append(tag);
+        }
+        const address = document.createElement('td');
+        address.textContent = n.address;
+        const age = document.createElement('td');
+        age.className = 'num';
+        age.textContent = (n.age_ms / 1000).toFixed(1);
+        tr.append(id, address, age);
+        return tr;
+    }));
 }
 
 async function loadSessions() {
