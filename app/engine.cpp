@@ -1,5 +1,6 @@
 #include "app/engine.hpp"
 
+#include "cluster/bus.hpp"
 #include "fsm/metrics.hpp"
 #include "transport/bosh_codec.hpp"
 
@@ -24,15 +25,7 @@ std::string random_token(std::size_t bytes) {
     std::array<unsigned char, 64> raw{};
     if (bytes > raw.size())
         throw std::length_error("random_token: too many bytes");
-    for (std::size_t got = 0; got < bytes;) {
-        const ssize_t n = ::getrandom(raw.data() + got, bytes - got, 0);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            throw std::system_error(errno, std::generic_category(), "getrandom");
-        }
-        got += static_cast<std::size_t>(n);
-    }
+    fill_random(std::span(raw).first(bytes));
     // Base64url without padding: 6 bits per character.
     std::string out;
     std::uint32_t acc = 0;

@@ -30,12 +30,9 @@ packet stamp(const packet& payload, std::string_view epoch, std::uint64_t offset
     });
 }
 
-std::string new_epoch() {
-    static constexpr char alphabet[] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    std::array<unsigned char, 12> raw{}; // 72 bits; 12 characters fit a std::string inline
-    for (std::size_t got = 0; got < raw.size();) {
-        const ssize_t n = ::getrandom(raw.data() + got, raw.size() - got, 0);
+void fill_random(std::span<unsigned char> out) {
+    for (std::size_t got = 0; got < out.size();) {
+        const ssize_t n = ::getrandom(out.data() + got, out.size() - got, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -43,6 +40,13 @@ std::string new_epoch() {
         }
         got += static_cast<std::size_t>(n);
     }
+}
+
+std::string new_epoch() {
+    static constexpr char alphabet[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::array<unsigned char, 12> raw{}; // 72 bits; 12 characters fit a std::string inline
+    fill_random(raw);
     std::string out;
     for (const unsigned char b : raw)
         out += alphabet[b & 63];

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -100,6 +101,9 @@ public:
 /// JSON object; any other payload (a stanza, a JSON scalar or array) unchanged. `epoch` must be
 /// made of characters that need no JSON escaping (the buses make them so).
 packet stamp(const packet& payload, std::string_view epoch, std::uint64_t offset);
+
+/// Fills `out` from the operating system's CSPRNG (getrandom).
+void fill_random(std::span<unsigned char> out);
 
 /// A new random epoch: 12 URL-safe characters (72 random bits).
 std::string new_epoch();

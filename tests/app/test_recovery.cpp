@@ -5,36 +5,18 @@
 #include "app/hub.hpp"
 #include "app/session.hpp"
 #include "app/testing.hpp"
+#include "support/test_hub.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <random>
 
+using megaphone::test::test_hub;
 using megaphone::testing::harness;
 using nlohmann::json;
 using namespace std::chrono_literals;
 
 namespace {
-
-/// The hub's client messages without a server.
-class test_hub final : public megaphone::application {
-public:
-    void on_message(megaphone::session& s, const megaphone::message& m) override {
-        const json& msg = m.json();
-        if (msg.contains("subscribe")) {
-            const auto ch = msg["subscribe"].get<std::string>();
-            if (msg.contains("recover"))
-                s.subscribe(ch, megaphone::decode_stream_position(msg["recover"]).value());
-            else
-                s.subscribe(ch);
-        } else if (msg.contains("unsubscribe")) {
-            s.unsubscribe(msg["unsubscribe"].get<std::string>());
-        } else if (msg.contains("publish")) {
-            const auto ch = msg["publish"].get<std::string>();
-            s.broker().publish(ch, megaphone::hub::envelope(ch, msg.value("data", json())));
-        }
-    }
-};
 
 json cursor(const std::string& epoch, std::uint64_t offset) {
     return {{"epoch", epoch}, {"offset", offset}};

@@ -4,36 +4,18 @@
 #include "app/session.hpp"
 #include "app/testing.hpp"
 #include "support/stamps.hpp"
+#include "support/test_hub.hpp"
 
 #include <catch2/catch.hpp>
 
 using megaphone::close_reason;
 using megaphone::fsm_state;
 using megaphone::test::stamp_of;
+using megaphone::test::test_hub;
 using megaphone::test::without_stamps;
 using megaphone::testing::harness;
 using nlohmann::json;
 using namespace std::chrono_literals;
-
-namespace {
-
-/// The hub without a server: subscribe/unsubscribe/publish through the harness.
-class test_hub final : public megaphone::application {
-public:
-    void on_message(megaphone::session& s, const megaphone::message& m) override {
-        const json& msg = m.json();
-        if (msg.contains("subscribe"))
-            s.subscribe(msg["subscribe"].get<std::string>());
-        else if (msg.contains("publish"))
-            s.broker().publish(msg["publish"].get<std::string>(),
-                               megaphone::hub::envelope(msg["publish"].get<std::string>(),
-                                                        msg.value("data", json())));
-        else if (msg.contains("close"))
-            s.close();
-    }
-};
-
-} // namespace
 
 TEST_CASE("session: creation answers at once with the capped settings") {
     test_hub app;

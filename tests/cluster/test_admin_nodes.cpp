@@ -6,6 +6,7 @@
 #include "app/cli.hpp"
 #include "cluster/forwarder.hpp"
 #include "cluster/node_registry.hpp"
+#include "support/cluster_node.hpp"
 #include "support/http_client.hpp"
 #include "support/redis_server.hpp"
 #include "support/test_server.hpp"
@@ -35,14 +36,8 @@ node_registry_options short_registry() {
 }
 
 server_options node_options(const redis_server& redis, std::string node_id) {
-    server_options o = test_options();
-    o.engine.node_id = std::move(node_id);
-    o.engine.max_wait = 2s;
-    o.engine.inactivity = 10s;
-    o.redis = {redis.url()};
-    o.cluster_key = cluster_key;
+    server_options o = cluster_node_options(redis, std::move(node_id), cluster_key);
     o.admin_token = admin_token;
-    use_redis(o);
     // use_redis()'s router, with a short heartbeat and ttl (no command-line option for them).
     o.make_router = [where = redis::parse_url(redis.url()).value()](net::io_context& ioc,
                                                                     const server_options& so) {

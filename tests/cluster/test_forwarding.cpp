@@ -7,6 +7,7 @@
 #include "app/session.hpp"
 #include "cluster/node_registry.hpp"
 #include "support/bosh_client.hpp"
+#include "support/cluster_node.hpp"
 #include "support/http_client.hpp"
 #include "support/redis_server.hpp"
 #include "support/test_server.hpp"
@@ -34,14 +35,7 @@ const std::string cluster_key = "fwd-test-key-9f2c1d7e5a3b4c6d";
 
 server_options node_options(const redis_server& redis, std::string node_id,
                             std::string key = cluster_key) {
-    server_options o = test_options();
-    o.engine.node_id = std::move(node_id);
-    o.engine.max_wait = 2s;
-    o.engine.inactivity = 10s;
-    o.redis = {redis.url()};
-    o.cluster_key = std::move(key);
-    use_redis(o);
-    return o;
+    return cluster_node_options(redis, std::move(node_id), std::move(key));
 }
 
 /// BOSH sessions: pushes a greeting on open, echoes every stanza.

@@ -2,6 +2,7 @@
 // each with its own node id, against a redis-server that the test starts (and stops, kills,
 // restarts empty). Clients are plain HTTP long-polls (tests/support/http_client.hpp).
 #include "app/cli.hpp"
+#include "support/cluster_node.hpp"
 #include "support/http_client.hpp"
 #include "support/redis_server.hpp"
 #include "support/test_server.hpp"
@@ -20,29 +21,7 @@ using nlohmann::json;
 namespace {
 
 server_options node_options(const redis_server& redis, std::string node_id) {
-    server_options o = test_options();
-    o.engine.node_id = std::move(node_id);
-    o.engine.max_wait = 2s;
-    o.engine.inactivity = 10s;
-    o.redis = {redis.url()};
-    // Short Redis timeouts: a stopped Redis is seen within a second.
-    use_redis(o);
-    return o;
-}
-
-/// Waits until the node's Redis connections are up (its /metrics say so).
-void wait_up(unsigned short port) {
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    for (;;) {
-        http_client c{port};
-        std::istringstream text{c.get("/metrics").body};
-        for (std::string line; std::getline(text, line);)
-            if (line.starts_with("megaphone_redis_up{") && line.ends_with("} 1"))
-                return;
-        if (std::chrono::steady_clock::now() > deadline)
-            FAIL("the node's Redis connections did not come up");
-        std::this_thread::sleep_for(20ms);
-    }
+    return cluster_node_options(redis, std::move(node_id));
 }
 
 /// A long-polling client of one session: keeps one request out, gathers the messages.
@@ -134,9 +113,9 @@ std::unique_ptr<poller> subscriber(unsigned short port, const std::string& chann
 TEST_CASE("cluster: a publish on any node reaches every node's subscribers, stamped, in order") {
     redis_server redis;
     test_server a{node_options(redis, "a")};
-    wait_up(a.port());
+    wait_redis_up(a.port());
     test_server b{node_options(redis, "b")};
-    wait_up(b.port());
+    wait_redis_up(b.port());
     auto on_a = subscriber(a.port(), "news");
     auto on_b = subscriber(b.port(), "news");
     CHECK(on_a->sid().starts_with("a-"));
@@ -169,9 +148,9 @@ TEST_CASE("cluster: a publish on any node reaches every node's subscribers, stam
 TEST_CASE("cluster: a session recovers on another node from its cursor: no gap, no duplicate") {
     redis_server redis;
     test_server a{node_options(redis, "a")};
-    wait_up(a.port());
+    wait_redis_up(a.port());
     test_server b{node_options(redis, "b")};
-    wait_up(b.port());
+    wait_redis_up(b.port());
     auto first = subscriber(a.port(), "feed");
     for (int i = 1; i <= 5; ++i)
         REQUIRE(publish(b.port(), "feed", i).status == 200);
@@ -202,7 +181,7 @@ TEST_CASE("cluster: a session recovers on another node from its cursor: no gap, 
 TEST_CASE("cluster: bad recovery cursors get a clear answer, and another session's data never") {
     redis_server redis;
     test_server a{node_options(redis, "a")};
-    wait_up(a.port());
+    wait_redis_up(a.port());
     auto sub = subscriber(a.port(), "x");
     REQUIRE(publish(a.port(), "x", 1).status == 200);
     REQUIRE(sub->until([](const auto& g) { return on_channel(g, "x").size() >= 1; }));
@@ -237,9 +216,9 @@ TEST_CASE("cluster: Redis stopped: publishes get 503, held polls stay held; Redi
           "data: nothing acknowledged is lost") {
     redis_server redis{redis_server_options{true}};
     test_server a{node_options(redis, "a")};
-    wait_up(a.port());
+    wait_redis_up(a.port());
     test_server b{node_options(redis, "b")};
-    wait_up(b.port());
+    wait_redis_up(b.port());
     auto sub = subscriber(a.port(), "live");
     std::vector<int> acked;
     for (int i = 1; i <= 3; ++i)
@@ -289,7 +268,7 @@ TEST_CASE("cluster: Redis stopped: publishes get 503, held polls stay held; Redi
 TEST_CASE("cluster: Redis restarted without its data: a new epoch, and recovered: false") {
     redis_server redis;
     test_server a{node_options(redis, "a")};
-    wait_up(a.port());
+    wait_redis_up(a.port());
     auto sub = subscriber(a.port(), "ch");
     REQUIRE(publish(a.port(), "ch", 1).status == 200);
     REQUIRE(sub->until([](const auto& g) { return on_channel(g, "ch").size() >= 1; }));
@@ -320,7 +299,7 @@ TEST_CASE("cluster: a Redis that stalls (SIGSTOP) never blocks the server: publi
           "answers again") {
     redis_server redis;
     test_server a{node_options(redis, "a")};
-    wait_up(a.port());
+    wait_redis_up(a.port());
     auto sub = subscriber(a.port(), "slow");
     REQUIRE(publish(a.port(), "slow", 1).status == 200);
 
