@@ -135,10 +135,10 @@ void session::open(client_request&& creation, exchange ex) {
     fsm_.start(); // arms the die timer
     next_rid_ = creation.rid + 1;
     call_app([&] { app_.on_open(*this); });
-    for (const auto& [channel, since] : creation.recover) {
+    for (const auto& cursor : creation.recover) {
         if (closed_)
             break;
-        call_app([&] { app_.on_recover(*this, channel, since); });
+        call_app([&] { app_.on_recover(*this, cursor.first, cursor.second); });
     }
     deliver(creation.messages);
     if (closed_)
