@@ -5,6 +5,7 @@
 // does.
 #include "app/cli.hpp"
 #include "support/http_client.hpp"
+#include "support/prometheus_parse.hpp"
 #include "support/redis_server.hpp"
 #include "support/test_server.hpp"
 
@@ -69,50 +70,6 @@ bool metric_until(unsigned short port, const std::string& key, Pred pred,
 /// `name{server="127.0.0.1:PORT"}`: the sample of the test's Redis server.
 std::string of_server(const std::string& name, const redis_server& redis) {
     return name + "{server=\"127.0.0.1:" + std::to_string(redis.port()) + "\"}";
-}
-
-/// What the reference parser read: sample name + sorted labels → value; family types.
-struct parsed_metrics {
-    std::map<std::string, double> samples;
-    std::map<std::string, std::string> types;
-};
-
-parsed_metrics parse_with_prometheus_client(const std::string& text) {
-    namespace fs = std::filesystem;
-    const fs::path dir =
-        fs::path(MEGAPHONE_BINARY_DIR) / ("test-redis-metrics-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    const fs::path in = dir / "metrics.txt";
-    const fs::path out = dir / "parsed.json";
-    std::ofstream(in) << text;
-    fs::remove(out);
-    const std::string cmd = "/usr/bin/python3 '" MEGAPHONE_SOURCE_DIR
-                            "/tests/integration/parse_metrics.py' '" +
-                            in.string() + "' '" + out.string() + "'";
-    INFO("python3-prometheus-client is needed (scripts/setup installs it)");
-    REQUIRE(std::system(cmd.c_str()) == 0);
-    std::ifstream f(out);
-    const json doc = json::parse(f);
-    fs::remove_all(dir);
-    parsed_metrics p;
-    for (const json& fam : doc.at("families")) {
-        p.types[fam.at("name")] = fam.at("type");
-        for (const json& s : fam.at("samples")) {
-            std::string key = s.at("name").get<std::string>();
-            if (!s.at("labels").empty()) {
-                key += '{';
-                bool first = true;
-                for (const auto& [k, v] : s.at("labels").items()) { // nlohmann sorts keys
-                    key += (first ? "" : ",") + k + "=\"" + v.get<std::string>() + "\"";
-                    first = false;
-                }
-                key += '}';
-            }
-            const json& v = s.at("value");
-            p.samples[key] = v.is_number() ? v.get<double>() : -1;
-        }
-    }
-    return p;
 }
 
 } // namespace

@@ -4,6 +4,7 @@
 // tests/integration/parse_metrics.py) and the values it read are checked against the traffic.
 #include "support/bosh_client.hpp"
 #include "support/http_client.hpp"
+#include "support/prometheus_parse.hpp"
 #include "support/test_server.hpp"
 
 #include <catch2/catch.hpp>
@@ -25,61 +26,10 @@ using megaphone::test::recording_app;
 using megaphone::test::request_body;
 using megaphone::test::test_options;
 using json = nlohmann::json;
+using megaphone::test::parse_with_prometheus_client;
+using megaphone::test::parsed_metrics;
 
 namespace {
-
-/// What the reference parser read: sample name + sorted labels → value; and family types.
-struct parsed_metrics {
-    std::map<std::string, double> samples;    // key: name{a="x",b="y"} with labels sorted
-    std::map<std::string, std::string> types; // family name → type
-    std::map<std::string, std::string> help;
-
-    double at(const std::string& key) const {
-        auto it = samples.find(key);
-        if (it == samples.end())
-            FAIL("no sample " << key);
-        return it->second;
-    }
-};
-
-parsed_metrics parse_with_prometheus_client(const std::string& text) {
-    namespace fs = std::filesystem;
-    // One directory per process: ctest -j runs test cases of this file side by side.
-    const fs::path dir =
-        fs::path(MEGAPHONE_BINARY_DIR) / ("test-metrics-" + std::to_string(::getpid()));
-    fs::create_directories(dir);
-    const fs::path in = dir / "metrics.txt";
-    const fs::path out = dir / "parsed.json";
-    std::ofstream(in) << text;
-    fs::remove(out);
-    const std::string cmd = "/usr/bin/python3 '" MEGAPHONE_SOURCE_DIR
-                            "/tests/integration/parse_metrics.py' '" +
-                            in.string() + "' '" + out.string() + "'";
-    INFO("python3-prometheus-client is needed (scripts/setup installs it)");
-    REQUIRE(std::system(cmd.c_str()) == 0);
-    std::ifstream f(out);
-    const json doc = json::parse(f);
-    parsed_metrics p;
-    for (const json& fam : doc.at("families")) {
-        p.types[fam.at("name")] = fam.at("type");
-        p.help[fam.at("name")] = fam.at("documentation");
-        for (const json& s : fam.at("samples")) {
-            std::string key = s.at("name").get<std::string>();
-            if (!s.at("labels").empty()) {
-                key += '{';
-                bool first = true;
-                for (const auto& [k, v] : s.at("labels").items()) { // nlohmann sorts keys
-                    key += (first ? "" : ",") + k + "=\"" + v.get<std::string>() + "\"";
-                    first = false;
-                }
-                key += '}';
-            }
-            const json& v = s.at("value");
-            p.samples[key] = v.is_number() ? v.get<double>() : -1;
-        }
-    }
-    return p;
-}
 
 /// A do-nothing application for the BOSH mount.
 class quiet_app final : public megaphone::application {};
