@@ -197,6 +197,17 @@ std::vector<option_spec> make_table() {
                      o.http.reuse_port = v == "true";
                  },
                  nullptr});
+    t.push_back({"no-handover", "", kind::flag,
+                 "with --reuse-port: relay requests of sessions of this machine's other "
+                 "processes over HTTP instead of handing their connections over (SCM_RIGHTS); "
+                 "for comparison, or where Unix sockets are barred",
+                 [](const o_t& o) { return std::string(o.handover ? "false" : "true"); },
+                 [](o_t& o, std::string_view as, std::string_view v) {
+                     if (v != "true" && v != "false")
+                         fail(as, "takes true or false");
+                     o.handover = v != "true";
+                 },
+                 nullptr});
     t.push_back(whole_option(
         "node-port", "PORT",
         "with --reuse-port: this process's own port, where other nodes forward requests for its "
@@ -499,6 +510,7 @@ void use_redis(server_options& o) {
         f.advertise = so.advertise;
         f.listen_address = so.address;
         f.forward.timeout = so.engine.max_wait + std::chrono::seconds(10);
+        f.handover = so.http.reuse_port && so.handover;
         f.log = [](bool warning, const std::string& line) {
             if (warning)
                 logger().warn("{}", line);

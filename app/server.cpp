@@ -231,6 +231,16 @@ void server::start() {
         node_listener_->start();
     }
     bus_->start(*this);
+    if (router_) {
+        // Before the public port accepts: route() may be called from then on. With --reuse-port
+        // the processes of this machine hand connections to each other, into this listener.
+        router_start where{node_listener_ ? node_port_ : port_, port_, {}};
+        if (options_.http.reuse_port)
+            where.adopt = [listener = listener_](int fd, std::string bytes) {
+                listener->adopt(fd, std::move(bytes));
+            };
+        router_->start(where);
+    }
     listener_->start();
     for (auto& sh : shards_) {
         shard* raw = sh.get();
@@ -245,8 +255,6 @@ void server::start() {
                   options_.address, port_, tls_port_, shards_.size(),
                   options_.engine.max_wait.count(), options_.engine.inactivity.count(),
                   options_.log.access_log.empty() ? "none" : options_.log.access_log);
-    if (router_)
-        router_->start(node_listener_ ? node_port_ : port_);
 }
 
 void server::wait() {

@@ -43,6 +43,9 @@ struct server_options {
     /// With http.reuse_port: the port this process alone also listens on, advertised to the
     /// other nodes for forwarded requests (0 picks a free one, see node_port()).
     unsigned short node_port = 0;
+    /// With http.reuse_port: a request of a session of another process of this machine moves
+    /// there with its connection (cluster/handover.hpp); false: it is forwarded over HTTP.
+    bool handover = true;
     /// I/O threads, each with its own engine. 0: one per core.
     unsigned threads = 0;
     /// Files served for GET; none when empty.

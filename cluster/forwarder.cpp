@@ -51,6 +51,7 @@ void forwarding_stats::write(std::string& out) const {
            "megaphone_internal_requests_refused_total ";
     out += std::to_string(refused.load(std::memory_order_relaxed));
     out += '\n';
+    handover.write(out);
 }
 
 namespace {
@@ -402,8 +403,21 @@ public:
 
     ~forwarding_router() override { stop(); }
 
-    void start(unsigned short port) override {
+    void start(const router_start& where) override {
         auto& o = state_->options;
+        if (o.handover && where.adopt) {
+            // Listens at once (throws if this node id is taken here); the sender is published
+            // for route() on the server's threads last.
+            state_->receiver = std::make_unique<handover_receiver>(
+                state_->ioc, where.public_port, o.node_id, where.adopt,
+                std::shared_ptr<handover_stats>(state_->stats, &state_->stats->handover));
+            state_->sender_owned = std::make_unique<handover_sender>(
+                where.public_port,
+                std::shared_ptr<handover_stats>(state_->stats, &state_->stats->handover));
+            state_->sender.store(state_->sender_owned.get(), std::memory_order_release);
+            say(false, "connection hand-over on: node " + o.node_id + " at @" +
+                           handover_name(where.public_port, o.node_id));
+        }
         if (o.cluster_key.empty()) {
             say(false, "cluster forwarding off: no --cluster-key; requests for sessions of other "
                        "nodes get item-not-found");
@@ -412,8 +426,8 @@ public:
         std::string address = o.advertise;
         if (address.empty()) {
             const bool v6 = o.listen_address.find(':') != std::string::npos;
-            address =
-                (v6 ? "[" + o.listen_address + "]" : o.listen_address) + ":" + std::to_string(port);
+            address = (v6 ? "[" + o.listen_address + "]" : o.listen_address) + ":" +
+                      std::to_string(where.node_port);
             if (o.listen_address == "0.0.0.0" || o.listen_address == "::")
                 say(true, "cluster forwarding: advertising " + address +
                               ", which other machines cannot reach: set --advertise HOST:PORT");
@@ -441,12 +455,19 @@ public:
 
     bool route(incoming& in, std::string_view node, const session_codec& codec) override {
         auto& s = state_;
-        if (s->options.cluster_key.empty() || !s->started)
-            return false;
         if (!plausible_node(node)) {
             s->stats->count(forward_outcome::unknown_node);
             return false;
         }
+        // The owner is a process of this machine: it gets the connection itself.
+        if (handover_sender* sender = s->sender.load(std::memory_order_acquire);
+            sender && in.transfer &&
+            in.transfer->transfer(in.request, [sender, node](int fd, std::string_view bytes) {
+                return sender->send(node, fd, bytes);
+            }))
+            return true;
+        if (s->options.cluster_key.empty() || !s->started)
+            return false;
         // The request as the owning node needs it: method, target, body, Content-Type, Origin,
         // and who we are. (The body is not needed here any more: moved.)
         http::request<http::string_body> out{in.request.method(), in.request.target(), 11};
@@ -511,6 +532,9 @@ private:
         std::shared_ptr<forwarding_stats> stats;
         node_registry registry;
         forwarder fwd;
+        std::unique_ptr<handover_receiver> receiver; // with hand-over; set by start()
+        std::unique_ptr<handover_sender> sender_owned;
+        std::atomic<handover_sender*> sender{nullptr}; // what route() uses
         std::atomic<bool> started{false};
         bool stopped = false;
 
@@ -608,6 +632,8 @@ private:
             }
             stopped = true;
             fwd.stop();
+            if (receiver)
+                receiver->stop();
             if (!started) {
                 if (done)
                     done();

@@ -8,8 +8,10 @@
 //                       carrying a held long-poll is busy until answered. At most
 //                       `max_per_node` connections per address: beyond, the request gets 503.
 //                       A connect timeout, and a total timeout (the longest wait + a margin).
-//   forwarding_router   the server's request_router (cluster/router.hpp): finds the owning
-//                       node's address in the node_registry (Redis) and forwards, adding
+//   forwarding_router   the server's request_router (cluster/router.hpp). With --reuse-port it
+//                       first tries to hand the client's connection itself to the owning process
+//                       when that runs on this machine (cluster/handover.hpp); otherwise it finds
+//                       the owning node's address in the node_registry (Redis) and forwards, adding
 //                       X-Megaphone-Cluster-Key and X-Megaphone-Forwarded-By; a client that goes
 //                       away while its forward is held closes the forward connection, so the
 //                       owning node's session sees connection_closed as for a local client.
@@ -26,6 +28,7 @@
 #pragma once
 
 #include "cluster/bus.hpp"
+#include "cluster/handover.hpp"
 #include "cluster/node_registry.hpp"
 #include "cluster/router.hpp"
 
@@ -56,6 +59,7 @@ std::string_view to_string(forward_outcome o) noexcept;
 struct forwarding_stats {
     std::atomic<std::uint64_t> forwarded[forward_outcome_count] = {};
     std::atomic<std::uint64_t> refused{0}; ///< internal requests refused (403)
+    handover_stats handover;               ///< connections passed between local processes
 
     void count(forward_outcome o) noexcept {
         forwarded[static_cast<std::size_t>(o)].fetch_add(1, std::memory_order_relaxed);
@@ -115,6 +119,9 @@ struct forwarding_router_options {
     std::string listen_address = "127.0.0.1";
     node_registry_options registry;
     forwarder_options forward;
+    /// Hand connections over to the owning process when it runs on this machine behind the same
+    /// public port (cluster/handover.hpp; with --reuse-port). Needs router_start::adopt.
+    bool handover = false;
     /// Start-up and warning lines (never with the key); none when empty.
     std::function<void(bool warning, const std::string& line)> log;
 };

@@ -44,18 +44,32 @@ struct cluster_node {
     std::chrono::milliseconds age{0}; ///< since its last heartbeat
 };
 
+/// Where the server listens, for request_router::start().
+struct router_start {
+    /// Where the other nodes' forwarded requests reach this one (the advertised address
+    /// defaults to it): the node's own port with --reuse-port, else the public one.
+    unsigned short node_port = 0;
+    /// The port clients connect to (shared by the processes of one machine with --reuse-port).
+    unsigned short public_port = 0;
+    /// With --reuse-port: takes a client connection handed over by another process of this
+    /// machine (its descriptor, now this process's, and the bytes read from it already), as if
+    /// accepted on the public port. Empty: no hand-over, requests are forwarded.
+    std::function<void(int fd, std::string bytes)> adopt;
+};
+
 class request_router {
 public:
     virtual ~request_router() = default;
-    /// The server listens now, on `port` (the advertised address defaults to it). Called once,
-    /// after the server's threads run.
-    virtual void start(unsigned short port) = 0;
+    /// The server listens now. Called once, before the public listener accepts; throws when
+    /// the router cannot run (its hand-over name is taken on this machine).
+    virtual void start(const router_start& where) = 0;
     /// Answers what is in flight (`system-shutdown`), forgets the node's address; nothing runs
     /// after it returns. Any thread but the router's own.
     virtual void stop() = 0;
     /// `in` is a request of a session of `node`, not this one (its body decoded by `codec`).
-    /// True: the router took it and answers through `in.ex` (it may set `in.on_lost`); false:
-    /// it cannot (forwarding is off), the caller answers item-not-found. Any server thread.
+    /// True: the router took it: it handed the connection over (in.transfer) to the owner, or
+    /// it answers through `in.ex` (it may set `in.on_lost`); false: it cannot (forwarding is
+    /// off), the caller answers item-not-found. Any server thread, during handle().
     virtual bool route(incoming& in, std::string_view node, const session_codec& codec) = 0;
     /// A request refused with 403 by check_internal(), for the metrics.
     virtual void refused() noexcept {}

@@ -8,10 +8,12 @@
 
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <cstring>
 #include <utility>
 
 namespace megaphone {
@@ -135,6 +137,12 @@ void http_connection::on_deadline(deadline& d) {
     self.timed_out_ = true;
     beast::error_code ignored;
     self.socket_.close(ignored);
+}
+
+void http_connection::prime(std::string_view bytes) {
+    const auto space = buffer_.prepare(bytes.size());
+    std::memcpy(space.data(), bytes.data(), bytes.size());
+    buffer_.commit(bytes.size());
 }
 
 void http_connection::start() {
@@ -316,7 +324,8 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
         return do_write(std::move(r));
     }
 
-    incoming in{parser_->release(), remote_, exchange{weak_from_this(), ++seq_}, nullptr};
+    incoming in{parser_->release(), remote_, exchange{weak_from_this(), ++seq_}, nullptr,
+                tls_ ? nullptr : static_cast<connection_transfer*>(this)};
     parser_.reset();
     if (options_.access_log)
         access_ = std::make_unique<access_state>(
@@ -348,6 +357,59 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
         else
             do_watch();
     }
+}
+
+bool http_connection::transfer(const http::request<http::string_body>& request,
+                               const sender& send) {
+    // Only a plain connection whose request is being handled, unanswered, moves: TLS keeps
+    // keys and sequence numbers in this process.
+    if (tls_ || plain_on_tls_port_ || !awaiting_ || !socket_.is_open())
+        return false;
+    // The request as it came, re-framed with Content-Length (the parser undid any chunking),
+    // then whatever the client sent after it.
+    std::string bytes;
+    bytes.reserve(256 + request.body().size() + buffer_.size());
+    bytes += request.method_string();
+    bytes += ' ';
+    bytes += request.target();
+    bytes += request.version() == 10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n";
+    for (const auto& field : request) {
+        if (field.name() == http::field::content_length ||
+            field.name() == http::field::transfer_encoding)
+            continue;
+        bytes += field.name_string();
+        bytes += ": ";
+        bytes += field.value();
+        bytes += "\r\n";
+    }
+    if (!request.body().empty() || request.has_content_length() || request.chunked()) {
+        bytes += "Content-Length: ";
+        bytes += std::to_string(request.body().size());
+        bytes += "\r\n";
+    }
+    bytes += "\r\n";
+    bytes += request.body();
+    bytes.append(static_cast<const char*>(buffer_.data().data()), buffer_.size());
+    if (!send(socket_.native_handle(), bytes))
+        return false;
+    // Gone to the other process. This one forgets the exchange and lets go of the descriptor:
+    // release() takes it out of this io_context's reactor (whose registration would otherwise
+    // outlive the close, the open file being still open over there), and a close without
+    // shutdown leaves the TCP connection to the receiver's copy.
+    awaiting_ = false;
+    keep_alive_ = false;
+    on_lost_ = nullptr;
+    access_.reset();
+    buffer_.clear();
+    clear_deadline();
+    finish_exchange();
+    beast::error_code ec;
+    const int fd = socket_.release(ec);
+    if (!ec && fd >= 0)
+        ::close(fd);
+    else
+        socket_.close(ec);
+    return true;
 }
 
 void http_connection::do_watch() {
@@ -549,6 +611,66 @@ void http_listener::do_accept() {
         pick_(), beast::bind_front_handler(&http_listener::on_accept, shared_from_this()));
 }
 
+namespace {
+
+/// A descriptor owned until it is given on (release()) or closed with the holder.
+class owned_fd {
+public:
+    explicit owned_fd(int fd) noexcept
+        : fd_{fd} {}
+    owned_fd(owned_fd&& other) noexcept
+        : fd_{std::exchange(other.fd_, -1)} {}
+    owned_fd& operator=(owned_fd&&) = delete;
+    ~owned_fd() {
+        if (fd_ >= 0)
+            ::close(fd_);
+    }
+    int get() const noexcept { return fd_; }
+    int release() noexcept { return std::exchange(fd_, -1); }
+
+private:
+    int fd_;
+};
+
+} // namespace
+
+void http_listener::adopt(int fd, std::string bytes) {
+    net::dispatch(acceptor_.get_executor(), [self = shared_from_this(), held = owned_fd{fd},
+                                             bytes = std::move(bytes)]() mutable {
+        if (!self->acceptor_.is_open())
+            return; // stopped: the client sees its connection close
+        sockaddr_storage local{};
+        socklen_t length = sizeof local;
+        int type = 0;
+        socklen_t type_length = sizeof type;
+        if (::getsockname(held.get(), reinterpret_cast<sockaddr*>(&local), &length) != 0 ||
+            (local.ss_family != AF_INET && local.ss_family != AF_INET6) ||
+            ::getsockopt(held.get(), SOL_SOCKET, SO_TYPE, &type, &type_length) != 0 ||
+            type != SOCK_STREAM)
+            return; // not a TCP socket: closed
+        http_connection::socket_type socket{self->pick_()};
+        beast::error_code ec;
+        socket.assign(local.ss_family == AF_INET ? tcp::v4() : tcp::v6(), held.get(), ec);
+        if (ec)
+            return;
+        held.release();
+        self->open_connection(std::move(socket), bytes);
+    });
+}
+
+void http_listener::open_connection(http_connection::socket_type socket, std::string_view bytes) {
+    if (open_->load(std::memory_order_relaxed) >= max_connections_)
+        return refuse_connection(socket, /*plain=*/tls_ == nullptr);
+    open_->fetch_add(1, std::memory_order_relaxed); // only this thread adds: never over the limit
+    beast::error_code ec;
+    socket.set_option(tcp::no_delay(true), ec);
+    auto connection =
+        std::make_shared<http_connection>(std::move(socket), handler_, options_, tls_, open_);
+    if (!bytes.empty())
+        connection->prime(bytes);
+    connection->start();
+}
+
 void http_listener::on_accept(beast::error_code ec, http_connection::socket_type socket) {
     if (ec == net::error::operation_aborted || !acceptor_.is_open())
         return;
@@ -564,13 +686,7 @@ void http_listener::on_accept(beast::error_code ec, http_connection::socket_type
         });
         return;
     }
-    if (open_->load(std::memory_order_relaxed) >= max_connections_) {
-        refuse_connection(socket, /*plain=*/tls_ == nullptr);
-        return do_accept();
-    }
-    open_->fetch_add(1, std::memory_order_relaxed); // only this thread adds: never over the limit
-    socket.set_option(tcp::no_delay(true), ec);
-    std::make_shared<http_connection>(std::move(socket), handler_, options_, tls_, open_)->start();
+    open_connection(std::move(socket), {});
     do_accept();
 }
 

@@ -86,6 +86,25 @@ struct http_options {
     std::function<void(const access_record&)> access_log;
 };
 
+/// Passes the connection that carries a request to another process (cluster/handover.hpp), which
+/// then reads, answers and keeps it as if it had accepted it.
+class connection_transfer {
+public:
+    /// Sends the socket's descriptor and the bytes read from it that are not answered yet.
+    /// True: the descriptor went (the receiver holds its own copy of it).
+    using sender = std::function<bool(int fd, std::string_view bytes)>;
+    /// Only during request_handler::handle(), on its thread, before the request is answered.
+    /// Calls `send` with the descriptor and `request` (serialized again: request line, header
+    /// fields, body, the framing made Content-Length) followed by what was read after it
+    /// (pipelined bytes). When `send` returns true this process lets go of the connection
+    /// without closing the client's TCP connection (the receiver's copy keeps it open) and the
+    /// request must not be answered here; false: nothing changed.
+    virtual bool transfer(const http::request<http::string_body>& request, const sender& send) = 0;
+
+protected:
+    ~connection_transfer() = default;
+};
+
 /// A request as handed to the application layer.
 struct incoming {
     http::request<http::string_body> request;
@@ -94,6 +113,9 @@ struct incoming {
     /// Set by the handler when the answer may be deferred: called once, on the connection's
     /// thread, if the client closes the connection before the answer is written.
     std::function<void()> on_lost;
+    /// Plain HTTP connections only (null over TLS, whose state cannot move): lets the handler
+    /// pass the connection to another process. Valid during handle() only.
+    connection_transfer* transfer = nullptr;
 };
 
 class request_handler {
@@ -112,6 +134,7 @@ public:
 };
 
 class http_connection final : public exchange_target,
+                              public connection_transfer,
                               public std::enable_shared_from_this<http_connection>,
                               private deadline {
 public:
@@ -124,8 +147,12 @@ public:
                     net::ssl::context* tls = nullptr,
                     std::shared_ptr<std::atomic<std::size_t>> open = nullptr);
     ~http_connection() override;
+    /// `bytes` were read from the socket already (a connection handed over by another process):
+    /// they are parsed first. Before start().
+    void prime(std::string_view bytes);
     void start();
     void deliver(std::uint32_t seq, response r) override;
+    bool transfer(const http::request<http::string_body>& request, const sender& send) override;
 
 private:
     struct tls_stream;
@@ -204,6 +231,11 @@ public:
                   net::ssl::context* tls = nullptr);
     void start();
     void stop();
+    /// Takes a connected TCP socket `fd` (this process's descriptor now) handed over by another
+    /// process, with `bytes` it read from it already, as if it had been accepted here: same
+    /// options, limits and counting. Closed at once when the listener is stopped or full. Any
+    /// thread.
+    void adopt(int fd, std::string bytes);
     tcp::endpoint local_endpoint() const { return acceptor_.local_endpoint(); }
     /// Connections open now (any thread).
     std::size_t open_connections() const noexcept { return open_->load(); }
@@ -213,6 +245,8 @@ public:
 private:
     void do_accept();
     void on_accept(beast::error_code ec, http_connection::socket_type socket);
+    /// A new connection (accepted or adopted) with `bytes` already read; on the acceptor's thread.
+    void open_connection(http_connection::socket_type socket, std::string_view bytes);
     /// Over the connection limit: answers 503 (plain HTTP only) without reading, and closes.
     static void refuse_connection(http_connection::socket_type& socket, bool plain);
 

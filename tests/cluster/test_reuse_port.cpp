@@ -1,7 +1,9 @@
 // Several processes on one port (--reuse-port): two nodes in this process share one listening
 // port through SO_REUSEPORT, joined by a real Redis. The kernel hands each new connection to
-// either; a request that lands on the node that does not own its session is forwarded to the
-// owner through that node's own port (node_port()).
+// either; a request that lands on the node that does not own its session goes to the owner with
+// its connection (cluster/handover.hpp: the same abstract Unix socket and SCM_RIGHTS as between
+// two processes), and the owner keeps the connection. Each node's counters are read on its own
+// port (node_port()), which reaches that node alone.
 #include "app/cli.hpp"
 #include "support/http_client.hpp"
 #include "support/redis_server.hpp"
@@ -10,6 +12,7 @@
 #include <catch2/catch.hpp>
 
 #include <set>
+#include <sstream>
 #include <thread>
 
 using namespace megaphone;
@@ -33,6 +36,33 @@ server_options shared_port_node(const redis_server& redis, std::string node_id,
     return o;
 }
 
+/// The sample `key` of `node`'s /metrics (0 when absent).
+double sample(test_server& node, const std::string& key) {
+    http_client c{node.srv().node_port()};
+    const http_reply r = c.get("/metrics");
+    REQUIRE(r.status == 200);
+    std::istringstream lines{r.body};
+    for (std::string line; std::getline(lines, line);)
+        if (line.size() > key.size() && line.starts_with(key) && line[key.size()] == ' ')
+            return std::stod(line.substr(key.size() + 1));
+    return 0;
+}
+
+const std::string handed_out = "megaphone_connections_handed_over_total{direction=\"out\"}";
+const std::string handed_in = "megaphone_connections_handed_over_total{direction=\"in\"}";
+const std::string forwarded_answered = "megaphone_forwarded_requests_total{outcome=\"answered\"}";
+
+/// Both nodes registered (the heartbeat's first SET): forwarding could find them.
+void wait_registered(const redis_server& redis) {
+    for (const char* id : {"a", "b"}) {
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (redis.cli({"GET", std::string("mp:node:") + id}).empty()) {
+            REQUIRE(std::chrono::steady_clock::now() < deadline);
+            std::this_thread::sleep_for(10ms);
+        }
+    }
+}
+
 } // namespace
 
 TEST_CASE("reuse-port: two nodes on one port; every request of every session is served, "
@@ -45,14 +75,7 @@ TEST_CASE("reuse-port: two nodes on one port; every request of every session is 
     CHECK(b.srv().node_port() != 0);
     CHECK(a.srv().node_port() != b.srv().node_port());
     const unsigned short port = a.port();
-    // Both nodes registered (the heartbeat's first SET): forwarding can find them.
-    for (const char* id : {"a", "b"}) {
-        const auto deadline = std::chrono::steady_clock::now() + 10s;
-        while (redis.cli({"GET", std::string("mp:node:") + id}).empty()) {
-            REQUIRE(std::chrono::steady_clock::now() < deadline);
-            std::this_thread::sleep_for(10ms);
-        }
-    }
+    wait_registered(redis);
 
     // Each request on a fresh connection: the kernel picks the process each time.
     auto post = [port](const json& body) {
@@ -93,7 +116,7 @@ TEST_CASE("reuse-port: two nodes on one port; every request of every session is 
                 body["ack"] = s.rid - 1;
                 const http_reply r = post(body);
                 INFO(s.sid << " rid " << s.rid << ": " << r.body);
-                REQUIRE(r.status == 200); // never item-not-found: forwarded when needed
+                REQUIRE(r.status == 200); // never item-not-found: handed over when needed
                 const json answer = r.json();
                 for (const json& m : answer.at("messages"))
                     if (m.value("data", json()) == round)
@@ -102,4 +125,68 @@ TEST_CASE("reuse-port: two nodes on one port; every request of every session is 
             CHECK(got);
         }
     }
+
+    // Every request that landed on the wrong node went with its connection: none was relayed.
+    const double out = sample(a, handed_out) + sample(b, handed_out);
+    CHECK(out > 0);
+    CHECK(sample(a, handed_in) + sample(b, handed_in) == out);
+    CHECK(sample(a, forwarded_answered) + sample(b, forwarded_answered) == 0);
+}
+
+TEST_CASE("reuse-port: a connection handed over stays with the session's node: its next "
+          "requests are not handed over again") {
+    redis_server redis;
+    test_server a{shared_port_node(redis, "a", 0)};
+    test_server b{shared_port_node(redis, "b", a.port())};
+    const unsigned short port = a.port();
+    wait_registered(redis);
+
+    http_client creator{port};
+    const http_reply created =
+        creator.post_json("/comet", {{"rid", 1}, {"messages", json::array()}});
+    REQUIRE(created.status == 200);
+    const std::string sid = created.json().at("sid");
+    std::uint64_t rid = 1;
+    test_server& owner = sid.starts_with("a-") ? a : b;
+    test_server& other = sid.starts_with("a-") ? b : a;
+
+    // New connections until the kernel gives one to the other node (each one: 1/2).
+    std::optional<http_client> moved;
+    for (int attempt = 0; attempt < 40 && !moved; ++attempt) {
+        const double before = sample(other, handed_out);
+        http_client c{port};
+        const http_reply r = c.post_json(
+            "/comet",
+            request_body(sid, ++rid, {{{"subscribe", "news"}, {"recover", json::object()}}}));
+        REQUIRE(r.status == 200);
+        if (sample(other, handed_out) == before + 1)
+            moved.emplace(std::move(c));
+    }
+    REQUIRE(moved); // 2^-40 to fail by chance
+    const double out_before = sample(other, handed_out);
+    const double in_before = sample(owner, handed_in);
+
+    // The same connection, ten more requests, a publish answered on it meanwhile: all served by
+    // the owner directly.
+    {
+        http_client publisher{owner.srv().node_port()};
+        REQUIRE(publisher.post("/publish/news", "\"hello\"").status == 200);
+    }
+    bool got = false;
+    for (int i = 0; i < 10; ++i) {
+        json body = request_body(sid, ++rid);
+        body["ack"] = rid - 1;
+        const http_reply r = moved->post_json("/comet", body);
+        INFO(r.body);
+        REQUIRE(r.status == 200);
+        const json answer = r.json(); // (a range-for over r.json().at() would dangle)
+        for (const json& m : answer.at("messages"))
+            if (m.value("data", json()) == "hello")
+                got = true;
+        if (got)
+            break;
+    }
+    CHECK(got);
+    CHECK(sample(other, handed_out) == out_before);
+    CHECK(sample(owner, handed_in) == in_before);
 }
