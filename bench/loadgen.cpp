@@ -92,6 +92,8 @@ struct options {
     double publish_timeout = 10;
     double drain = 5;
     std::string path;
+    bool fresh_connections = false; // empty: every request on a new connection
+    bool poll_connection = false;   // empty: create on one connection, poll on a second
     std::string label;
     std::vector<int> quiet_pids;
     double quiet_timeout = 3;
@@ -147,6 +149,13 @@ void print_help() {
         "                      nodes); not nchan's fanout, which asks nchan instead\n"
         "                      [nchan 0.3, megaphone 0]\n"
         "  --path P            empty: plain GET of P instead of megaphone polls\n"
+        "  --fresh-connections empty: every request on a new TCP connection, the session's\n"
+        "                      creation too, each sent with Connection: close (the server\n"
+        "                      closes after its answer): clients whose connections a kernel\n"
+        "                      or balancer spreads at random; latency includes the connect\n"
+        "  --poll-connection   empty, megaphone polls: the session is created on a connection\n"
+        "                      of its own (Connection: close), then polled on a second one\n"
+        "                      kept alive (it may reach another process than the creation)\n"
         "  --label L           name in progress lines [target]\n");
 }
 
@@ -191,6 +200,14 @@ options parse_options(int argc, char** argv) {
         }
         if (a == "--follower") {
             o.leader = false;
+            continue;
+        }
+        if (a == "--fresh-connections") {
+            o.fresh_connections = true;
+            continue;
+        }
+        if (a == "--poll-connection") {
+            o.poll_connection = true;
             continue;
         }
         if (i + 1 >= argc)
@@ -300,6 +317,12 @@ options parse_options(int argc, char** argv) {
         o.path = "/empty";
     if (!o.path.empty() && o.path.front() != '/')
         die("--path starts with /");
+    if ((o.fresh_connections || o.poll_connection) && o.mode != mode_kind::empty)
+        die("--fresh-connections and --poll-connection are options of --mode empty");
+    if (o.fresh_connections && o.poll_connection)
+        die("--fresh-connections or --poll-connection, not both");
+    if (o.poll_connection && (o.target != target_kind::megaphone || !o.path.empty()))
+        die("--poll-connection polls a Megaphone session (no --path, --target megaphone)");
     if (o.prefix.empty()) {
         std::random_device rd;
         o.prefix = "lg" + std::to_string(rd() % 1'000'000'000u);
@@ -1142,8 +1165,10 @@ private:
         return o_.one_channel ? o_.prefix + "-all" : o_.prefix + "-" + std::to_string(index);
     }
 
-    std::string comet_post(const std::string& body) const {
+    /// `close`: one request on this connection (Connection: close, the server closes it).
+    std::string comet_post(const std::string& body, bool close = false) const {
         return "POST /comet HTTP/1.1\r\n" + host_header_ +
+               (close ? "Connection: close\r\n" : "") +
                "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
                "\r\n\r\n" + body;
     }
@@ -1158,7 +1183,9 @@ private:
         else
             body += ",\"wait\":" + std::to_string(static_cast<long>(o_.wait)) +
                     ",\"hold\":1,\"messages\":[{\"subscribe\":\"" + channel(c.index) + "\"}]}";
-        c.out = comet_post(body);
+        // --fresh-connections, --poll-connection: the creation has a connection of its own.
+        c.out = comet_post(body, c.kind == role::plain &&
+                                     (o_.fresh_connections || o_.poll_connection));
         c.st = stage::creating;
     }
 
@@ -1168,7 +1195,7 @@ private:
         ++c.rid;
         std::string body = "{\"sid\":\"" + c.sid + "\",\"ack\":" + std::to_string(c.rid - 1) +
                            ",\"rid\":" + std::to_string(c.rid) + "}";
-        c.out = comet_post(body);
+        c.out = comet_post(body, c.kind == role::plain && o_.fresh_connections);
         c.rid_pos = c.out.size() - 1 - rid_width;
         c.st = stage::polling;
     }
@@ -1203,7 +1230,12 @@ private:
         ++in_setup_;
         if (c.kind == role::plain) {
             if (!o_.path.empty()) {
-                c.out = "GET " + o_.path + " HTTP/1.1\r\n" + host_header_ + "\r\n";
+                c.out = "GET " + o_.path + " HTTP/1.1\r\n" + host_header_ +
+                        (o_.fresh_connections ? "Connection: close\r\n" : "") + "\r\n";
+                if (o_.fresh_connections) {
+                    mark_ready(c); // every request connects anew, the first one too
+                    return;
+                }
                 return open_conn(c);
             }
             build_create(c);
@@ -1379,6 +1411,8 @@ private:
             build_poll(c);
             --c.rid; // the first poll gets next_poll()'s increment
             put_rid(c);
+            if (o_.fresh_connections || o_.poll_connection)
+                close_conn(c); // (closed already when the server closed first) the polls connect
             mark_ready(c);
             if (looping_)
                 loop_next(c);
@@ -1399,6 +1433,8 @@ private:
             return send(c);
         }
         c.failures = 0;
+        if (o_.fresh_connections)
+            close_conn(c); // (closed already when the server closed first) the next connects
         if (looping_)
             loop_next(c);
     }
