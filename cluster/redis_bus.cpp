@@ -4,8 +4,10 @@
 #include <boost/asio/steady_timer.hpp>
 #include <openssl/sha.h>
 
+#include <algorithm>
 #include <charconv>
 #include <future>
+#include <utility>
 
 namespace megaphone {
 
@@ -159,19 +161,28 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
         std::string payload;
         bool checked = false; // a history read was made for it
     };
+    /// A session's subscription from a cursor, waiting for its read.
+    struct session_read {
+        stream_position since;
+        std::function<void(recovery)> done; // emptied once called: a session is answered once
+        /// While reads fail, it is tried again until then (recovery_patience after it came).
+        std::chrono::steady_clock::time_point give_up;
+        bool in_flight = false; // its read is in Redis now (else it waits for the next try)
+    };
     /// An open channel: where this node's delivery stands.
     struct stream {
+        /// Tells this stream from an earlier one of the same name (closed, opened again): a
+        /// read or a retry of the earlier one finds nothing to do here.
+        std::uint64_t generation = 0;
         bool known = false; // no message delivered and no history read yet
         std::string epoch;
         std::uint64_t last = 0;
         int reads = 0; // history reads in flight: live messages wait meanwhile
         std::deque<live> waiting;
         bool retry_scheduled = false;
-    };
-    /// A session's subscription from a cursor, waiting for its read.
-    struct session_read {
-        stream_position since;
-        std::function<void(recovery)> done;
+        /// Sessions' reads not answered yet: in flight, or failed and waiting to be tried again
+        /// (live messages flow meanwhile; the answer, when it comes, brings them too).
+        std::vector<std::shared_ptr<session_read>> sessions;
     };
 
     net::io_context& ioc;
@@ -180,6 +191,7 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
     std::string publish_sha, read_sha;
     std::string epoch_base;
     std::uint64_t epoch_counter = 0;
+    std::uint64_t generations = 0;
     std::vector<link> links;
     /// Set (release) once start() has filled `links`: write_metrics() reads them from any
     /// thread after it (acquire); they are never changed again (stop() only stops them).
@@ -230,7 +242,21 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
             l.commands->stop();
             l.subscriber->stop();
         }
+        // Sessions still waiting for a history (Redis down, say) are answered now, not once
+        // their patience has run out: the node is going, nothing will come.
+        std::vector<std::shared_ptr<session_read>> unanswered;
+        for (auto& entry : streams)
+            for (auto& s : entry.second.sessions)
+                unanswered.push_back(std::move(s));
         streams.clear();
+        for (const auto& s : unanswered)
+            answer(*s, recovery{});
+    }
+
+    /// Calls a session's `done`, unless it was called already.
+    static void answer(session_read& s, recovery r) {
+        if (auto done = std::exchange(s.done, nullptr))
+            done(std::move(r));
     }
 
     /// Runs `argv` as the script `sha`, loading it (EVAL) when Redis does not know it yet.
@@ -297,7 +323,9 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
     void open(const std::string& channel) {
         if (stopped || links.empty())
             return;
-        streams.try_emplace(channel);
+        auto added = streams.try_emplace(channel);
+        if (added.second)
+            added.first->second.generation = ++generations;
         link_of(channel).subscriber->subscribe(pubsub_name(channel));
     }
 
@@ -305,7 +333,15 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
         if (stopped || links.empty())
             return;
         link_of(channel).subscriber->unsubscribe(pubsub_name(channel));
-        streams.erase(channel);
+        auto it = streams.find(channel);
+        if (it == streams.end())
+            return;
+        // A channel closes once this node has nobody on it: the sessions still waiting for a
+        // history have left it, so their answer goes nowhere; they are not kept trying.
+        auto unanswered = std::move(it->second.sessions);
+        streams.erase(it);
+        for (const auto& s : unanswered)
+            answer(*s, recovery{});
     }
 
     static std::optional<std::string_view> channel_of(std::string_view name) {
@@ -321,7 +357,11 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
         if (!channel)
             return;
         auto it = streams.find(*channel);
-        if (it != streams.end() && it->second.known)
+        if (it == streams.end())
+            return;
+        // Redis is back, it seems: the sessions waiting for it try again now (their reads serve
+        // the catch-up too).
+        if (!retry_sessions(it->first, it->second) && it->second.known)
             read(it->first, nullptr);
     }
 
@@ -388,7 +428,12 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
         auto it = streams.find(channel);
         if (stopped || links.empty() || it == streams.end())
             return done(recovery{});
-        read(it->first, std::make_shared<session_read>(session_read{since, std::move(done)}));
+        auto session = std::make_shared<session_read>();
+        session->since = since;
+        session->done = std::move(done);
+        session->give_up = std::chrono::steady_clock::now() + options.recovery_patience;
+        it->second.sessions.push_back(session);
+        read(it->first, std::move(session));
     }
 
     void read(const std::string& channel, std::shared_ptr<session_read> session) {
@@ -404,35 +449,45 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
             from = session->since;
         }
         ++st.reads;
+        if (session)
+            session->in_flight = true;
         std::string base = std::string(channel_prefix) + channel + "}:";
         eval(link_of(channel), read_script, read_sha,
              {"2", base + "meta", base + "log", from.epoch, std::to_string(from.offset),
               epoch_candidate(), std::to_string(history.history_ttl.count())},
-             [self = shared_from_this(), channel, session = std::move(session)](
-                 std::error_code ec, redis::reply r) { self->on_read(channel, session, ec, r); });
+             [self = shared_from_this(), channel, generation = st.generation,
+              session = std::move(session)](std::error_code ec, redis::reply r) {
+                 self->on_read(channel, generation, session, ec, r);
+             });
     }
 
-    void on_read(const std::string& channel, const std::shared_ptr<session_read>& session,
-                 std::error_code ec, const redis::reply& r) {
+    void on_read(const std::string& channel, std::uint64_t generation,
+                 const std::shared_ptr<session_read>& session, std::error_code ec,
+                 const redis::reply& r) {
         auto it = streams.find(channel);
-        if (stopped || it == streams.end()) {
-            if (session && !stopped)
-                session->done(recovery{});
+        if (stopped || it == streams.end() || it->second.generation != generation) {
+            // Closed meanwhile (or the node stopped): its sessions have had their answer then.
+            if (session)
+                answer(*session, recovery{});
             return;
         }
         stream& st = it->second;
         --st.reads;
+        if (session)
+            session->in_flight = false;
         const bool good = !ec && !r.is_error() && r.type == redis::reply::kind::array &&
                           r.elements.size() == 3 &&
                           r.elements[1].type == redis::reply::kind::integer;
         if (!good) {
-            // Redis is unreachable or slow: the session joins live where this node stands (it
-            // is told recovered: false); a gap is read again shortly.
-            if (session)
-                session->done(recovery{false, {st.epoch, st.last}, {}});
+            // Redis is unreachable, slow or loading its data. A session waits for it (tried
+            // again with the catch-ups) while its patience lasts; then it joins live where this
+            // node stands, told recovered: false. Live messages are not held for it meanwhile:
+            // it is not among their receivers yet, and the answer that comes brings them.
+            if (session && std::chrono::steady_clock::now() >= session->give_up)
+                finish(st, session, recovery{false, {st.epoch, st.last}, {}});
             // A catch-up that failed (the command connection not back yet after a reconnect,
             // say) is tried again until it succeeds: nothing else may come to trigger it.
-            if (st.known || !st.waiting.empty())
+            if (st.known || !st.waiting.empty() || !st.sessions.empty())
                 retry_later(channel, st);
             return;
         }
@@ -496,9 +551,26 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
                     rec.messages.clear();
                 recovered_messages += rec.messages.size();
             }
-            session->done(std::move(rec));
+            finish(st, session, std::move(rec));
         }
         drain(channel, st);
+    }
+
+    /// Answers a session's read and forgets it.
+    static void finish(stream& st, const std::shared_ptr<session_read>& session, recovery rec) {
+        std::erase(st.sessions, session);
+        answer(*session, std::move(rec));
+    }
+
+    /// Reads again for each session whose read failed; whether there was one.
+    bool retry_sessions(const std::string& channel, stream& st) {
+        bool asked = false;
+        for (const auto& s : st.sessions)
+            if (!s->in_flight) {
+                read(channel, s);
+                asked = true;
+            }
+        return asked;
     }
 
     void retry_later(const std::string& channel, stream& st) {
@@ -506,15 +578,21 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
             return;
         st.retry_scheduled = true;
         auto timer = std::make_shared<net::steady_timer>(ioc, std::chrono::milliseconds(500));
-        timer->async_wait([self = shared_from_this(), channel, timer](boost::system::error_code) {
-            if (self->stopped)
+        // (A weak reference: a stopped bus is not kept alive by its timers.)
+        timer->async_wait([weak = weak_from_this(), channel, generation = st.generation,
+                           timer](boost::system::error_code) {
+            auto self = weak.lock();
+            if (!self || self->stopped)
                 return;
             auto it = self->streams.find(channel);
-            if (it == self->streams.end())
+            if (it == self->streams.end() || it->second.generation != generation)
                 return;
-            it->second.retry_scheduled = false;
-            if (it->second.reads == 0)
-                self->read(channel, nullptr);
+            stream& st = it->second;
+            st.retry_scheduled = false;
+            // The sessions' reads serve the catch-up too; without them, a read for the gap
+            // unless one is in flight already.
+            if (!self->retry_sessions(it->first, st) && st.reads == 0)
+                self->read(it->first, nullptr);
         });
     }
 };

@@ -16,6 +16,12 @@
 // every offset once, in order. While a read of the history is in flight for a channel, its
 // pub/sub messages wait, so deliveries and recoveries keep the bus's order (bus::recover).
 //
+// A session's read that fails (Redis down, restarting, loading its data) is tried again every
+// 500 ms for up to `recovery_patience`, the channel's live messages flowing meanwhile (the
+// session is not yet among their receivers); the read that succeeds answers it with everything
+// after its cursor up to where this node's delivery then stands. Only once the patience has run
+// out is it told recovered: false.
+//
 // Everything runs on one io_context (the server's first I/O thread); the public calls may come
 // from any thread and are posted there.
 #pragma once
@@ -26,6 +32,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <string>
@@ -39,6 +46,12 @@ struct redis_bus_options {
     std::vector<redis::endpoint> servers;
     redis::client_options client;
     redis::subscriber_options subscriber;
+    /// How long a session's recovery from a cursor waits for a Redis whose history cannot be
+    /// read (down, restarting, loading its appendonly file) before it is told recovered: false
+    /// at this node's position. 10 s: a restart with its data, and the clients' reconnect
+    /// backoff (at most 5 s), usually fit in it, and a client is not left waiting long for a
+    /// Redis that is really gone. 0: at the first failure.
+    std::chrono::milliseconds recovery_patience{10'000};
 };
 
 /// What the Redis bus has done, for /metrics (read from any thread).

@@ -2,6 +2,7 @@
 // each with its own node id, against a redis-server that the test starts (and stops, kills,
 // restarts empty). Clients are plain HTTP long-polls (tests/support/http_client.hpp).
 #include "app/cli.hpp"
+#include "cluster/redis_bus.hpp"
 #include "support/cluster_node.hpp"
 #include "support/http_client.hpp"
 #include "support/redis_server.hpp"
@@ -10,6 +11,7 @@
 #include <catch2/catch.hpp>
 
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -106,6 +108,28 @@ std::unique_ptr<poller> subscriber(unsigned short port, const std::string& chann
     INFO(json(p->messages()).dump());
     REQUIRE(told);
     return p;
+}
+
+/// node_options() with a Redis bus whose recoveries wait `patience` for an unreachable Redis.
+server_options patient_node_options(const redis_server& redis, std::string node_id,
+                                    std::chrono::milliseconds patience) {
+    server_options o = node_options(redis, std::move(node_id));
+    redis_bus_options bus;
+    bus.servers.push_back(redis::parse_url(redis.url()).value());
+    bus.recovery_patience = patience;
+    o.make_bus = [bus](boost::asio::io_context& ioc,
+                       const bus_options& history) -> std::unique_ptr<megaphone::bus> {
+        return std::make_unique<redis_bus>(ioc, bus, history);
+    };
+    return o;
+}
+
+/// The recovery notice of `channel` among `got`, if it came.
+std::optional<json> notice_of(const std::vector<json>& got, const std::string& channel) {
+    for (const json& m : got)
+        if (m.value("channel", "") == channel && m.contains("recovered"))
+            return m;
+    return std::nullopt;
 }
 
 } // namespace
@@ -334,4 +358,101 @@ TEST_CASE("cluster: a Redis that stalls (SIGSTOP) never blocks the server: publi
     // may run it once it wakes up, so message 2 may or may not be there.)
     for (std::size_t i = 0; i < got.size(); ++i)
         CHECK(got[i].at("offset") == i + 1);
+}
+
+TEST_CASE("cluster: a recovery while Redis is down waits for it: Redis back with its data within "
+          "the patience, the session gets recovered: true and exactly the missed messages") {
+    redis_server redis{redis_server_options{true}};
+    test_server a{node_options(redis, "a")};
+    wait_redis_up(a.port());
+    test_server b{node_options(redis, "b")};
+    wait_redis_up(b.port());
+    auto sub = subscriber(a.port(), "wait");
+    std::vector<int> acked;
+    for (int i = 1; i <= 5; ++i) {
+        REQUIRE(publish(a.port(), "wait", i).status == 200);
+        acked.push_back(i);
+    }
+    REQUIRE(sub->until([](const auto& g) { return on_channel(g, "wait").size() >= 5; }));
+    const json cursor = on_channel(sub->messages(), "wait").at(1); // the client had 1 and 2
+
+    // Redis restarts (a clean stop: its appendonly file has every message); meanwhile the client
+    // resumes on node b (its own node died, say).
+    redis.stop();
+    poller again{b.port(),
+                 {{"recover",
+                   {{"wait", {{"epoch", cursor.at("epoch")}, {"offset", cursor.at("offset")}}}}}}};
+    // No verdict while Redis is down (not a recovered: false at once).
+    CHECK_FALSE(again.until([](const auto& g) { return notice_of(g, "wait").has_value(); }, 1s));
+    redis.restart();
+
+    // Publishes go on once the nodes are back: each comes to the session once, in the replay or
+    // live, whichever its recovery's read finds.
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    for (int next = 6; next <= 8 && std::chrono::steady_clock::now() < deadline;)
+        if (publish(a.port(), "wait", next).status == 200)
+            acked.push_back(next++);
+    REQUIRE(acked.size() == 8);
+    REQUIRE(again.until(
+        [](const auto& g) { return notice_of(g, "wait") && on_channel(g, "wait").size() >= 6; },
+        15s));
+    const auto& got = again.messages();
+    const auto notice = notice_of(got, "wait");
+    INFO(json(got).dump());
+    REQUIRE(notice);
+    CHECK(notice->at("recovered") == true);
+    CHECK(notice->at("epoch") == cursor.at("epoch"));
+    const auto feed = on_channel(got, "wait");
+    REQUIRE(feed.size() == 6); // 3 .. 8, none twice
+    for (std::size_t i = 0; i < feed.size(); ++i) {
+        CHECK(feed[i].at("offset") == i + 3);
+        CHECK(feed[i].at("epoch") == cursor.at("epoch"));
+        CHECK(feed[i].at("data") == acked[i + 2]);
+    }
+    // The notice comes before the replayed messages.
+    CHECK(std::find(got.begin(), got.end(), *notice) < std::find(got.begin(), got.end(), feed[0]));
+}
+
+TEST_CASE("cluster: a recovery while Redis stays down past the patience gets recovered: false, "
+          "at the node's position, in bounded time") {
+    redis_server redis;
+    test_server a{patient_node_options(redis, "a", 1s)};
+    wait_redis_up(a.port());
+    auto sub = subscriber(a.port(), "gone");
+    for (int i = 1; i <= 3; ++i)
+        REQUIRE(publish(a.port(), "gone", i).status == 200);
+    REQUIRE(sub->until([](const auto& g) { return on_channel(g, "gone").size() >= 3; }));
+    const json first = on_channel(sub->messages(), "gone").at(0);
+
+    redis.kill();
+    const auto before = std::chrono::steady_clock::now();
+    poller late{a.port(), {{"recover", {{"gone", {{"epoch", first.at("epoch")}, {"offset", 1}}}}}}};
+    REQUIRE(late.until([](const auto& g) { return notice_of(g, "gone").has_value(); }, 10s));
+    const auto took = std::chrono::steady_clock::now() - before;
+    CHECK(took >= 1s); // it waited for Redis as long as its patience
+    CHECK(took < 6s);  // and not much longer (retries every 500 ms, each failing at once)
+    const auto notice = notice_of(late.messages(), "gone");
+    CHECK(*notice == json{{"channel", "gone"},
+                          {"recovered", false},
+                          {"epoch", first.at("epoch")},
+                          {"offset", 3}});
+    CHECK(on_channel(late.messages(), "gone").empty());
+}
+
+TEST_CASE("cluster: a node that stops while a recovery waits for Redis stops at once") {
+    redis_server redis;
+    auto a = std::make_unique<test_server>(node_options(redis, "a")); // the 10 s default patience
+    wait_redis_up(a->port());
+    auto sub = subscriber(a->port(), "halt");
+    REQUIRE(publish(a->port(), "halt", 1).status == 200);
+    REQUIRE(sub->until([](const auto& g) { return on_channel(g, "halt").size() >= 1; }));
+    const json first = on_channel(sub->messages(), "halt").at(0);
+
+    redis.kill();
+    poller late{a->port(),
+                {{"recover", {{"halt", {{"epoch", first.at("epoch")}, {"offset", 0}}}}}}};
+    CHECK_FALSE(late.until([](const auto& g) { return notice_of(g, "halt").has_value(); }, 500ms));
+    const auto before = std::chrono::steady_clock::now();
+    a.reset();
+    CHECK(std::chrono::steady_clock::now() - before < 3s);
 }
