@@ -3,6 +3,7 @@
 #include "app/metrics.hpp"
 #include "app/server.hpp"
 #include "app/session.hpp"
+#include "auth/secret.hpp"
 #include "transport/json_codec.hpp"
 
 #include <arpa/inet.h>
@@ -42,14 +43,6 @@ std::size_t number_param(std::string_view target, std::string_view name, std::si
     if (text)
         std::from_chars(text->data(), text->data() + text->size(), v);
     return std::min(v, max);
-}
-
-/// Compares without an early exit, so the time taken does not tell how much of it matched.
-bool same_secret(std::string_view a, std::string_view b) {
-    unsigned char diff = a.size() == b.size() ? 0 : 1;
-    for (std::size_t i = 0; i < a.size(); ++i)
-        diff |= static_cast<unsigned char>(a[i] ^ (i < b.size() ? b[i] : 0));
-    return diff == 0;
 }
 
 bool is_protected(std::string_view path) {
@@ -119,9 +112,9 @@ bool admin_console::allows(std::string_view path,
     if (!path.starts_with("/admin") || !is_protected(path))
         return true;
     if (auto t = query_param(request.target(), "token"))
-        return same_secret(*t, token_);
+        return auth::constant_time_equal(*t, token_);
     if (auto h = request.find("X-Megaphone-Token"); h != request.end())
-        return same_secret(h->value(), token_);
+        return auth::constant_time_equal(h->value(), token_);
     return false;
 }
 

@@ -1,5 +1,7 @@
 #include "app/cli.hpp"
 
+#include "auth/secret.hpp"
+
 #include "cluster/forwarder.hpp"
 #include "cluster/redis_bus.hpp"
 
@@ -91,6 +93,26 @@ option_spec text_option(std::string_view name, std::string_view value_name, std:
             help,
             [field](const server_options& o) { return std::string(field(o)); },
             [field](server_options& o, std::string_view, std::string_view v) { field(o) = v; },
+            nullptr};
+}
+
+/// A secret given as a file (auth::read_secret_file: trailing newlines trimmed; refused when
+/// others may read it or the group may write it), so that it stays out of `ps`.
+template <class Get>
+option_spec secret_file_option(std::string_view name, std::string_view help, Get field) {
+    return {name,
+            "FILE",
+            kind::text,
+            help,
+            [](const server_options&) { return std::string(); },
+            [field](server_options& o, std::string_view as, std::string_view v) {
+                if (v.empty())
+                    return;
+                auto secret = auth::read_secret_file(std::string(v));
+                if (!secret)
+                    fail(as, std::string(v) + ": " + secret.error().message());
+                field(o) = std::move(secret.value());
+            },
             nullptr};
 }
 
@@ -298,6 +320,32 @@ std::vector<option_spec> make_table() {
         "turns on the /admin dashboard, opened with ?token=TOKEN (or the "
         "X-Megaphone-Token header); none: /admin is 404",
         [](auto& o) -> auto& { return o.admin_token; }));
+    t.push_back(text_option(
+        "internal-address", "ADDR",
+        "the internal door: POST /publish without a key and GET /metrics "
+        "without a token (keep it private: loopback or an internal network)",
+        [](auto& o) -> auto& { return o.internal_address; }));
+    t.push_back(whole_option<unsigned short>(
+        "internal-port", "N", "the internal door's port; 0 picks a free one", 65535,
+        [](auto& o) -> auto& { return o.internal_port; }));
+    t.push_back(text_option(
+        "publish-key", "KEY",
+        "serves POST /publish on the public port too, to requests with "
+        "Authorization: Bearer KEY (401 otherwise); prefer "
+        "--publish-key-file (ps shows arguments). None: publishing is on "
+        "the internal door only",
+        [](auto& o) -> auto& { return o.keys.publish_key; }));
+    t.push_back(secret_file_option(
+        "publish-key-file", "read --publish-key from FILE",
+        [](auto& o) -> auto& { return o.keys.publish_key; }));
+    t.push_back(text_option(
+        "metrics-token", "KEY",
+        "GET /metrics on the public port only with Authorization: Bearer "
+        "KEY (the internal door serves it always). None: open",
+        [](auto& o) -> auto& { return o.keys.metrics_token; }));
+    t.push_back(secret_file_option(
+        "metrics-token-file", "read --metrics-token from FILE",
+        [](auto& o) -> auto& { return o.keys.metrics_token; }));
     return t;
 }
 
@@ -403,8 +451,15 @@ void validate(const server_options& o) {
         throw usage_error("cluster-key takes at least 16 characters");
 }
 
+server_options cli_defaults() {
+    server_options o;
+    o.internal_port = 9080;
+    return o;
+}
+
 parsed_command_line parse_arguments(const std::vector<std::string_view>& args) {
     parsed_command_line result;
+    result.options = cli_defaults();
     std::string config;
     std::vector<std::pair<const option_spec*, std::string_view>> given;
     for (std::size_t i = 0; i < args.size(); ++i) {
@@ -447,7 +502,7 @@ parsed_command_line parse_arguments(const std::vector<std::string_view>& args) {
 }
 
 void print_help(std::FILE* out, std::string_view about) {
-    const server_options defaults;
+    const server_options defaults = cli_defaults();
     std::size_t width = std::string_view("--config FILE").size();
     for (const auto& spec : option_table())
         width = std::max(width, spec.name.size() + spec.value_name.size() + 3);
@@ -544,6 +599,9 @@ int serve_until_signalled(server& srv) {
         logger().error("cannot start: {}", e.what());
         return 1;
     }
+    // The internal door first: a script that waits for "listening on" has seen it by then.
+    std::printf("megaphone: internal door on http://%s:%u (POST /publish, GET /metrics)\n",
+                srv.options().internal_address.c_str(), srv.internal_port());
     std::printf("megaphone: listening on http://%s:%u\n", srv.options().address.c_str(),
                 srv.port());
     if (srv.tls_port() != 0)

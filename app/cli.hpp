@@ -51,6 +51,10 @@ void apply_config_file(server_options& o, const std::string& path);
 /// Checks the options together (after every source is applied). Throws usage_error.
 void validate(const server_options& o);
 
+/// The megaphone binary's defaults: server_options' own, but the internal door on its fixed port
+/// (9080) rather than a free one.
+server_options cli_defaults();
+
 struct parsed_command_line {
     server_options options;
     bool help = false; ///< --help was given

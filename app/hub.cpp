@@ -32,16 +32,19 @@ response publish_answer(const publish_result& r) {
 } // namespace
 
 hub::hub(server& srv) {
-    srv.route(http::verb::post, "/publish/", [&srv](incoming& in, std::string_view rest) {
-        const auto channel = percent_decode(rest);
-        if (!channel || !valid_channel(*channel))
-            return in.ex.reply(json_answer(400, {{"error", "bad channel name"}}));
-        auto message = publish_packet(*channel, in.request.body());
-        if (!message)
-            return in.ex.reply(json_answer(400, {{"error", "body is not one JSON value"}}));
-        srv.publish(*channel, std::move(*message),
-                    [ex = in.ex](const publish_result& r) { ex.reply(publish_answer(r)); });
-    });
+    srv.route(
+        http::verb::post, "/publish/",
+        [&srv](incoming& in, std::string_view rest) {
+            const auto channel = percent_decode(rest);
+            if (!channel || !valid_channel(*channel))
+                return in.ex.reply(json_answer(400, {{"error", "bad channel name"}}));
+            auto message = publish_packet(*channel, in.request.body());
+            if (!message)
+                return in.ex.reply(json_answer(400, {{"error", "body is not one JSON value"}}));
+            srv.publish(*channel, std::move(*message),
+                        [ex = in.ex](const publish_result& r) { ex.reply(publish_answer(r)); });
+        },
+        route_access::publisher); // the internal door, or the public one with the publish key
 }
 
 std::optional<packet> hub::publish_packet(std::string_view channel, std::string_view body) {

@@ -144,14 +144,17 @@ server::server(server_options options)
     if (!options_.static_dir.empty())
         files_.emplace(options_.static_dir);
     if (options_.metrics)
-        route(http::verb::get, "/metrics", [this](incoming& in, std::string_view rest) {
-            if (!rest.empty())
-                return in.ex.reply({404, content_kind::text, packet::from("not found\n")});
-            std::string text = prometheus_text(metrics());
-            bus_->write_metrics(text); // the bus's own (Redis connections, recoveries)
-            in.ex.reply({200, content_kind::text, packet::from(text),
-                         packet::from(prometheus_content_type)});
-        });
+        route(
+            http::verb::get, "/metrics",
+            [this](incoming& in, std::string_view rest) {
+                if (!rest.empty())
+                    return in.ex.reply({404, content_kind::text, packet::from("not found\n")});
+                std::string text = prometheus_text(metrics());
+                bus_->write_metrics(text); // the bus's own (Redis connections, recoveries)
+                in.ex.reply({200, content_kind::text, packet::from(text),
+                             packet::from(prometheus_content_type)});
+            },
+            route_access::metrics);
     if (!options_.admin_token.empty())
         admin_ = std::make_unique<admin_console>(*this, options_.admin_token);
 }
@@ -175,8 +178,9 @@ void server::mount_bosh(std::string path, application& app) {
     mounts_.push_back({std::move(path), &app, &bosh_codec::instance()});
 }
 
-void server::route(http::verb method, std::string prefix, route_handler handler) {
-    routes_.push_back({method, std::move(prefix), std::move(handler)});
+void server::route(http::verb method, std::string prefix, route_handler handler,
+                   route_access access) {
+    routes_.push_back({method, std::move(prefix), std::move(handler), access});
 }
 
 void server::start() {
@@ -230,6 +234,17 @@ void server::start() {
         node_port_ = node_listener_->local_endpoint().port();
         node_listener_->start();
     }
+    {
+        // The internal door: loopback by default (app/access.hpp).
+        internal_http_ = options_.http;
+        internal_http_.internal = true;
+        internal_listener_ = std::make_shared<http_listener>(
+            shards_.front()->ioc,
+            tcp::endpoint{net::ip::make_address(options_.internal_address), options_.internal_port},
+            pick, static_cast<request_handler&>(*this), internal_http_);
+        internal_port_ = internal_listener_->local_endpoint().port();
+        internal_listener_->start();
+    }
     bus_->start(*this);
     if (router_) {
         // Before the public port accepts: route() may be called from then on. With --reuse-port
@@ -255,6 +270,15 @@ void server::start() {
                   options_.address, port_, tls_port_, shards_.size(),
                   options_.engine.max_wait.count(), options_.engine.inactivity.count(),
                   options_.log.access_log.empty() ? "none" : options_.log.access_log);
+    // Where writing is served, and what guards it (never the keys themselves).
+    logger().info("internal door on {}:{} (POST /publish, GET /metrics, no key); public port: "
+                  "POST /publish {}, GET /metrics {}",
+                  options_.internal_address, internal_port_,
+                  options_.keys.publish_key.empty() ? "not served (no --publish-key)"
+                                                    : "with the publish key (Bearer)",
+                  !options_.metrics                     ? "off"
+                  : options_.keys.metrics_token.empty() ? "open (no --metrics-token)"
+                                                        : "with the metrics token (Bearer)");
 }
 
 void server::wait() {
@@ -274,6 +298,8 @@ void server::stop_accepting() {
             tls_listener_->stop();
         if (node_listener_)
             node_listener_->stop();
+        if (internal_listener_)
+            internal_listener_->stop();
         if (!listener_ || current_shard())
             return; // not started, or on a shard's thread: the close ran inline
         // The listeners close on the first shard's thread: wait (bounded) until it has run.
@@ -386,6 +412,8 @@ void server::handle(incoming& in) {
             return in.ex.reply({204, content_kind::text, {}});
         if (method != r.method)
             return in.ex.reply({405, content_kind::text, packet::from("method not allowed\n")});
+        if (auto refused = check_access(r.access, in, options_.keys))
+            return in.ex.reply(std::move(*refused));
         // A route is application code: whatever it throws is its request's 500, never the
         // server's end (an answer it gave already stands; a second one is dropped).
         try {

@@ -8,6 +8,7 @@
 // once, to every shard.
 #pragma once
 
+#include "app/access.hpp"
 #include "app/application.hpp"
 #include "app/engine.hpp"
 #include "app/log.hpp"
@@ -43,6 +44,15 @@ struct server_options {
     /// With http.reuse_port: the port this process alone also listens on, advertised to the
     /// other nodes for forwarded requests (0 picks a free one, see node_port()).
     unsigned short node_port = 0;
+    /// The internal door (app/access.hpp): publishing without a key, /metrics without a token.
+    /// Loopback by default; 0 (the default here; the megaphone binary's is 9080) picks a free
+    /// port (see internal_port()). With http.reuse_port it is shared by the processes too (a
+    /// publish on any reaches every one).
+    std::string internal_address = "127.0.0.1";
+    unsigned short internal_port = 0;
+    /// POST /publish on the public doors with `Authorization: Bearer <key>`, and /metrics there
+    /// with its token (app/access.hpp); empty: /publish internal only, /metrics open.
+    access_keys keys;
     /// With http.reuse_port: a request of a session of another process of this machine moves
     /// there with its connection (cluster/handover.hpp); false: it is forwarded over HTTP.
     bool handover = true;
@@ -113,7 +123,9 @@ public:
     /// Serves `app` with the BOSH transport (XEP-0124/0206) at POST `path` (e.g. "/bosh").
     void mount_bosh(std::string path, application& app);
     /// Serves `method` requests whose target starts with `prefix`; `rest` is what follows it.
-    void route(http::verb method, std::string prefix, route_handler handler);
+    /// Who may use the route is `access`'s (app/access.hpp): open, or a key-guarded one.
+    void route(http::verb method, std::string prefix, route_handler handler,
+               route_access access = route_access::open);
 
     /// Binds, then starts the I/O threads. Returns once the server accepts connections.
     void start();
@@ -121,6 +133,8 @@ public:
     unsigned short port() const noexcept { return port_; }
     /// With reuse_port: the port this process alone listens on (forwarded requests); else 0.
     unsigned short node_port() const noexcept { return node_port_; }
+    /// The internal listener's port (internal_port, or the one picked for 0), once started.
+    unsigned short internal_port() const noexcept { return internal_port_; }
     /// The bound HTTPS port; 0 without HTTPS.
     unsigned short tls_port() const noexcept { return tls_port_; }
     /// Blocks until stop() has finished.
@@ -174,6 +188,7 @@ private:
         http::verb method;
         std::string prefix;
         route_handler handler;
+        route_access access;
     };
 
     // request_handler
@@ -217,6 +232,9 @@ private:
     std::shared_ptr<http_listener> node_listener_; // with http.reuse_port
     http_options node_http_;                       // its options: http without reuse_port
     unsigned short node_port_ = 0;
+    std::shared_ptr<http_listener> internal_listener_; // the internal door
+    http_options internal_http_;                       // its options: http, internal
+    unsigned short internal_port_ = 0;
     std::atomic<unsigned> next_shard_{0};
     struct string_hash {
         using is_transparent = void;

@@ -15,7 +15,7 @@ namespace megaphone::auth {
 
 /// True when `a` and `b` are the same bytes. The SHA-256 digests of both are compared with
 /// CRYPTO_memcmp, so the time taken shows neither how many leading bytes match nor either
-/// length. (cluster/router.cpp check_internal compares the cluster key the same way.)
+/// length. (The cluster key, the publish key and the metrics token are compared with it.)
 bool constant_time_equal(std::string_view a, std::string_view b) noexcept;
 
 /// Why read_secret_file() refused a file it could open (failures to open or read it are

@@ -1,7 +1,6 @@
 #include "cluster/router.hpp"
 
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
+#include "auth/secret.hpp"
 
 namespace megaphone {
 
@@ -29,12 +28,9 @@ internal_request check_internal(const http::request<http::string_body>& req,
         return internal_request::none;
     if (key.empty() || !given)
         return internal_request::refused;
-    // Digests compared in constant time: neither the key's bytes nor its length show in timing.
-    unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
-    SHA256(reinterpret_cast<const unsigned char*>(given->data()), given->size(), a);
-    SHA256(reinterpret_cast<const unsigned char*>(key.data()), key.size(), b);
-    return CRYPTO_memcmp(a, b, sizeof a) == 0 ? internal_request::admitted
-                                              : internal_request::refused;
+    // Compared in constant time: neither the key's bytes nor its length show in timing.
+    return auth::constant_time_equal(*given, key) ? internal_request::admitted
+                                                  : internal_request::refused;
 }
 
 bool forwarded(const http::request<http::string_body>& req) noexcept {

@@ -63,6 +63,7 @@ enum class refusal : std::uint8_t {
     idle_timeout,      ///< --idle-timeout: an idle keep-alive connection is closed
     connections,       ///< --max-connections: 503 and closed at once
     accept_failed,     ///< accept() failed (EMFILE...): the listener pauses, then retries
+    unauthorized,      ///< a key-guarded route (/publish, /metrics) without the right key: 401
     count_
 };
 std::string_view to_string(refusal) noexcept;

@@ -102,6 +102,8 @@ std::string_view to_string(refusal r) noexcept {
         return "connections";
     case refusal::accept_failed:
         return "accept_failed";
+    case refusal::unauthorized:
+        return "unauthorized";
     case refusal::count_:
         break;
     }

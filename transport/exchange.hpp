@@ -26,6 +26,8 @@ struct response {
     /// When the oldest pushed message it carries was made (packet::born_ns); 0: none. The
     /// connection measures push latency from it once the answer is written.
     std::int64_t pushed_at_ns = 0;
+    /// More header lines, each "Name: value\r\n" (WWW-Authenticate on a 401); usually none.
+    packet headers = {};
 };
 
 class exchange_target {

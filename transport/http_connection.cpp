@@ -50,6 +50,8 @@ std::string_view status_text(unsigned status) noexcept {
         return "No Content";
     case 400:
         return "Bad Request";
+    case 401:
+        return "Unauthorized";
     case 403:
         return "Forbidden";
     case 404:
@@ -324,8 +326,12 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
         return do_write(std::move(r));
     }
 
-    incoming in{parser_->release(), remote_, exchange{weak_from_this(), ++seq_}, nullptr,
-                tls_ ? nullptr : static_cast<connection_transfer*>(this)};
+    incoming in{parser_->release(),
+                remote_,
+                exchange{weak_from_this(), ++seq_},
+                nullptr,
+                tls_ ? nullptr : static_cast<connection_transfer*>(this),
+                options_.internal};
     parser_.reset();
     if (options_.access_log)
         access_ = std::make_unique<access_state>(
@@ -519,6 +525,8 @@ void http_connection::do_write(response r) {
                      "Access-Control-Allow-Headers: Content-Type\r\n"
                      "Access-Control-Max-Age: 86400\r\n";
     }
+    if (answer_.headers)
+        head_ += answer_.headers.view();
     if (handler_.draining())
         keep_alive_ = false; // a stopping server: the client comes back on a new connection
     if (!keep_alive_)

@@ -79,6 +79,9 @@ struct http_options {
     /// SO_REUSEPORT on the listening sockets: several processes (each its own node, joined
     /// through Redis) listen on one port and the kernel spreads connections among them.
     bool reuse_port = false;
+    /// The listener is the internal door (app/access.hpp): its requests say so
+    /// (incoming::internal).
+    bool internal = false;
     /// Origins allowed to call cross-origin (CORS); "*" allows any. Empty: no CORS headers.
     std::vector<std::string> cors_origins{"*"};
     /// Called on the connection's thread after each answer is written; when empty (the
@@ -116,6 +119,8 @@ struct incoming {
     /// Plain HTTP connections only (null over TLS, whose state cannot move): lets the handler
     /// pass the connection to another process. Valid during handle() only.
     connection_transfer* transfer = nullptr;
+    /// It came through the internal listener (http_options::internal), not a public one.
+    bool internal = false;
 };
 
 class request_handler {

@@ -9,6 +9,7 @@
 #include <set>
 #include <string>
 
+using megaphone::cli_defaults;
 using megaphone::option_table;
 using megaphone::parse_arguments;
 using megaphone::server_options;
@@ -49,7 +50,7 @@ TEST_CASE("cli: examples/megaphone.json has every option, at its default") {
 
     const auto parsed = parse_arguments({"--config", path});
     CHECK_FALSE(parsed.help);
-    const server_options defaults;
+    const server_options defaults = cli_defaults();
     for (const auto& spec : option_table()) {
         INFO(spec.name);
         CHECK(spec.shown(parsed.options) == spec.shown(defaults));
@@ -127,7 +128,7 @@ TEST_CASE("cli: --help lists every option with its default") {
     std::fclose(out);
 
     CHECK(text.starts_with("about line\n"));
-    const server_options defaults;
+    const server_options defaults = cli_defaults();
     for (const auto& spec : option_table()) {
         INFO(spec.name);
         CHECK_THAT(text, Catch::Contains("--" + std::string(spec.name) + " ") &&

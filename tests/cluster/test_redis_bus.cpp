@@ -148,7 +148,7 @@ TEST_CASE("cluster: a publish on any node reaches every node's subscribers, stam
     // moment in between, so the first publishes may go right away.
     std::string epoch;
     for (int i = 1; i <= 20; ++i) {
-        const http_reply r = publish(i % 2 ? a.port() : b.port(), "news", json{{"n", i}});
+        const http_reply r = publish(i % 2 ? a.internal_port() : b.internal_port(), "news", json{{"n", i}});
         REQUIRE(r.status == 200);
         const json answer = r.json();
         CHECK(answer.at("offset") == i);
@@ -177,7 +177,7 @@ TEST_CASE("cluster: a session recovers on another node from its cursor: no gap, 
     wait_redis_up(b.port());
     auto first = subscriber(a.port(), "feed");
     for (int i = 1; i <= 5; ++i)
-        REQUIRE(publish(b.port(), "feed", i).status == 200);
+        REQUIRE(publish(b.internal_port(), "feed", i).status == 200);
     REQUIRE(first->until([](const auto& g) { return on_channel(g, "feed").size() >= 5; }));
     const json third = on_channel(first->messages(), "feed").at(2);
 
@@ -186,7 +186,7 @@ TEST_CASE("cluster: a session recovers on another node from its cursor: no gap, 
         b.port(),
         {{"recover", {{"feed", {{"epoch", third.at("epoch")}, {"offset", third.at("offset")}}}}}}};
     for (int i = 6; i <= 7; ++i)
-        REQUIRE(publish(a.port(), "feed", i).status == 200);
+        REQUIRE(publish(a.internal_port(), "feed", i).status == 200);
     REQUIRE(again.until([](const auto& g) { return on_channel(g, "feed").size() >= 4; }));
     const auto& got = again.messages();
     auto notice =
@@ -207,7 +207,7 @@ TEST_CASE("cluster: bad recovery cursors get a clear answer, and another session
     test_server a{node_options(redis, "a")};
     wait_redis_up(a.port());
     auto sub = subscriber(a.port(), "x");
-    REQUIRE(publish(a.port(), "x", 1).status == 200);
+    REQUIRE(publish(a.internal_port(), "x", 1).status == 200);
     REQUIRE(sub->until([](const auto& g) { return on_channel(g, "x").size() >= 1; }));
     const std::string epoch = on_channel(sub->messages(), "x").at(0).at("epoch");
 
@@ -246,7 +246,7 @@ TEST_CASE("cluster: Redis stopped: publishes get 503, held polls stay held; Redi
     auto sub = subscriber(a.port(), "live");
     std::vector<int> acked;
     for (int i = 1; i <= 3; ++i)
-        if (publish(b.port(), "live", i).status == 200)
+        if (publish(b.internal_port(), "live", i).status == 200)
             acked.push_back(i);
     REQUIRE(acked.size() == 3);
 
@@ -254,7 +254,7 @@ TEST_CASE("cluster: Redis stopped: publishes get 503, held polls stay held; Redi
     // Publishes are refused while it is down (a clear 503, never a silent loss)...
     bool refused = false;
     for (int i = 0; i < 50 && !refused; ++i) {
-        const http_reply r = publish(b.port(), "live", 100 + i);
+        const http_reply r = publish(b.internal_port(), "live", 100 + i);
         if (r.status == 503) {
             refused = true;
             CHECK(r.json().contains("error"));
@@ -271,7 +271,7 @@ TEST_CASE("cluster: Redis stopped: publishes get 503, held polls stay held; Redi
     int next = 200;
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     while (acked.size() < 10 && std::chrono::steady_clock::now() < deadline) {
-        const http_reply r = publish(b.port(), "live", next);
+        const http_reply r = publish(b.internal_port(), "live", next);
         if (r.status == 200)
             acked.push_back(next);
         ++next;
@@ -294,7 +294,7 @@ TEST_CASE("cluster: Redis restarted without its data: a new epoch, and recovered
     test_server a{node_options(redis, "a")};
     wait_redis_up(a.port());
     auto sub = subscriber(a.port(), "ch");
-    REQUIRE(publish(a.port(), "ch", 1).status == 200);
+    REQUIRE(publish(a.internal_port(), "ch", 1).status == 200);
     REQUIRE(sub->until([](const auto& g) { return on_channel(g, "ch").size() >= 1; }));
     const json before = on_channel(sub->messages(), "ch").at(0);
 
@@ -302,7 +302,7 @@ TEST_CASE("cluster: Redis restarted without its data: a new epoch, and recovered
     http_reply r;
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     do
-        r = publish(a.port(), "ch", 2);
+        r = publish(a.internal_port(), "ch", 2);
     while (r.status != 200 && std::chrono::steady_clock::now() < deadline);
     REQUIRE(r.status == 200);
     CHECK(r.json().at("epoch") != before.at("epoch"));
@@ -325,11 +325,11 @@ TEST_CASE("cluster: a Redis that stalls (SIGSTOP) never blocks the server: publi
     test_server a{node_options(redis, "a")};
     wait_redis_up(a.port());
     auto sub = subscriber(a.port(), "slow");
-    REQUIRE(publish(a.port(), "slow", 1).status == 200);
+    REQUIRE(publish(a.internal_port(), "slow", 1).status == 200);
 
     redis.pause();
     const auto before = std::chrono::steady_clock::now();
-    const http_reply r = publish(a.port(), "slow", 2);
+    const http_reply r = publish(a.internal_port(), "slow", 2);
     const auto took = std::chrono::steady_clock::now() - before;
     CHECK(r.status == 503);
     CHECK(took < 3s); // the command timeout is 1 s
@@ -344,7 +344,7 @@ TEST_CASE("cluster: a Redis that stalls (SIGSTOP) never blocks the server: publi
     http_reply ok;
     const auto deadline = std::chrono::steady_clock::now() + 15s;
     do
-        ok = publish(a.port(), "slow", 3);
+        ok = publish(a.internal_port(), "slow", 3);
     while (ok.status != 200 && std::chrono::steady_clock::now() < deadline);
     REQUIRE(ok.status == 200);
     REQUIRE(sub->until([](const auto& g) {
@@ -370,7 +370,7 @@ TEST_CASE("cluster: a recovery while Redis is down waits for it: Redis back with
     auto sub = subscriber(a.port(), "wait");
     std::vector<int> acked;
     for (int i = 1; i <= 5; ++i) {
-        REQUIRE(publish(a.port(), "wait", i).status == 200);
+        REQUIRE(publish(a.internal_port(), "wait", i).status == 200);
         acked.push_back(i);
     }
     REQUIRE(sub->until([](const auto& g) { return on_channel(g, "wait").size() >= 5; }));
@@ -390,7 +390,7 @@ TEST_CASE("cluster: a recovery while Redis is down waits for it: Redis back with
     // live, whichever its recovery's read finds.
     const auto deadline = std::chrono::steady_clock::now() + 10s;
     for (int next = 6; next <= 8 && std::chrono::steady_clock::now() < deadline;)
-        if (publish(a.port(), "wait", next).status == 200)
+        if (publish(a.internal_port(), "wait", next).status == 200)
             acked.push_back(next++);
     REQUIRE(acked.size() == 8);
     REQUIRE(again.until(
@@ -420,7 +420,7 @@ TEST_CASE("cluster: a recovery while Redis stays down past the patience gets rec
     wait_redis_up(a.port());
     auto sub = subscriber(a.port(), "gone");
     for (int i = 1; i <= 3; ++i)
-        REQUIRE(publish(a.port(), "gone", i).status == 200);
+        REQUIRE(publish(a.internal_port(), "gone", i).status == 200);
     REQUIRE(sub->until([](const auto& g) { return on_channel(g, "gone").size() >= 3; }));
     const json first = on_channel(sub->messages(), "gone").at(0);
 
@@ -444,7 +444,7 @@ TEST_CASE("cluster: a node that stops while a recovery waits for Redis stops at 
     auto a = std::make_unique<test_server>(node_options(redis, "a")); // the 10 s default patience
     wait_redis_up(a->port());
     auto sub = subscriber(a->port(), "halt");
-    REQUIRE(publish(a->port(), "halt", 1).status == 200);
+    REQUIRE(publish(a->internal_port(), "halt", 1).status == 200);
     REQUIRE(sub->until([](const auto& g) { return on_channel(g, "halt").size() >= 1; }));
     const json first = on_channel(sub->messages(), "halt").at(0);
 

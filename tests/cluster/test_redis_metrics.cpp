@@ -84,7 +84,7 @@ TEST_CASE("redis metrics: /metrics shows the Redis server up, its commands, the 
 
     const double before = sample(metrics_text(a.port()), commands).value();
     {
-        http_client c{a.port()};
+        http_client c{a.internal_port()};
         REQUIRE(c.post("/publish/news", json{{"n", 1}}.dump()).status == 200);
     }
     // The publish's acknowledgement came from Redis: its command was counted before.
@@ -153,7 +153,7 @@ TEST_CASE("redis metrics: without Redis, /metrics has the local bus's channels a
           "lines") {
     test_server a;
     {
-        http_client c{a.port()};
+        http_client c{a.internal_port()};
         REQUIRE(c.post("/publish/news", json{{"n", 1}}.dump()).status == 200);
     }
     const std::string text = metrics_text(a.port());

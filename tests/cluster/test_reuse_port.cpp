@@ -105,7 +105,7 @@ TEST_CASE("reuse-port: two nodes on one port; every request of every session is 
     // Wait until both nodes' Redis subscriptions carry a publish (a probe reaches everyone).
     for (int round = 1; round <= 3; ++round) {
         {
-            http_client c{port};
+            http_client c{round % 2 ? a.internal_port() : b.internal_port()};
             REQUIRE(c.post("/publish/all", std::to_string(round)).status == 200);
         }
         for (one& s : sessions) {
@@ -169,7 +169,7 @@ TEST_CASE("reuse-port: a connection handed over stays with the session's node: i
     // The same connection, ten more requests, a publish answered on it meanwhile: all served by
     // the owner directly.
     {
-        http_client publisher{owner.srv().node_port()};
+        http_client publisher{owner.internal_port()};
         REQUIRE(publisher.post("/publish/news", "\"hello\"").status == 200);
     }
     bool got = false;

@@ -95,6 +95,7 @@ public:
     megaphone::server& srv() { return srv_; }
     megaphone::test::recording_app& app() { return app_; }
     unsigned short port() const { return srv_.port(); }
+    unsigned short internal_port() const noexcept { return srv_.internal_port(); }
 
 private:
     megaphone::server srv_;
@@ -108,15 +109,16 @@ public:
     explicit bystander(limits_server& s)
         : s_{s}
         , c_{s.port()}
-        , poll_{s.port()} {
+        , poll_{s.port()}
+        , publisher_{s.internal_port()} {
         session_ = create_session(c_, 5000, {{"messages", subscribe("bystander")}});
         poll_.send_json("/comet", request_body(session_.sid, ++rid_ + 5000, subscribe("b")));
         REQUIRE(s_.app().wait_messages(session_.sid, 2)); // held
     }
     void check_alive() {
-        if (c_.readable_within(0ms)) // closed by the server meanwhile (idle): reconnect
-            c_.connect();
-        const http_reply p = c_.post("/publish/bystander", std::to_string(rid_));
+        if (publisher_.readable_within(0ms)) // closed by the server meanwhile (idle): reconnect
+            publisher_.connect();
+        const http_reply p = publisher_.post("/publish/bystander", std::to_string(rid_));
         REQUIRE(p.status == 200);
         const auto published = read_publish_answer(p.json());
         REQUIRE(published.has_value());
@@ -140,6 +142,7 @@ private:
     limits_server& s_;
     http_client c_;
     http_client poll_;
+    http_client publisher_; // the internal door: POST /publish
     megaphone::test::created_session session_;
     std::uint64_t rid_ = 0;
 };
@@ -310,11 +313,12 @@ TEST_CASE("limits: --max-queue: one packet more ends the session with policy-vio
     const auto flooded = create_session(c, 100, {{"messages", subscribe("flood")}});
     const auto before = refusals(refusal::queue_overflow);
     // No request held: the packets queue. Three are kept...
+    http_client publisher{s.internal_port()};
     for (int i = 0; i < 3; ++i)
-        REQUIRE(c.post("/publish/flood", std::to_string(i)).json().at("sessions") == 1);
+        REQUIRE(publisher.post("/publish/flood", std::to_string(i)).json().at("sessions") == 1);
     CHECK_FALSE(s.app().snapshot().close_reason_of(flooded.sid).has_value());
     // ...the fourth ends the session.
-    c.post("/publish/flood", "3");
+    publisher.post("/publish/flood", "3");
     CHECK(s.app().wait_closed(flooded.sid) == close_reason::queue_overflow);
     CHECK(refusals(refusal::queue_overflow) == before + 1);
     // Its client learns it at its next request.
@@ -493,8 +497,8 @@ TEST_CASE("limits: out of file descriptors: the listener pauses without spinning
         ::close(out[1]);
         rlimit lim{64, 64};
         ::setrlimit(RLIMIT_NOFILE, &lim);
-        ::execl(binary.c_str(), binary.c_str(), "--port", "0", "--threads", "1",
-                "--max-connections", "100000", "--idle-timeout", "30", nullptr);
+        ::execl(binary.c_str(), binary.c_str(), "--port", "0", "--internal-port", "0",
+                "--threads", "1", "--max-connections", "100000", "--idle-timeout", "30", nullptr);
         ::_exit(127);
     }
     ::close(out[1]);
@@ -505,12 +509,16 @@ TEST_CASE("limits: out of file descriptors: the listener pauses without spinning
             ::waitpid(pid, nullptr, 0);
         }
     } reap{pid};
-    // "megaphone: listening on http://127.0.0.1:PORT"
+    // "megaphone: internal door on ...", then "megaphone: listening on http://127.0.0.1:PORT"
     std::string banner;
+    const auto listening_line = [&banner] {
+        const auto at = banner.find("listening on ");
+        return at != std::string::npos && banner.find('\n', at) != std::string::npos;
+    };
     {
         pollfd p{out[0], POLLIN, 0};
         const auto deadline = steady::now() + 10s;
-        while (banner.find('\n') == std::string::npos && steady::now() < deadline &&
+        while (!listening_line() && steady::now() < deadline &&
                ::poll(&p, 1, 100) >= 0) {
             char buf[256];
             if (p.revents & (POLLIN | POLLHUP)) {
@@ -603,7 +611,7 @@ TEST_CASE("limits: Expect: 100-continue is answered before the body is read") {
 
 TEST_CASE("limits: a pipelined request behind a held one does not hide the client's close") {
     limits_server s;
-    http_client c{s.port()}, backend{s.port()};
+    http_client c{s.port()}, backend{s.internal_port()};
     const auto x = create_session(c, 500, {{"messages", subscribe("ch")}});
     c.send_json("/comet", request_body(x.sid, 501, subscribe("ch")));
     REQUIRE(s.app().wait_messages(x.sid, 2)); // held

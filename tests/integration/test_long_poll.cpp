@@ -136,7 +136,7 @@ TEST_CASE("long poll: create answers sid, capped wait/hold, requests, inactivity
 
 TEST_CASE("long poll: a held request is answered by a publish") {
     test_server ts;
-    http_client poll{ts.port()}, backend{ts.port()};
+    http_client poll{ts.port()}, backend{ts.internal_port()};
     const auto s = create_session(poll, 500, {{"messages", subscribe("ch")}});
 
     poll.send_json("/comet", request_body(s.sid, 501, subscribe("ch")));
@@ -159,7 +159,7 @@ TEST_CASE("long poll: a held request is answered by a publish") {
 TEST_CASE("long poll: published messages are stamped with the channel's epoch and offsets 1, 2, "
           "3...") {
     test_server ts;
-    http_client poll{ts.port()}, other{ts.port()}, backend{ts.port()};
+    http_client poll{ts.port()}, other{ts.port()}, backend{ts.internal_port()};
     const auto s = create_session(poll, 100, {{"messages", subscribe("ch")}});
     const auto t = create_session(other, 200, {{"messages", subscribe("elsewhere")}});
 
@@ -206,7 +206,7 @@ TEST_CASE("long poll: published messages are stamped with the channel's epoch an
 TEST_CASE("long poll: a publish to a channel name that is not UTF-8 is refused, nothing else "
           "changes") {
     test_server ts;
-    http_client poll{ts.port()}, backend{ts.port()};
+    http_client poll{ts.port()}, backend{ts.internal_port()};
     const auto s = create_session(poll, 700, {{"messages", subscribe("ch")}});
     poll.send_json("/comet", request_body(s.sid, 701));
     REQUIRE(ts.app().wait_messages(s.sid, 1));
@@ -262,7 +262,7 @@ TEST_CASE("long poll: wait expiry answers an empty message list after the config
     CHECK(elapsed < 1s + 1s);
 
     // The session lives on: the next request is held and gets data.
-    http_client backend{ts.port()};
+    http_client backend{ts.internal_port()};
     c.send_json("/comet", request_body(s.sid, 12, subscribe("later")));
     REQUIRE(ts.app().wait_messages(s.sid, 1));
     CHECK(publish(backend, "later", "x") == 1);
@@ -274,7 +274,7 @@ TEST_CASE("long poll: inactivity closes the session, and its next request gets 4
     options.engine.inactivity = 500ms;
     options.engine.max_wait = 5s;
     test_server ts{options};
-    http_client c{ts.port()}, held{ts.port()}, backend{ts.port()};
+    http_client c{ts.port()}, held{ts.port()}, backend{ts.internal_port()};
 
     const auto t0 = steady::now();
     const auto idle = create_session(c, 100);
@@ -306,7 +306,7 @@ TEST_CASE("long poll: a client closing its socket while its request is held is n
     options.engine.max_wait = 30s;
     options.engine.inactivity = 1s;
     test_server ts{options};
-    http_client c1{ts.port()}, c2{ts.port()}, backend{ts.port()};
+    http_client c1{ts.port()}, c2{ts.port()}, backend{ts.internal_port()};
     const auto s = create_session(c1, 1000, {{"wait", 30}, {"messages", subscribe("ch")}});
     REQUIRE(s.answer.at("wait") == 30);
 
@@ -375,7 +375,7 @@ TEST_CASE("long poll: a client closing its socket while its request is held is n
 
 TEST_CASE("long poll: a repeated rid gets the byte-identical response") {
     test_server ts;
-    http_client c{ts.port()}, backend{ts.port()};
+    http_client c{ts.port()}, backend{ts.internal_port()};
     const auto s = create_session(c, 4000, {{"messages", subscribe("ch")}});
 
     CHECK(publish(backend, "ch", {{"text", "héllo"}, {"n", 1.5}}) == 1);
@@ -406,7 +406,7 @@ TEST_CASE("long poll: an early rid waits for the gap") {
     auto options = test_options();
     options.engine.max_hold = 2;
     test_server ts{options};
-    http_client c0{ts.port()}, c1{ts.port()}, c2{ts.port()}, backend{ts.port()};
+    http_client c0{ts.port()}, c1{ts.port()}, c2{ts.port()}, backend{ts.internal_port()};
     const auto s = create_session(c0, 50, {{"hold", 2}, {"messages", subscribe("ch")}});
     REQUIRE(s.answer.at("requests") == 3);
 
@@ -461,7 +461,7 @@ TEST_CASE("long poll: a rid beyond the window terminates the session") {
 
 TEST_CASE("long poll: with hold 1, a second request releases the held one and is held itself") {
     test_server ts;
-    http_client c1{ts.port()}, c2{ts.port()}, backend{ts.port()};
+    http_client c1{ts.port()}, c2{ts.port()}, backend{ts.internal_port()};
     const auto s = create_session(c1, 70, {{"hold", 1}, {"messages", subscribe("ch")}});
 
     c1.send_json("/comet", request_body(s.sid, 71, subscribe("ch")));
@@ -480,7 +480,7 @@ TEST_CASE("long poll: with hold 1, a second request releases the held one and is
 
 TEST_CASE("long poll: malformed JSON gets 400 while another session keeps long-polling") {
     test_server ts;
-    http_client poll{ts.port()}, bad{ts.port()}, backend{ts.port()};
+    http_client poll{ts.port()}, bad{ts.port()}, backend{ts.internal_port()};
     const auto s = create_session(poll, 900, {{"messages", subscribe("ch")}});
     poll.send_json("/comet", request_body(s.sid, 901, subscribe("ch")));
     REQUIRE(ts.app().wait_messages(s.sid, 2));
@@ -750,7 +750,7 @@ TEST_CASE("long poll: 1,000 concurrent sessions each get their own data") {
     std::vector<stamped_position> positions(sessions); // of each session's one message
     if (all_held) {
         CHECK(ts.srv().session_count() == sessions);
-        http_client backend{ts.port()};
+        http_client backend{ts.internal_port()};
         int reached = 0;
         for (auto& c : clients) {
             const auto published = publish_at(backend, c->channel(), c->payload());
@@ -905,7 +905,7 @@ TEST_CASE("long poll: CORS with a list of origins answers only those") {
 
 TEST_CASE("long poll: a repeated rid whose request is still held takes its place") {
     test_server ts;
-    http_client c1{ts.port()}, c2{ts.port()}, backend{ts.port()};
+    http_client c1{ts.port()}, c2{ts.port()}, backend{ts.internal_port()};
     const auto s = create_session(c1, 80, {{"messages", subscribe("ch")}});
 
     c1.send_json("/comet", request_body(s.sid, 81, subscribe("ch")));

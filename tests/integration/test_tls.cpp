@@ -32,6 +32,10 @@ namespace http = boost::beast::http;
 
 namespace {
 
+/// The servers here serve POST /publish on their public doors (HTTP and HTTPS) with this key.
+constexpr std::string_view publish_key = "tls-test-publish-key";
+const std::string bearer = "Bearer " + std::string(publish_key);
+
 /// A started server with HTTP and HTTPS on free ports, the recording hub at /comet (JSON) and
 /// /bosh (BOSH); stopped and joined on destruction.
 class tls_server {
@@ -53,6 +57,7 @@ public:
 
     recording_app& app() noexcept { return app_; }
     unsigned short port() const noexcept { return srv_.port(); }
+    unsigned short internal_port() const noexcept { return srv_.internal_port(); }
     unsigned short tls_port() const noexcept { return srv_.tls_port(); }
     /// A client of the HTTPS port that verifies the server's certificate.
     http_client https(std::chrono::milliseconds timeout = 5s) {
@@ -68,6 +73,7 @@ private:
         o.tls_cert = cert.cert_path();
         o.tls_key = cert.key_path();
         o.tls_port = 0;
+        o.keys.publish_key = publish_key;
         return o;
     }
 
@@ -81,7 +87,8 @@ json subscribe(const std::string& channel) {
 }
 
 std::size_t publish(http_client& c, const std::string& channel, const json& data) {
-    const http_reply r = c.post("/publish/" + channel, data.dump());
+    const http_reply r = c.request(http::verb::post, "/publish/" + channel, data.dump(),
+                                   {{http::field::authorization, bearer}});
     REQUIRE(r.status == 200);
     return r.json().at("sessions").get<std::size_t>();
 }
@@ -227,7 +234,7 @@ TEST_CASE("tls: a pipelined request behind a held one is kept, over HTTP and HTT
     const auto s = create_session(c1, 700, {{"messages", subscribe("ch")}});
     c1.send_json("/comet", request_body(s.sid, 701, subscribe("ch")));
     REQUIRE(ts.app().wait_messages(s.sid, 2)); // held
-    c1.send(http::verb::post, "/publish/other", "1");
+    c1.send(http::verb::post, "/publish/other", "1", {{http::field::authorization, bearer}});
 
     SECTION("both are answered, in order") {
         CHECK_FALSE(c1.readable_within(300ms)); // still held, not closed

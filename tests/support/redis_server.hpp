@@ -7,6 +7,8 @@
 // without hiredis: usable from any test binary (commands go through redis-cli).
 #pragma once
 
+#include "support/child_process.hpp"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -47,17 +49,14 @@ public:
             throw std::runtime_error("redis_server: mkdtemp failed");
         dir_ = tmpl;
         // A port taken between our probe and redis's bind makes the start fail: try others.
-        for (int attempt = 0;; ++attempt) {
-            port_ = free_port();
-            try {
+        try {
+            on_a_free_port([this](unsigned short port) {
+                port_ = port;
                 start();
-                return;
-            } catch (const std::exception&) {
-                if (attempt == 4) {
-                    std::filesystem::remove_all(dir_);
-                    throw;
-                }
-            }
+            });
+        } catch (...) {
+            std::filesystem::remove_all(dir_);
+            throw;
         }
     }
 
@@ -184,23 +183,6 @@ public:
     }
 
 private:
-    static unsigned short free_port() {
-        int s = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = 0;
-        socklen_t len = sizeof a;
-        if (s < 0 || ::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
-            ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-            if (s >= 0)
-                ::close(s);
-            throw std::runtime_error("redis_server: no free port");
-        }
-        ::close(s);
-        return ntohs(a.sin_port);
-    }
-
     static std::vector<char*> c_argv(std::vector<std::string>& args) {
         std::vector<char*> out;
         for (auto& a : args)
@@ -227,38 +209,16 @@ private:
                                       dir_,
                                       "--logfile",
                                       dir_ + "/redis.log"};
-        std::vector<char*> argv = c_argv(args); // built before fork: the child only execs
-        pid_t parent = ::getpid();
-        pid_t child = ::fork();
-        if (child < 0)
-            throw std::runtime_error("redis_server: fork failed");
-        if (child == 0) {
-            ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-            if (::getppid() != parent)
-                ::_exit(1);
-            int null = ::open("/dev/null", O_RDWR);
-            ::dup2(null, 0);
-            ::dup2(null, 1);
-            ::dup2(null, 2);
-            ::execv(argv[0], argv.data());
-            ::_exit(127);
-        }
-        pid_ = child;
+        pid_ = spawn_quiet(std::move(args));
         wait_ready();
     }
 
     void wait_ready() {
-        auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-        while (std::chrono::steady_clock::now() < deadline) {
-            int status = 0;
-            if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-                pid_ = -1;
-                throw std::runtime_error("redis_server: redis-server exited:\n" + log());
-            }
-            if (pings())
-                return;
-            std::this_thread::sleep_for(std::chrono::milliseconds(5)); // the polling interval
-        }
+        if (megaphone::test::wait_ready(
+                pid_, [this] { return pings(); }, std::chrono::seconds(5)))
+            return;
+        if (pid_ < 0)
+            throw std::runtime_error("redis_server: redis-server exited:\n" + log());
         kill();
         throw std::runtime_error("redis_server: no PONG within 5 s:\n" + log());
     }

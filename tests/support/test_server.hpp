@@ -160,6 +160,8 @@ public:
     server& srv() noexcept { return srv_; }
     recording_app& app() noexcept { return app_; }
     unsigned short port() const noexcept { return srv_.port(); }
+    /// The internal door (POST /publish without a key, GET /metrics): app/access.hpp.
+    unsigned short internal_port() const noexcept { return srv_.internal_port(); }
     const server_options& options() const noexcept { return srv_.options(); }
 
 private:
