@@ -71,6 +71,7 @@ struct options {
     std::string host = "127.0.0.1";
     unsigned port = 0;
     unsigned publish_port = 0; // 0: --port
+    std::string publish_key;   // megaphone: sent as Authorization: Bearer KEY on every publish
     double settle = -1;        // < 0: the target's default
     u32 connections = 100;
     u32 first = 0;
@@ -118,6 +119,10 @@ void print_help() {
         "  --port N            server port (required)\n"
         "  --publish-port N    publishers connect to this port instead (another node of a\n"
         "                      cluster: subscribers on --port, publishes on N) [--port]\n"
+        "  --publish-key KEY   megaphone: send Authorization: Bearer KEY with every publish\n"
+        "                      (a server with --publish-key serves POST /publish on its\n"
+        "                      public port only so; without one, point --publish-port at\n"
+        "                      its internal door) [none]\n"
         "  --mode M            hold, fanout, throughput, rate, empty [hold]\n"
         "  --connections C     subscribers (or request loops) of this process [100]\n"
         "  --first I           global index of this process's first subscriber [0]\n"
@@ -239,6 +244,11 @@ options parse_options(int argc, char** argv) {
             o.port = static_cast<unsigned>(parse_whole(a, v, 65535));
         else if (a == "--publish-port")
             o.publish_port = static_cast<unsigned>(parse_whole(a, v, 65535));
+        else if (a == "--publish-key") {
+            if (v.empty() || v.find_first_of("\r\n") != std::string_view::npos)
+                die("--publish-key takes a non-empty key on one line");
+            o.publish_key = v;
+        }
         else if (a == "--settle")
             o.settle = parse_number(a, v);
         else if (a == "--connections")
@@ -299,6 +309,8 @@ options parse_options(int argc, char** argv) {
         o.total = o.connections;
     if (o.publish_port == 0)
         o.publish_port = o.port;
+    if (!o.publish_key.empty() && o.target != target_kind::megaphone)
+        die("--publish-key is for --target megaphone");
     if (o.publishers < 0)
         o.publishers = !o.leader                         ? 0
                        : o.mode == mode_kind::fanout     ? 1
@@ -834,6 +846,9 @@ public:
             pub_head_ = o_.target == target_kind::megaphone ? "POST /publish/" : "POST /pub/";
             pub_tail_ = std::string(" HTTP/1.1\r\n") + pub_host_header_ + ctype +
                         (o_.target == target_kind::nchan ? "Accept: application/json\r\n" : "") +
+                        (o_.publish_key.empty()
+                             ? std::string()
+                             : "Authorization: Bearer " + o_.publish_key + "\r\n") +
                         "Content-Length: " + std::to_string(msg_.text.size()) + "\r\n\r\n";
         }
     }

@@ -86,7 +86,7 @@ test('the dashboard draws live counts on the machine diagram and lists sessions'
     let published = 0;
     publisher = setInterval(() => {
         published++;
-        fetch(`${server.url}/publish/load`, { method: 'POST', body: JSON.stringify({ n: published }) })
+        fetch(`${server.internalUrl}/publish/load`, { method: 'POST', body: JSON.stringify({ n: published }) })
             .then((r) => r.text()).catch(() => {});
     }, 100);
 

@@ -58,9 +58,12 @@ async function subscribed(c, channel) {
     return got;
 }
 
-/** POST /publish/{channel}: its answer, {epoch, offset, sessions} (the stamp checked here). */
+/**
+ * POST /publish/{channel} on the internal door (the server has no --publish-key): its answer,
+ * {epoch, offset, sessions} (the stamp checked here).
+ */
 async function publishHttp(channel, value) {
-    const res = await fetch(`${server.url}/publish/${encodeURIComponent(channel)}`, {
+    const res = await fetch(`${server.internalUrl}/publish/${encodeURIComponent(channel)}`, {
         method: 'POST',
         body: JSON.stringify(value),
     });
@@ -142,6 +145,37 @@ test('POST /publish/{channel} reaches subscribers and answers the number of sess
     assert.deepEqual(message, { epoch: answer.epoch, offset: 2, channel: 'news', data: { headline: 'hello', list: [1, 2, 3] } });
 
     assert.deepEqual(unstamped(await publishHttp('nobody-listens', 1)), { sessions: 0 });
+});
+
+test('POST /publish on the public port: 404 without --publish-key; with one, only with the Bearer key', async () => {
+    // This server has no key: the public port does not serve publishing at all, 127.0.0.1 or not.
+    const open = await fetch(`${server.url}/publish/news`, { method: 'POST', body: '1' });
+    assert.equal(open.status, 404);
+    await open.text();
+
+    const KEY = `k-${Math.random().toString(36).slice(2)}-${Date.now()}`;
+    const keyed = await startServer('megaphone', ['--publish-key', KEY, '--threads', '1']);
+    try {
+        const post = async (url, headers) => {
+            const res = await fetch(`${url}/publish/keyed`, { method: 'POST', body: '"x"', headers });
+            return { status: res.status, auth: res.headers.get('www-authenticate'), body: await res.text() };
+        };
+        const none = await post(keyed.url, {});
+        assert.equal(none.status, 401);
+        assert.match(none.auth ?? '', /^Bearer/);
+        const wrong = await post(keyed.url, { Authorization: `Bearer ${KEY}x` });
+        assert.equal(wrong.status, 401);
+        assert.match(wrong.auth ?? '', /^Bearer/);
+        const right = await post(keyed.url, { Authorization: `Bearer ${KEY}` });
+        assert.equal(right.status, 200, right.body);
+        assert.deepEqual(unstamped(JSON.parse(right.body)), { sessions: 0 });
+        // The internal door takes it without a key.
+        const internal = await post(keyed.internalUrl, {});
+        assert.equal(internal.status, 200, internal.body);
+        assert.equal(JSON.parse(internal.body).offset, JSON.parse(right.body).offset + 1);
+    } finally {
+        await keyed.stop();
+    }
 });
 
 test('200 messages sent at once arrive in order, exactly once, in a few batched requests', async () => {

@@ -4,8 +4,10 @@
 // through nginx, which spreads their sessions over the nodes and then routes each session's
 // requests to its node by the URL (/comet/nK); each client subscribes to 2 of 10 channels.
 //
-// 1. Publishes go to every node in turn (POST /publish/{ch} to each node directly, round robin);
-//    each client gets every message of its channels exactly once and in order.
+// 1. Publishes go to every node in turn (POST /publish/{ch} to each node's internal door directly,
+//    round robin: the nodes have no --publish-key, so nginx's public port answers 404 to a publish,
+//    which is checked too); each client gets every message of its channels exactly once and in
+//    order.
 // 2. In the middle of a stream of publishes one node is killed (SIGKILL). Every client of the dead
 //    node gets item-not-found, opens a new session on another node with its cursors, and is told
 //    `recovered: true` for both its channels; every client still gets every message exactly once
@@ -179,7 +181,7 @@ test(`cluster: ${CLIENTS} megaphone.js clients through nginx over ${NODES} nodes
             const node = cluster.nodes[rr++ % NODES];
             let failure;
             try {
-                const res = await fetch(`${node.url}/publish/${ch}`, {
+                const res = await fetch(`${node.internalUrl}/publish/${ch}`, {
                     method: 'POST', body: JSON.stringify({ seq }), signal: AbortSignal.timeout(5000),
                 });
                 const text = await res.text();
@@ -232,6 +234,15 @@ test(`cluster: ${CLIENTS} megaphone.js clients through nginx over ${NODES} nodes
                     }
                 }
             }
+        }
+
+        // No publish key: publishing is not served through nginx (the public port), though
+        // nginx and the nodes are all on 127.0.0.1; only the nodes' internal doors take it.
+        for (let j = 0; j < NODES; j++) {
+            const res = await fetch(`${cluster.url}/publish/${channelName(0)}`, {
+                method: 'POST', body: JSON.stringify({ seq: 0 }), signal: AbortSignal.timeout(5000),
+            });
+            assert.equal(res.status, 404, `POST /publish through nginx: ${res.status} ${await res.text()}`);
         }
 
         // ---- phase 1: every node publishes, every client gets everything

@@ -20,7 +20,7 @@ after(async () => {
 });
 
 async function publish(server, channel, value) {
-    const res = await fetch(`${server.url}/publish/${encodeURIComponent(channel)}`, {
+    const res = await fetch(`${server.internalUrl}/publish/${encodeURIComponent(channel)}`, {
         method: 'POST',
         body: JSON.stringify(value),
     });

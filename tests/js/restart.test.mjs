@@ -18,7 +18,7 @@ const DRAIN_S = 3;
 
 /** POST /publish/{channel}: its answer, {epoch, offset, sessions} (the stamp checked here). */
 async function publish(server, channel, data) {
-    const res = await fetch(`${server.url}/publish/${channel}`, { method: 'POST', body: JSON.stringify(data) });
+    const res = await fetch(`${server.internalUrl}/publish/${channel}`, { method: 'POST', body: JSON.stringify(data) });
     assert.equal(res.status, 200);
     const answer = await res.json();
     const at = stampOf(answer);

@@ -1,13 +1,18 @@
 // Starts a Megaphone server binary for the JS tests and stops it when done (or when node exits).
 //
 //   const server = await startServer('megaphone', ['--wait', '1']);
-//   server.url   // 'http://127.0.0.1:PORT'
+//   server.url          // 'http://127.0.0.1:PORT': the public port (clients)
+//   server.internalUrl  // 'http://127.0.0.1:PORT': the internal door (POST /publish without a key)
 //   await server.stop();
 //
 // The binary comes from the environment: MEGAPHONE_BIN for 'megaphone', MEGAPHONE_DEMO_BIN for
-// 'megaphone-demo' (tests/js/CMakeLists.txt sets both). It is started with `--port 0` and the
-// given arguments, from the repository root, and must print `megaphone: listening on URL` on
-// stdout within 10 s.
+// 'megaphone-demo' (tests/js/CMakeLists.txt sets both). It is started with `--port 0`,
+// `--internal-port 0` (unless the arguments give an --internal-port: the binaries' default, 9080,
+// would collide between servers run at once) and the given arguments, from the repository root,
+// and must print `megaphone: internal door on URL` then `megaphone: listening on URL` on stdout
+// within 10 s. Publishing without a key is served on the internal door only: POST
+// `${server.internalUrl}/publish/{channel}`, or start the server with `--publish-key KEY` and send
+// `Authorization: Bearer KEY` to the public port.
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
@@ -45,12 +50,14 @@ export function binaryPath(name) {
 }
 
 /**
- * Spawns `name` ('megaphone' or 'megaphone-demo') with `--port 0 ...args`.
- * Resolves to {url, port, process, output(), stop()} once the server is listening.
+ * Spawns `name` ('megaphone' or 'megaphone-demo') with `--port 0 [--internal-port 0] ...args`.
+ * Resolves to {url, port, internalUrl, internalPort, process, output(), stop()} once the server
+ * is listening.
  */
 export function startServer(name, args = [], { timeoutMs = 10000 } = {}) {
     const bin = binaryPath(name);
-    const child = spawn(bin, ['--port', '0', ...args], {
+    const ownInternalPort = args.some((a) => a === '--internal-port' || a.startsWith('--internal-port='));
+    const child = spawn(bin, ['--port', '0', ...(ownInternalPort ? [] : ['--internal-port', '0']), ...args], {
         cwd: repoRoot,
         stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -86,6 +93,14 @@ export function startServer(name, args = [], { timeoutMs = 10000 } = {}) {
         child.stdout.on('data', (d) => {
             out += d;
             const m = /megaphone: listening on (http:\/\/[^\s:]+:(\d+))/.exec(out);
+            const internal = /megaphone: internal door on (http:\/\/[^\s:]+:(\d+))/.exec(out);
+            if (m && !internal) {
+                clearTimeout(timer);
+                child.kill('SIGKILL');
+                rejectStart(new Error(`${name} printed no "megaphone: internal door on ..." line before ` +
+                    `"listening on"\nstdout: ${out}\nstderr: ${err}`));
+                return;
+            }
             if (m) {
                 clearTimeout(timer);
                 // Keep reading (and keeping) what it prints, so it never blocks on a full pipe.
@@ -94,6 +109,8 @@ export function startServer(name, args = [], { timeoutMs = 10000 } = {}) {
                 resolveStart({
                     url: m[1],
                     port: Number(m[2]),
+                    internalUrl: internal[1],
+                    internalPort: Number(internal[2]),
                     process: child,
                     exited, // resolves to {code, signal} when the process ends
                     output: () => ({ stdout: out, stderr: err }),
