@@ -1,7 +1,9 @@
 #include "app/access.hpp"
 
 #include "auth/secret.hpp"
+
 #include "fsm/metrics.hpp"
+#include <stdexcept>
 
 namespace megaphone {
 
@@ -43,6 +45,55 @@ std::optional<response> check_access(route_access kind, const incoming& in,
     if (!keys.metrics_token.empty() && !bearer_matches(in.request, keys.metrics_token))
         return unauthorized();
     return std::nullopt;
+}
+
+std::shared_ptr<const session_rules> make_session_rules(const client_rules_options& o) {
+    auto rules = std::make_shared<session_rules>();
+    if (!o.token_secret.empty() || !o.token_public_key.empty()) {
+        auth::token_options t;
+        t.secret = o.token_secret;
+        t.public_key_pem = o.token_public_key;
+        t.leeway = rules->leeway;
+        rules->tokens = std::make_shared<const auth::token_verifier>(std::move(t));
+    }
+    if (o.require_token && !rules->tokens)
+        throw std::invalid_argument("require-token needs --token-secret or --token-public-key");
+    rules->require_token = o.require_token;
+    rules->private_prefix = o.private_prefix;
+    auto publish = auth::pattern_set::parse(o.client_publish);
+    if (!publish)
+        throw std::invalid_argument("client-publish: pattern '" +
+                                    o.client_publish[publish.error().index] +
+                                    "': " + std::string(auth::to_string(publish.error().error)));
+    rules->client_publish = std::move(publish.value());
+    return rules;
+}
+
+const session_rules& rules_or_defaults(const std::shared_ptr<const session_rules>& rules) noexcept {
+    static const session_rules defaults;
+    return rules ? *rules : defaults;
+}
+
+token_outcome check_token(const session_rules& rules, std::string_view token, bool required) {
+    token_outcome out;
+    if (token.empty()) {
+        out.refused = required;
+        out.why = "missing";
+        return out;
+    }
+    if (!rules.tokens) {
+        out.refused = true;
+        out.why = "tokens are not configured";
+        return out;
+    }
+    auto claims = rules.tokens->verify(token, rules.now());
+    if (!claims) {
+        out.refused = true;
+        out.why = auth::to_string(claims.error());
+        return out;
+    }
+    out.claims = std::make_unique<auth::token_claims>(std::move(claims.value()));
+    return out;
 }
 
 } // namespace megaphone

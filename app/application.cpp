@@ -10,7 +10,18 @@ void broker::push(std::string_view sid, const nlohmann::json& value) {
 }
 
 void application::on_recover(session& s, std::string_view channel, const stream_position& since) {
-    s.subscribe(channel, since);
+    if (may_subscribe(s, channel))
+        s.subscribe(channel, since);
+    else
+        s.push(nlohmann::json{{"error", "forbidden"}, {"channel", channel}});
+}
+
+bool application::may_subscribe(session& s, std::string_view channel) {
+    return s.token_allows_subscribe(channel);
+}
+
+bool application::may_publish(session& s, std::string_view channel) {
+    return s.token_allows_publish(channel);
 }
 
 void application::on_recovered(session& s, std::string_view channel, const recovery& r) {

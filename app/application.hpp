@@ -44,6 +44,13 @@ public:
     /// messages follow. The default pushes, to JSON sessions,
     /// {"channel": C, "recovered": true|false, "epoch": E, "offset": K}.
     virtual void on_recovered(session& s, std::string_view channel, const recovery& r);
+    /// May the session subscribe to / publish on `channel`? Asked by the hub (and by the
+    /// default on_recover) before it acts; an app that decides from its own database overrides
+    /// them. The defaults follow the session's token (app/access.hpp): its `channels` and
+    /// `publish` patterns, or without a token any channel outside the private prefix and
+    /// --client-publish.
+    virtual bool may_subscribe(session& s, std::string_view channel);
+    virtual bool may_publish(session& s, std::string_view channel);
 };
 
 /// Thread-safe entry points to all sessions of a server (or of a test harness). Every call may

@@ -1,5 +1,7 @@
 #include "app/cli.hpp"
 
+#include "app/access.hpp"
+#include "auth/patterns.hpp"
 #include "auth/secret.hpp"
 
 #include "cluster/forwarder.hpp"
@@ -346,6 +348,58 @@ std::vector<option_spec> make_table() {
     t.push_back(secret_file_option(
         "metrics-token-file", "read --metrics-token from FILE",
         [](auto& o) -> auto& { return o.keys.metrics_token; }));
+    t.push_back(text_option(
+        "token-secret", "KEY",
+        "verify client tokens (JWT, HS256) with this secret, 32 bytes or "
+        "more; prefer --token-secret-file",
+        [](auto& o) -> auto& { return o.clients.token_secret; }));
+    t.push_back(secret_file_option(
+        "token-secret-file", "read --token-secret from FILE",
+        [](auto& o) -> auto& { return o.clients.token_secret; }));
+    t.push_back({"token-public-key", "FILE", kind::text,
+                 "verify client tokens (JWT, RS256 or ES256) with the public key in FILE (PEM)",
+                 [](const o_t&) { return std::string(); },
+                 [](o_t& o, std::string_view as, std::string_view v) {
+                     if (v.empty())
+                         return;
+                     std::ifstream in{std::string(v)};
+                     std::ostringstream pem;
+                     pem << in.rdbuf();
+                     if (!in || pem.str().empty())
+                         fail(as, "cannot read " + std::string(v));
+                     o.clients.token_public_key = pem.str();
+                 },
+                 nullptr});
+    t.push_back(
+        {"require-token", "", kind::flag, "refuse sessions without a valid token (not-authorized)",
+         [](const o_t& o) { return std::string(o.clients.require_token ? "true" : "false"); },
+         [](o_t& o, std::string_view as, std::string_view v) {
+             if (v != "true" && v != "false")
+                 fail(as, "takes true or false");
+             o.clients.require_token = v == "true";
+         },
+         nullptr});
+    t.push_back(text_option(
+        "private-prefix", "PREFIX",
+        "channels a session without a token may not subscribe to ('': none)",
+        [](auto& o) -> auto& { return o.clients.private_prefix; }));
+    t.push_back({"client-publish", "PATTERN", kind::list,
+                 "where sessions without a token may publish: channel names or prefix*, "
+                 "repeatable; '*' anywhere. (A token's own `publish` claim applies to its "
+                 "session.)",
+                 [](const o_t& o) {
+                     std::string s;
+                     for (const auto& p : o.clients.client_publish)
+                         s += (s.empty() ? "" : ",") + p;
+                     return s;
+                 },
+                 [](o_t& o, std::string_view as, std::string_view v) {
+                     if (auto bad = auth::pattern_set::check(v))
+                         fail(as,
+                              "'" + std::string(v) + "': " + std::string(auth::to_string(*bad)));
+                     o.clients.client_publish.emplace_back(v);
+                 },
+                 [](o_t& o) { o.clients.client_publish.clear(); }});
     return t;
 }
 
@@ -449,6 +503,11 @@ void validate(const server_options& o) {
         throw usage_error("history-ttl must be at least 1 second");
     if (!o.cluster_key.empty() && o.cluster_key.size() < 16)
         throw usage_error("cluster-key takes at least 16 characters");
+    try {
+        make_session_rules(o.clients); // a bad token key or pattern: said now, by option
+    } catch (const std::invalid_argument& e) {
+        throw usage_error(e.what());
+    }
 }
 
 server_options cli_defaults() {

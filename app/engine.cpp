@@ -1,5 +1,7 @@
 #include "app/engine.hpp"
 
+#include "app/access.hpp"
+
 #include "cluster/bus.hpp"
 #include "fsm/metrics.hpp"
 #include "transport/bosh_codec.hpp"
@@ -119,6 +121,17 @@ std::size_t engine::subscribers(std::string_view name) const noexcept {
 void engine::create(client_request&& req, application& app, const session_codec& codec,
                     exchange ex) {
     operation op{*this};
+    // Who the client is, before anything is spent on it (app/access.hpp).
+    const session_rules& rules = rules_or_defaults(config_.rules);
+    token_outcome token = check_token(rules, req.token, rules.require_token);
+    if (token.refused) {
+        count_refusal(refusal::unauthorized);
+        if (log_enabled(log_level::debug))
+            logger().debug("session refused: token {}", token.why);
+        return ex.reply(
+            codec.error_response(protocol_error::not_authorized, req.bosh && !req.bosh->ver));
+    }
+    req.token.clear(); // checked: the creation request does not refresh it again
     bool full = false;
     if (total_)
         full = total_->fetch_add(1, std::memory_order_relaxed) >= config_.max_sessions &&
@@ -144,6 +157,7 @@ void engine::create(client_request&& req, application& app, const session_codec&
     const std::string sid = make_sid();
     auto s = std::make_unique<session>(*this, app, codec, sid, settings, req.rid);
     session& ref = *s;
+    ref.claims_ = std::move(token.claims);
     sessions_.emplace(ref.id(), std::move(s));
     if (log_enabled(log_level::debug))
         logger().debug("session open sid={} transport={} shard={}", ref.id(), transport_name(ref),

@@ -29,6 +29,8 @@
 namespace megaphone {
 
 /// Session limits and protocol timing. Names are BOSH's.
+struct session_rules;
+
 struct engine_config {
     /// Longest a request is held before an empty answer (BOSH `wait`); caps the client's value.
     /// 60 s: the design this project comes from, and Strophe.js's default.
@@ -53,6 +55,9 @@ struct engine_config {
     std::size_t max_sessions = 0;
     /// Node-id prefix of session ids ("n0" gives "n0-...").
     std::string node_id = "n0";
+    /// Tokens and what sessions may do (app/access.hpp); null: the defaults (no tokens, no
+    /// subscribing to private- channels without one, publishing anywhere).
+    std::shared_ptr<const session_rules> rules;
 };
 
 /// Told, on the engine's thread, when a channel gets its first member in an engine and when it

@@ -174,10 +174,16 @@ std::optional<packet> hub::simple_envelope(std::string_view channel, std::string
 }
 
 void hub::on_recover(session& s, std::string_view channel, const stream_position& since) {
-    if (valid_channel(channel))
-        s.subscribe(channel, since);
-    else
+    if (!valid_channel(channel))
         s.push(nlohmann::json{{"error", "bad channel name"}}); // (not valid UTF-8, maybe)
+    else if (!may_subscribe(s, channel))
+        s.push(forbidden(channel));
+    else
+        s.subscribe(channel, since);
+}
+
+nlohmann::json hub::forbidden(std::string_view channel) {
+    return {{"error", "forbidden"}, {"channel", channel}};
 }
 
 void hub::on_message(session& s, const message& m) {
@@ -191,6 +197,8 @@ void hub::on_message(session& s, const message& m) {
         return;
     }
     if (const auto* ch = text("subscribe"); ch && valid_channel(*ch)) {
+        if (!may_subscribe(s, *ch))
+            return s.push(forbidden(*ch)); // the session goes on
         auto cursor = msg.find("recover");
         if (cursor == msg.end() || cursor->is_null())
             return s.subscribe(*ch);
@@ -198,9 +206,11 @@ void hub::on_message(session& s, const message& m) {
         if (!since)
             return s.push(nlohmann::json{{"error", "bad recover cursor"}, {"channel", *ch}});
         s.subscribe(*ch, *since);
-    } else if (const auto* ch = text("unsubscribe"); ch && valid_channel(*ch))
+    } else if (const auto* ch = text("unsubscribe"); ch && valid_channel(*ch)) {
         s.unsubscribe(*ch);
-    else if (const auto* ch = text("publish"); ch && valid_channel(*ch))
+    } else if (const auto* ch = text("publish"); ch && valid_channel(*ch)) {
+        if (!may_publish(s, *ch))
+            return s.push(forbidden(*ch)); // nobody gets it; the session goes on
         s.broker().publish(
             *ch, envelope_packet(*ch, msg.value("data", nlohmann::json())),
             [&brk = s.broker(), sid = std::string(s.id()), name = *ch](const publish_result& r) {
@@ -211,8 +221,9 @@ void hub::on_message(session& s, const message& m) {
                                                  {"channel", name},
                                                  {"reason", r.error}});
             });
-    else
+    } else {
         s.push(nlohmann::json{{"error", "unknown hub message"}, {"message", msg}});
+    }
 }
 
 } // namespace megaphone

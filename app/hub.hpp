@@ -34,6 +34,9 @@ public:
     /// What POST /publish/{channel} publishes for `body` (one JSON value): the envelope's bytes;
     /// nullopt when the body is not one JSON value. `channel` must be valid_channel().
     static std::optional<packet> publish_packet(std::string_view channel, std::string_view body);
+    /// {"error": "forbidden", "channel": C}: what a session is told when may_subscribe or
+    /// may_publish says no.
+    static nlohmann::json forbidden(std::string_view channel);
     /// Channel names: 1 to 256 bytes of valid UTF-8 without control characters (C0, DEL, C1).
     static bool valid_channel(std::string_view channel) noexcept;
 };

@@ -127,6 +127,8 @@ std::shared_ptr<spdlog::logger> open_access_log(const std::string& where) {
 server::server(server_options options)
     : options_{std::move(options)}
     , creations_{options_.creation_rate, options_.creation_burst} {
+    if (!options_.engine.rules)
+        options_.engine.rules = make_session_rules(options_.clients); // throws on a bad key
     unsigned n = options_.threads ? options_.threads : std::thread::hardware_concurrency();
     n = std::max(1u, n);
     if (n > 64)

@@ -53,6 +53,9 @@ struct server_options {
     /// POST /publish on the public doors with `Authorization: Bearer <key>`, and /metrics there
     /// with its token (app/access.hpp); empty: /publish internal only, /metrics open.
     access_keys keys;
+    /// Client tokens and what sessions may do without one (app/access.hpp); the server makes
+    /// engine.rules of them unless engine.rules is set already.
+    client_rules_options clients;
     /// With http.reuse_port: a request of a session of another process of this machine moves
     /// there with its connection (cluster/handover.hpp); false: it is forwarded over HTTP.
     bool handover = true;

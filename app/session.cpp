@@ -1,5 +1,6 @@
 #include "app/session.hpp"
 
+#include "app/access.hpp"
 #include "app/engine.hpp"
 #include "app/log.hpp"
 #include "fsm/metrics.hpp"
@@ -58,6 +59,40 @@ session::~session() = default;
 
 broker& session::broker() noexcept {
     return engine_.broker();
+}
+
+std::string_view session::user() const noexcept {
+    return claims_ ? std::string_view(claims_->subject) : std::string_view{};
+}
+
+bool session::token_allows_subscribe(std::string_view channel) const noexcept {
+    if (claims_)
+        return claims_->channels.allows(channel);
+    const session_rules& rules = rules_or_defaults(engine_.config().rules);
+    return rules.private_prefix.empty() || !channel.starts_with(rules.private_prefix);
+}
+
+bool session::token_allows_publish(std::string_view channel) const noexcept {
+    if (claims_)
+        return claims_->publish.allows(channel);
+    return rules_or_defaults(engine_.config().rules).client_publish.allows(channel);
+}
+
+bool session::token_checks_pass(const client_request& req, const exchange& ex) {
+    const session_rules& rules = rules_or_defaults(engine_.config().rules);
+    if (!req.token.empty()) {
+        // A refresh: a valid token of the same user (or a first one) replaces the claims.
+        auto outcome = check_token(rules, req.token, false);
+        if (!outcome.refused && (!claims_ || outcome.claims->subject == claims_->subject)) {
+            claims_ = std::move(outcome.claims);
+            return true;
+        }
+    } else if (!claims_ || !claims_->expires || rules.now() < *claims_->expires + rules.leeway) {
+        return true;
+    }
+    count_refusal(refusal::unauthorized);
+    fail(protocol_error::not_authorized, ex);
+    return false;
 }
 
 std::string_view session::host() const noexcept {
@@ -216,6 +251,8 @@ void session::process(client_request&& req, exchange ex) {
     next_rid_ = req.rid + 1;
     if (req.bosh && bosh_ && !bosh_checks_pass(req, ex))
         return;
+    if (!token_checks_pass(req, ex))
+        return;
 
     // A polling session may not poll faster than `polling` with empty requests (BOSH §12).
     if (fsm_.params().polling && req.messages.empty() && !req.terminate) {
@@ -359,6 +396,9 @@ void session::fail(protocol_error e, const exchange& ex) {
         break;
     case protocol_error::bad_request:
         end(close_reason::bad_request);
+        break;
+    case protocol_error::not_authorized:
+        end(close_reason::not_authorized);
         break;
     case protocol_error::too_large:
     case protocol_error::system_shutdown:

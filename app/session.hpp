@@ -29,6 +29,10 @@
 
 namespace megaphone {
 
+namespace auth {
+struct token_claims;
+} // namespace auth
+
 class engine;
 struct channel;
 
@@ -60,6 +64,13 @@ public:
     /// When the session was created (its engine's clock), and the address that created it.
     time_point created() const noexcept { return created_; }
     const peer_address& peer() const noexcept { return peer_; }
+    /// Who the client is: its token's `sub`; empty for a session without a token.
+    std::string_view user() const noexcept;
+    /// The default access rules (app/access.hpp, application::may_subscribe/may_publish): the
+    /// token's `channels` / `publish` patterns; without a token, any channel outside the
+    /// private prefix / where --client-publish allows.
+    bool token_allows_subscribe(std::string_view channel) const noexcept;
+    bool token_allows_publish(std::string_view channel) const noexcept;
 
     /// Pushes to this session; a no-op once it has closed.
     void push(packet p);
@@ -132,6 +143,9 @@ private:
     /// Answers `ex` with `body`, in this session's content type.
     void reply(const exchange& ex, packet body, unsigned status = 200) const;
     bool bosh_checks_pass(const client_request& req, const exchange& ex);
+    /// A refresh (`req.token`) replaces the claims; an expired token without one ends the
+    /// session. False when the request was answered (not-authorized).
+    bool token_checks_pass(const client_request& req, const exchange& ex);
     void pause(const client_request& req, exchange ex);
     void remember(request_id rid, const packet& body);
     void apply_ack(request_id ack);
@@ -162,7 +176,8 @@ private:
     std::vector<early_request> early_;
     boost::container::small_vector<cached_answer, 2> cache_;
     std::vector<subscription> subscriptions_;
-    std::unique_ptr<bosh_state> bosh_; // BOSH sessions only
+    std::unique_ptr<bosh_state> bosh_;           // BOSH sessions only
+    std::unique_ptr<auth::token_claims> claims_; // with a token only
     std::any data_;
     request_id next_rid_;      // the rid processed next
     request_id creation_rid_;  // answered with the creation answer

@@ -25,6 +25,7 @@ enum class close_reason : std::uint8_t {
     system_shutdown,  ///< the server is stopping
     internal_error,   ///< the application failed (threw) while handling the session
     host_unknown,     ///< the application does not serve the host the client asked for
+    not_authorized,   ///< its token expired (not refreshed in time)
 };
 std::string_view to_string(close_reason) noexcept;
 

@@ -88,7 +88,7 @@ inline constexpr std::array<std::string_view, 6> fsm_event_names{
     "die_expired",     "connection_closed", "terminate_session"};
 inline constexpr std::size_t fsm_state_count = 4; // fsm_state: waiting .. closed
 inline constexpr std::size_t close_reason_count =
-    static_cast<std::size_t>(close_reason::host_unknown) + 1;
+    static_cast<std::size_t>(close_reason::not_authorized) + 1;
 
 /// Push latency: from the creation of a pushed message (push, publish) to the end of the write of
 /// the answer that carries it, per answer, measured from its oldest message.

@@ -160,6 +160,8 @@ std::string_view to_string(close_reason r) noexcept {
         return "internal_error";
     case close_reason::host_unknown:
         return "host_unknown";
+    case close_reason::not_authorized:
+        return "not_authorized";
     }
     return "?";
 }

@@ -481,6 +481,8 @@ std::variant<bosh_request, protocol_error> decode_bosh_request(std::string_view 
             req.route = std::move(value);
         } else if (name == "from") {
             req.from = std::move(value);
+        } else if (name == "token") {
+            req.token = std::move(value);
         } else if (name == xml_lang) {
             req.lang = std::move(value);
         } else if (name == xmpp_version) {
@@ -512,6 +514,8 @@ client_request to_client_request(bosh_request req) {
     out.terminate = req.terminate();
     out.wait = req.wait;
     out.hold = req.hold;
+    if (req.token)
+        out.token = std::move(*req.token);
     out.messages.reserve(req.payloads.size());
     for (auto& payload : req.payloads)
         out.messages.push_back(message::xml(std::move(payload)));

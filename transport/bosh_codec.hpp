@@ -96,6 +96,7 @@ struct bosh_request {
     std::optional<std::string> content; ///< Content-Type for every answer (checked header-safe)
     std::optional<std::string> route;   ///< "proto:host:port"
     std::optional<std::string> from;
+    std::optional<std::string> token; ///< a signed client token (docs/PROTOCOL.md, "Tokens")
     // XEP-0206, in urn:xmpp:xbosh under whatever prefix the client declared.
     std::optional<std::string> xmpp_version; ///< xmpp:version
     bool restart = false;                    ///< xmpp:restart='true' (or '1')

@@ -19,6 +19,8 @@ std::string_view condition(protocol_error e) noexcept {
         return "policy-violation";
     case protocol_error::system_shutdown:
         return "system-shutdown";
+    case protocol_error::not_authorized:
+        return "not-authorized";
     }
     return "undefined-condition";
 }
@@ -37,6 +39,8 @@ unsigned http_status(protocol_error e) noexcept {
         return 503;
     case protocol_error::rate_limited:
         return 429;
+    case protocol_error::not_authorized:
+        return 401;
     }
     return 500;
 }
@@ -60,6 +64,8 @@ std::string_view condition(close_reason r) noexcept {
         return "internal-server-error";
     case close_reason::host_unknown:
         return "host-unknown";
+    case close_reason::not_authorized:
+        return "not-authorized";
     }
     return "undefined-condition";
 }
@@ -305,6 +311,12 @@ std::variant<client_request, protocol_error> decode_json_request_general(std::st
                 return protocol_error::bad_request;
             (name[0] == 'w' ? req.wait : req.hold) = static_cast<std::uint32_t>(*n);
         }
+    }
+    if (const auto* token = field("token")) {
+        // Checked by the session layer (app/access.hpp); here only its type.
+        if (!token->is_string())
+            return protocol_error::bad_request;
+        req.token = token->get<std::string>();
     }
     if (const auto* recover = field("recover")) {
         // {"<channel>": {"epoch": "E", "offset": K}, ...}: creation only; every cursor whole.

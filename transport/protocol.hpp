@@ -75,6 +75,9 @@ struct client_request {
     /// JSON creations: `recover`, the client's cursor per channel (subscribe, and first replay
     /// every message after it). An empty epoch asks only for the channel's position.
     std::vector<std::pair<std::string, stream_position>> recover;
+    /// A signed client token (JWT): at creation it says who the client is and what it may do;
+    /// on a later request it replaces the session's (a refresh). Empty: none given.
+    std::string token;
     /// BOSH requests: every attribute of the <body/> (payloads moved into `messages`).
     std::shared_ptr<const bosh_request> bosh;
     /// Who sent it (set by the server; empty in tests without sockets).
@@ -89,6 +92,7 @@ enum class protocol_error : std::uint8_t {
     policy_violation, ///< 403: too many requests, polling too fast
     system_shutdown,  ///< 503: the server is stopping
     rate_limited,     ///< 429 policy-violation: too many session creations from one address
+    not_authorized,   ///< 401: no valid token where one is required, or it expired
 };
 std::string_view condition(protocol_error e) noexcept;
 unsigned http_status(protocol_error e) noexcept;
