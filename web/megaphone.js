@@ -28,6 +28,17 @@
  *                the session's node (the sid's prefix, e.g. /comet/n2), so that a balancer in
  *                front of a cluster routes them straight to the node that owns the session
  *                (examples/cluster/nginx.conf.in); creations still go to `url`.
+ *     token      a client token (JWT) for a server that checks them (--token-secret…): sent as
+ *                `token` in every session creation (also re-creations after reconnects).
+ *     getToken   async () => token: called for a fresh token (a) `refreshBefore` ms before the
+ *                current token's `exp` (read from its payload, not verified here): the new token
+ *                goes as a top-level `token` on the next request (a refresh of the same session);
+ *                (b) when the server answers not-authorized (HTTP 401): a new session is created
+ *                with the new token, resuming its channels as a reconnect does. Called before the
+ *                first creation too if no `token` is given. Without getToken, not-authorized ends
+ *                the client: 'close' with condition 'not-authorized', no reconnect.
+ *     refreshBefore  ms before the token's `exp` to call getToken; default 60000 (at once if the
+ *                token is already that close to its end).
  *
  * client.on(event, fn) / client.off(event, fn)   (on returns the client, so calls chain)
  *   'open'     fn(session): a session opened; session = {sid, wait, hold, requests, inactivity,
@@ -36,8 +47,14 @@
  *   'close'    fn({condition, reason, reconnecting}): the session ended. condition is the server's
  *              ('item-not-found', 'system-shutdown', 'policy-violation', …), or 'closed' after
  *              client.close(). reconnecting tells whether a fresh session is being opened.
+ *   'forbidden' fn({channel}): the server refused a subscribe or publish on `channel` (the
+ *              token does not allow it; pushed as {"error": "forbidden", "channel": C}, not given
+ *              to 'message'). The session goes on. A refused subscription (one with no position
+ *              yet) is forgotten, so that reconnects do not ask for it again.
+ *   'token'    fn(token): getToken gave a new token (now the client's token).
  *   'error'    fn(error): a request failed and will be retried (network error, 5xx, timeout), or
- *              the server answered something that is not the protocol. Informational.
+ *              the server answered something that is not the protocol, or getToken failed.
+ *              Informational.
  *   'recovered' fn({channel, recovered, epoch, offset}): a new session (after a reconnect: the old
  *              one expired, its server died or restarted) has resumed `channel` from the last
  *              message received on it. recovered true: every message published meanwhile follows
@@ -61,6 +78,7 @@
  *                                  then emit 'close' with condition 'closed'. No reconnect.
  * client.state                     'connecting' | 'open' | 'closing' | 'closed'
  * client.session                   the current session info (as given to 'open'), or null.
+ * client.token                     the current token (options.token or getToken's last), or null.
  *
  * How it works. The session's creation request carries no messages (its answer may be lost, and
  * the copy sent again creates another session): they go in the first request with the sid.
@@ -86,11 +104,15 @@ const DEFAULTS = {
     backoff: { initial: 250, max: 5000 },
     timeout: 10000,
     closeOnUnload: true,
+    refreshBefore: 60000,
 };
+// How many not-authorized answers in a row (no session opened between them) before giving up.
+const MAX_AUTH_FAILURES = 3;
+const MAX_TIMER = 2 ** 31 - 1;
 
 const CONTENT_TYPE = 'text/plain;charset=UTF-8';
 // The condition an error status stands for when its answer carries none (docs/PROTOCOL.md, Errors).
-const STATUS_CONDITIONS = { 400: 'bad-request', 403: 'policy-violation', 404: 'item-not-found', 413: 'policy-violation' };
+const STATUS_CONDITIONS = { 400: 'bad-request', 401: 'not-authorized', 403: 'policy-violation', 404: 'item-not-found', 413: 'policy-violation' };
 const MAX_RID = 2 ** 53 - 1;
 
 function randomRid() {
@@ -109,6 +131,30 @@ function resolveUrl(url) {
     if (/^[a-z][a-z0-9+.-]*:/i.test(url)) return url;
     if (globalThis.location && globalThis.location.href) return new URL(url, globalThis.location.href).href;
     return url;
+}
+
+/** The `exp` claim (s) of a JWT, read without verification; undefined if there is none. */
+function tokenExpiry(token) {
+    if (typeof token !== 'string') return undefined;
+    const parts = token.split('.');
+    if (parts.length < 2) return undefined;
+    try {
+        let b64 = parts[1].replace(/-/g, '+').replace(/_/g, '/');
+        while (b64.length % 4) b64 += '=';
+        let text;
+        if (typeof atob === 'function') {
+            const bin = atob(b64);
+            const bytes = new Uint8Array(bin.length);
+            for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+            text = new TextDecoder().decode(bytes);
+        } else {
+            text = Buffer.from(b64, 'base64').toString('utf8');
+        }
+        const payload = JSON.parse(text);
+        return payload && typeof payload.exp === 'number' ? payload.exp : undefined;
+    } catch (err) {
+        return undefined;
+    }
 }
 
 class NetworkError extends Error {
@@ -138,8 +184,15 @@ class Client {
         this._reconnectAttempt = 0;
         this._timers = new Set();
         this._flushScheduled = false;
+        this.token = typeof this.options.token === 'string' ? this.options.token : null;
+        this._tokenToSend = null;     // a refreshed token not yet sent to the current session
+        this._refreshTimer = null;
+        this._refreshing = null;      // the getToken promise in flight
+        this._authFailures = 0;
         this._installUnload();
-        this._schedule(() => this._openSession(), 0);
+        this._scheduleRefresh();
+        const needToken = !this.token && typeof this.options.getToken === 'function';
+        this._schedule(() => (needToken ? this._reopenWithNewToken() : this._openSession()), 0);
     }
 
     // ---- public API -------------------------------------------------------------------------
@@ -263,6 +316,72 @@ class Client {
         return Math.round(base * (0.8 + 0.4 * Math.random()));
     }
 
+    // ---- tokens ---------------------------------------------------------------------------------
+
+    /** Calls getToken (once at a time); resolves to the new token (also this.token). */
+    _fetchToken() {
+        if (this._refreshing) return this._refreshing;
+        this._refreshing = Promise.resolve()
+            .then(() => this.options.getToken())
+            .then((token) => {
+                if (typeof token !== 'string' || !token) throw new Error('getToken gave no token');
+                this.token = token;
+                this._scheduleRefresh();
+                this._emit('token', token);
+                return token;
+            })
+            .finally(() => { this._refreshing = null; });
+        return this._refreshing;
+    }
+
+    /** Arms the timer that refreshes the token `refreshBefore` ms before its exp. */
+    _scheduleRefresh() {
+        this._cancel(this._refreshTimer);
+        this._refreshTimer = null;
+        if (typeof this.options.getToken !== 'function' || this.state === 'closed') return;
+        const exp = tokenExpiry(this.token);
+        if (exp === undefined) return;
+        const delay = Math.min(MAX_TIMER, Math.max(0, exp * 1000 - this.options.refreshBefore - Date.now()));
+        this._refreshTimer = this._schedule(() => {
+            this._refreshTimer = null;
+            this._refresh(1);
+        }, delay);
+    }
+
+    /** Gets a fresh token and sends it to the current session on its next request. */
+    _refresh(attempt) {
+        if (this.state === 'closed' || this._closeRequested) return;
+        const before = this.token;
+        this._fetchToken().then((token) => {
+            if (this.state === 'closed' || token === before) return;
+            const s = this._s;
+            if (s && !s.ended) {
+                // Sent on the session's next request (once open, if it is still being created
+                // with the old token).
+                this._tokenToSend = token;
+                this._scheduleFlush();
+            }
+            // Otherwise the next creation carries this.token.
+        }, (err) => {
+            if (this.state === 'closed') return;
+            this._emit('error', new Error(`getToken failed: ${err && err.message ? err.message : err}`));
+            this._refreshTimer = this._schedule(() => {
+                this._refreshTimer = null;
+                this._refresh(attempt + 1);
+            }, this._backoffDelay(attempt));
+        });
+    }
+
+    /** Not-authorized (or no token yet): a new token from getToken, then a new session. */
+    _reopenWithNewToken() {
+        if (this.state === 'closed') return;
+        this._fetchToken().then(() => this._openSession(), (err) => {
+            if (this.state === 'closed') return;
+            this._emit('error', new Error(`getToken failed: ${err && err.message ? err.message : err}`));
+            this._finish({ condition: 'not-authorized', reason: 'getToken failed' }, false);
+        });
+    }
+
     // ---- session --------------------------------------------------------------------------------
 
     _openSession() {
@@ -273,6 +392,8 @@ class Client {
         // sent again makes a second session, and messages in it would reach the app twice. The
         // re-subscriptions and queued messages go in the session's first request instead.
         const body = { rid, wait: this.options.wait, hold: this.options.hold };
+        if (this.token) body.token = this.token;
+        this._tokenToSend = null; // the new session has the current token
         let recovering = null; // channels resumed from a real position: 'recovered' is emitted
         // The channels it had, each from its last position: the new session is subscribed and
         // first gets what it missed (docs/PROTOCOL.md, "Recovery"). Idempotent, unlike messages:
@@ -325,6 +446,7 @@ class Client {
         s.polling = s.info.hold === 0 || s.info.wait === 0;
         this.session = { ...s.info };
         this._reconnectAttempt = 0;
+        this._authFailures = 0;
         // The creation's `recover` subscribed the new session to every channel we had.
         if (this._closeRequested) {
             this.state = 'closing';
@@ -362,7 +484,7 @@ class Client {
             }
             return;
         }
-        if (this._queue.length && windowFree()) {
+        if ((this._queue.length || this._tokenToSend) && windowFree()) {
             this._newRequest(s, {}, this._takeQueue());
         }
         if (s.pending.size === 0 && windowFree()) {
@@ -393,6 +515,11 @@ class Client {
         }
         const rid = s.nextRid++;
         const body = { sid: s.sid, rid, ...extra };
+        if (this._tokenToSend) {
+            // A refresh: the server replaces the session's token (same sub).
+            body.token = this._tokenToSend;
+            this._tokenToSend = null;
+        }
         if (messages.length) body.messages = messages;
         body.ack = s.processed;
         this._sendRequest(s, rid, JSON.stringify(body), messages.length > 0);
@@ -527,6 +654,13 @@ class Client {
 
     /** One message of the server: positions kept, duplicates dropped, recovery notices told. */
     _deliver(s, m) {
+        if (m !== null && typeof m === 'object' && m.error === 'forbidden' && typeof m.channel === 'string') {
+            // A subscribe or publish the token does not allow. A subscription never confirmed
+            // (no position) is dropped: a reconnect would only be refused again.
+            if (this._channels.has(m.channel) && !this._positions.has(m.channel)) this._channels.delete(m.channel);
+            s.recovering.delete(m.channel);
+            return this._emit('forbidden', { channel: m.channel });
+        }
         const positioned = m !== null && typeof m === 'object' && typeof m.channel === 'string' &&
             typeof m.epoch === 'string' && typeof m.offset === 'number';
         if (!positioned) return this._emit('message', m);
@@ -569,19 +703,26 @@ class Client {
         s.pollTimer = null;
         this.session = null;
         const byClient = this._closeRequested;
-        const reconnecting = !byClient && this.options.reconnect !== false;
+        let reconnecting = !byClient && this.options.reconnect !== false;
         if (byClient) info = { ...info, condition: s.terminateSent ? 'closed' : info.condition };
+        if (!byClient && info.condition === 'not-authorized') {
+            // The token was refused (expired, invalid, another user's): only a new one can help.
+            this._authFailures++;
+            reconnecting = typeof this.options.getToken === 'function' && this._authFailures <= MAX_AUTH_FAILURES;
+            return this._finish(info, reconnecting, reconnecting);
+        }
         this._finish(info, reconnecting);
     }
 
-    _finish(info, reconnecting) {
+    _finish(info, reconnecting, newToken = false) {
         if (this.state === 'closed') return;
         this.state = reconnecting ? 'connecting' : 'closed';
         this._emit('close', { condition: info.condition, reason: info.reason, reconnecting });
         if (this.state === 'closed' && reconnecting) return; // a 'close' listener called close()
         if (reconnecting) {
             this._reconnectAttempt++;
-            this._schedule(() => this._openSession(), this._backoffDelay(this._reconnectAttempt));
+            const reopen = newToken ? () => this._reopenWithNewToken() : () => this._openSession();
+            this._schedule(reopen, this._backoffDelay(this._reconnectAttempt));
         } else {
             for (const t of this._timers) clearTimeout(t);
             this._timers.clear();
