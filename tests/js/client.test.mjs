@@ -4,7 +4,7 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from '../../web/megaphone.js';
 import { startServer } from './server.mjs';
-import { waitFor, nextEvent, record, loggingFetch, unstamped, stampOf } from './helpers.mjs';
+import { clientPool, waitFor, nextEvent, record, loggingFetch, unstamped, stampOf } from './helpers.mjs';
 
 const WAIT = 1;
 const INACTIVITY = 2;
@@ -12,7 +12,8 @@ const POLLING = 1;
 
 let server;
 let endpoint;
-const clients = [];
+const pool = clientPool(connect, () => endpoint);
+const clients = pool.clients;
 
 before(async () => {
     server = await startServer('megaphone', [
@@ -27,24 +28,9 @@ after(async () => {
     if (server) await server.stop();
 });
 
-afterEach(async () => {
-    // Close every client of the test; a client that cannot say goodbye in time is stopped hard.
-    const open = clients.splice(0);
-    await Promise.all(open.map(async (c) => {
-        if (c.state !== 'closed') {
-            const closed = nextEvent(c, 'close', { pred: (i) => !i.reconnecting, timeout: 3000 }).catch(() => {});
-            c.close();
-            await closed;
-        }
-        c._destroy();
-    }));
-});
+afterEach(() => pool.closeAll());
 
-function client(options = {}) {
-    const c = connect(endpoint, { backoff: { initial: 20, max: 200 }, ...options });
-    clients.push(c);
-    return c;
-}
+const client = (options = {}) => pool.client(options);
 
 /**
  * Subscribes `c` to `channel` and resolves once the subscription is in effect (a probe came

@@ -29,6 +29,33 @@ export function nextEvent(client, event, { pred = () => true, timeout = 5000 } =
 }
 
 /** Records every event of a client: rec.open, rec.messages, rec.close, rec.errors. */
+/**
+ * A test file's clients: client(options) connects one to `endpoint()` (fast backoff) and keeps
+ * it; closeAll() closes every one kept so far (a goodbye within 3 s, else stopped hard).
+ */
+export function clientPool(connect, endpoint) {
+    const clients = [];
+    return {
+        clients,
+        client(options = {}) {
+            const c = connect(endpoint(), { backoff: { initial: 20, max: 200 }, ...options });
+            clients.push(c);
+            return c;
+        },
+        async closeAll() {
+            const open = clients.splice(0);
+            await Promise.all(open.map(async (c) => {
+                if (c.state !== 'closed') {
+                    const closed = nextEvent(c, 'close', { pred: (i) => !i.reconnecting, timeout: 3000 }).catch(() => {});
+                    c.close();
+                    await closed;
+                }
+                c._destroy();
+            }));
+        },
+    };
+}
+
 export function record(client) {
     const rec = { open: [], messages: [], close: [], errors: [] };
     client.on('open', (s) => rec.open.push(s));

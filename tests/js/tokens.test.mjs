@@ -10,13 +10,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect } from '../../web/megaphone.js';
 import { startServer } from './server.mjs';
-import { waitFor, nextEvent, record } from './helpers.mjs';
+import { clientPool, waitFor, nextEvent, record } from './helpers.mjs';
 
 const SECRET = randomBytes(32).toString('hex'); // 64 bytes of text
 let server;
 let endpoint;
 let dir;
-const clients = [];
+const pool = clientPool(connect, () => endpoint);
+const clients = pool.clients;
 
 const b64url = (value) => Buffer.from(JSON.stringify(value)).toString('base64url');
 
@@ -46,23 +47,9 @@ after(async () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
-afterEach(async () => {
-    const open = clients.splice(0);
-    await Promise.all(open.map(async (c) => {
-        if (c.state !== 'closed') {
-            const closed = nextEvent(c, 'close', { pred: (i) => !i.reconnecting, timeout: 3000 }).catch(() => {});
-            c.close();
-            await closed;
-        }
-        c._destroy();
-    }));
-});
+afterEach(() => pool.closeAll());
 
-function client(options = {}) {
-    const c = connect(endpoint, { backoff: { initial: 20, max: 200 }, ...options });
-    clients.push(c);
-    return c;
-}
+const client = (options = {}) => pool.client(options);
 
 async function publishHttp(channel, value) {
     const res = await fetch(`${server.internalUrl}/publish/${encodeURIComponent(channel)}`, {
