@@ -66,6 +66,11 @@ std::shared_ptr<const session_rules> make_session_rules(const client_rules_optio
                                     o.client_publish[publish.error().index] +
                                     "': " + std::string(auth::to_string(publish.error().error)));
     rules->client_publish = std::move(publish.value());
+    if (o.publish_burst != 0 && !(o.publish_rate > 0))
+        throw std::invalid_argument(
+            "client-publish-rate must be above 0 (or client-publish-burst 0: no limit)");
+    rules->publish_rate = o.publish_rate;
+    rules->publish_burst = o.publish_burst;
     return rules;
 }
 

@@ -69,6 +69,11 @@ struct session_rules {
     std::function<std::chrono::system_clock::time_point()> wall_clock;
     /// A session's token is expired once `exp` + leeway has passed (the verifier's leeway).
     std::chrono::seconds leeway{30};
+    /// Publishes per second one session may make through the hub (a token bucket of
+    /// `publish_burst`, refilled at `publish_rate`; session::take_publish_token()). Burst 0: no
+    /// limit.
+    double publish_rate = 50;
+    std::uint32_t publish_burst = 500;
 
     std::chrono::system_clock::time_point now() const {
         return wall_clock ? wall_clock() : std::chrono::system_clock::now();
@@ -81,7 +86,10 @@ struct client_rules_options {
     std::string token_public_key; ///< PEM: RS256 (RSA >= 2048 bits) or ES256 (P-256)
     bool require_token = false;
     std::string private_prefix = "private-";
+    /// Anywhere for embedders; the megaphone binaries default to none (app/cli.hpp).
     std::vector<std::string> client_publish{"*"};
+    double publish_rate = 50;
+    std::uint32_t publish_burst = 500;
 };
 
 /// The rules for `o`; throws std::invalid_argument with the reason (a bad key, a malformed

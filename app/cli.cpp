@@ -383,6 +383,21 @@ std::vector<option_spec> make_table() {
         "private-prefix", "PREFIX",
         "channels a session without a token may not subscribe to ('': none)",
         [](auto& o) -> auto& { return o.clients.private_prefix; }));
+    t.push_back({"client-publish-rate", "R", kind::number,
+                 "publishes per second one session may make through the hub (a token bucket "
+                 "of --client-publish-burst); beyond it {\"error\": \"rate-limited\"}",
+                 [](const o_t& o) {
+                     std::ostringstream out;
+                     out << o.clients.publish_rate;
+                     return out.str();
+                 },
+                 [](o_t& o, std::string_view as, std::string_view v) {
+                     o.clients.publish_rate = number(as, v);
+                 },
+                 nullptr});
+    t.push_back(whole_option<std::uint32_t>(
+        "client-publish-burst", "N", "publishes a session may make at once (0: no limit)",
+        1'000'000, [](auto& o) -> auto& { return o.clients.publish_burst; }));
     t.push_back({"client-publish", "PATTERN", kind::list,
                  "where sessions without a token may publish: channel names or prefix*, "
                  "repeatable; '*' anywhere. (A token's own `publish` claim applies to its "
@@ -513,6 +528,7 @@ void validate(const server_options& o) {
 server_options cli_defaults() {
     server_options o;
     o.internal_port = 9080;
+    o.clients.client_publish.clear(); // sessions without a token publish nowhere unless asked
     return o;
 }
 

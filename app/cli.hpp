@@ -52,7 +52,8 @@ void apply_config_file(server_options& o, const std::string& path);
 void validate(const server_options& o);
 
 /// The megaphone binary's defaults: server_options' own, but the internal door on its fixed port
-/// (9080) rather than a free one.
+/// (9080) rather than a free one, and no publishing by sessions without a token
+/// (--client-publish: none) rather than anywhere.
 server_options cli_defaults();
 
 struct parsed_command_line {

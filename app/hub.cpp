@@ -211,6 +211,8 @@ void hub::on_message(session& s, const message& m) {
     } else if (const auto* ch = text("publish"); ch && valid_channel(*ch)) {
         if (!may_publish(s, *ch))
             return s.push(forbidden(*ch)); // nobody gets it; the session goes on
+        if (!s.take_publish_token())
+            return s.push(nlohmann::json{{"error", "rate-limited"}, {"channel", *ch}});
         s.broker().publish(
             *ch, envelope_packet(*ch, msg.value("data", nlohmann::json())),
             [&brk = s.broker(), sid = std::string(s.id()), name = *ch](const publish_result& r) {

@@ -78,6 +78,26 @@ bool session::token_allows_publish(std::string_view channel) const noexcept {
     return rules_or_defaults(engine_.config().rules).client_publish.allows(channel);
 }
 
+bool session::take_publish_token() {
+    const session_rules& rules = rules_or_defaults(engine_.config().rules);
+    if (rules.publish_burst == 0)
+        return true;
+    const time_point now = engine_.clock().now();
+    const double burst = rules.publish_burst;
+    if (!publishes_)
+        publishes_ = std::make_unique<publish_bucket>(publish_bucket{burst, now});
+    publish_bucket& b = *publishes_;
+    const double elapsed = std::chrono::duration<double>(now - b.last).count();
+    b.tokens = std::min(burst, b.tokens + elapsed * rules.publish_rate);
+    b.last = now;
+    if (b.tokens < 1) {
+        count_refusal(refusal::publish_rate);
+        return false;
+    }
+    b.tokens -= 1;
+    return true;
+}
+
 bool session::token_checks_pass(const client_request& req, const exchange& ex) {
     const session_rules& rules = rules_or_defaults(engine_.config().rules);
     if (!req.token.empty()) {

@@ -71,6 +71,9 @@ public:
     /// private prefix / where --client-publish allows.
     bool token_allows_subscribe(std::string_view channel) const noexcept;
     bool token_allows_publish(std::string_view channel) const noexcept;
+    /// Takes one publish from the session's token bucket (session_rules::publish_rate, burst);
+    /// false when it is empty: the publish is refused (refusal::publish_rate, counted).
+    bool take_publish_token();
 
     /// Pushes to this session; a no-op once it has closed.
     void push(packet p);
@@ -178,6 +181,11 @@ private:
     std::vector<subscription> subscriptions_;
     std::unique_ptr<bosh_state> bosh_;           // BOSH sessions only
     std::unique_ptr<auth::token_claims> claims_; // with a token only
+    struct publish_bucket {
+        double tokens;
+        time_point last;
+    };
+    std::unique_ptr<publish_bucket> publishes_; // from the session's first publish on
     std::any data_;
     request_id next_rid_;      // the rid processed next
     request_id creation_rid_;  // answered with the creation answer

@@ -64,6 +64,7 @@ enum class refusal : std::uint8_t {
     connections,       ///< --max-connections: 503 and closed at once
     accept_failed,     ///< accept() failed (EMFILE...): the listener pauses, then retries
     unauthorized,      ///< a key-guarded route (/publish, /metrics) without the right key: 401
+    publish_rate,      ///< --client-publish-rate: a session's hub publish over its bucket
     count_
 };
 std::string_view to_string(refusal) noexcept;

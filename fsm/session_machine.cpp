@@ -104,6 +104,8 @@ std::string_view to_string(refusal r) noexcept {
         return "accept_failed";
     case refusal::unauthorized:
         return "unauthorized";
+    case refusal::publish_rate:
+        return "publish_rate";
     case refusal::count_:
         break;
     }

@@ -38,8 +38,9 @@ public:
 /// A server with the recording hub at /comet (JSON) and /bosh (BOSH), whoami at /who, and
 /// tokens signed with test_secret.
 struct token_server {
-    explicit token_server(bool require_token, std::vector<std::string> client_publish = {"*"})
-        : srv{options(require_token, client_publish)}
+    explicit token_server(bool require_token, std::vector<std::string> client_publish = {"*"},
+                          std::uint32_t publish_burst = 500)
+        : srv{options(require_token, client_publish, publish_burst)}
         , hub{srv} {
         srv.mount("/comet", hub);
         srv.mount_bosh("/bosh", hub);
@@ -50,7 +51,8 @@ struct token_server {
         srv.stop();
         srv.wait();
     }
-    server_options options(bool require_token, const std::vector<std::string>& client_publish) {
+    server_options options(bool require_token, const std::vector<std::string>& client_publish,
+                           std::uint32_t publish_burst) {
         auto rules = std::make_shared<session_rules>();
         auth::token_options t;
         t.secret = test_secret;
@@ -58,6 +60,8 @@ struct token_server {
         rules->require_token = require_token;
         rules->client_publish = auth::pattern_set::parse(client_publish).value();
         rules->wall_clock = clock.function();
+        rules->publish_rate = 0.001; // (no refill within the test)
+        rules->publish_burst = publish_burst;
         server_options o = test_options();
         o.engine.rules = rules;
         return o;
@@ -228,4 +232,25 @@ TEST_CASE("tokens: an expired token ends the session at its next request, unless
     CHECK(late.status == 401);
     CHECK(late.body == not_authorized);
     CHECK(ts.hub.wait_closed(t.sid) == close_reason::not_authorized);
+}
+
+TEST_CASE("tokens: the hub refuses a session's publishes beyond its burst with rate-limited; "
+          "the session goes on") {
+    token_server ts{/*require_token=*/false, {"*"}, /*publish_burst=*/2};
+    http_client c{ts.port()};
+    const auto listener = create_session(c, 1, {{"messages", json::array({{{"subscribe", "x"}}})}});
+    const auto s = create_session(c, 1);
+    const http_reply r =
+        c.post_json("/comet", request_body(s.sid, 2,
+                                           json::array({{{"publish", "x"}, {"data", 1}},
+                                                        {{"publish", "x"}, {"data", 2}},
+                                                        {{"publish", "x"}, {"data", 3}}})));
+    REQUIRE(r.status == 200);
+    CHECK(messages_of(r) == std::vector<json>{{{"error", "rate-limited"}, {"channel", "x"}}});
+    // Two got through, the third did not.
+    const http_reply got = c.post_json("/comet", request_body(listener.sid, 2));
+    std::vector<json> data;
+    for (const json& m : messages_of(got))
+        data.push_back(m.at("data"));
+    CHECK(data == std::vector<json>{1, 2});
 }
