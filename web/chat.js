@@ -3,6 +3,11 @@
 //   from the server: {"type":"history","room","messages":[…]}  {"type":"join","room","nick"}
 //                    {"type":"message","room","nick","text","id","time"}  {"type":"leave","room","nick"}
 //                    {"type":"error","text"}
+// Speaking needs a token: the demo server mints one for a nickname at /demo/token?nick=NAME
+// (a real app would mint it after logging its user in). The page opens its session when you
+// join, with getToken fetching a token for the nickname (again before it expires, and whenever
+// the server refuses it); a new nickname opens a new session. Without a token the server
+// refuses the join ({"error":"forbidden"}: megaphone.js's 'forbidden' event).
 import { connect } from '/megaphone.js';
 
 const $ = (id) => document.getElementById(id);
@@ -15,7 +20,9 @@ const sendButton = $('send');
 const statusEl = $('status');
 const roomTitle = $('room-title');
 
-if (!nickInput.value) nickInput.value = `guest-${Math.floor(1000 + Math.random() * 9000)}`;
+const NICK = /^[A-Za-z0-9_-]{1,32}$/; // what /demo/token accepts
+const guest = () => `guest-${Math.floor(1000 + Math.random() * 9000)}`;
+if (!nickInput.value) nickInput.value = guest();
 
 const state = {
     room: null,     // the room joined (or being joined)
@@ -24,8 +31,18 @@ const state = {
     lastId: 0,      // highest message id shown for the room
 };
 
-const client = connect('/chat');
-window.megaphoneChat = { client, state }; // handy from the console
+let client = null; // the session's client, made at the first join (and again for a new nick)
+window.megaphoneChat = { get client() { return client; }, state }; // handy from the console
+
+/** A token for `nick` from the demo server. */
+async function fetchToken(nick) {
+    const res = await fetch(`/demo/token?nick=${encodeURIComponent(nick)}`, { cache: 'no-store' });
+    const body = await res.json().catch(() => ({}));
+    if (!res.ok || typeof body.token !== 'string') {
+        throw new Error(body.error || `/demo/token answered ${res.status}`);
+    }
+    return body.token;
+}
 
 function setStatus(text, cls) {
     statusEl.textContent = text;
@@ -96,20 +113,32 @@ function setJoined(joined) {
 }
 
 function join() {
-    const nick = nickInput.value.trim() || `guest-${Math.floor(1000 + Math.random() * 9000)}`;
+    const nick = nickInput.value.trim() || guest();
     const room = roomInput.value.trim() || 'lobby';
     nickInput.value = nick;
     roomInput.value = room;
-    if (state.room && state.room !== room) client.send({ leave: state.room });
+    if (!NICK.test(nick)) {
+        notice('a nickname is 1 to 32 letters, digits, - or _', 'error');
+        return;
+    }
+    if (client && state.nick === nick && state.room && state.room !== room) {
+        client.send({ leave: state.room });
+    }
     if (state.room !== room) {
         list.replaceChildren();
         state.lastId = 0;
     }
     state.room = room;
-    state.nick = nick;
     setJoined(false);
     notice(`joining #${room} as ${nick}…`);
-    client.send({ join: room, nick });
+    if (client && state.nick === nick && client.state !== 'closed') {
+        client.send({ join: room, nick });
+        return;
+    }
+    // A new nickname (or the first join): a new session, with a token for it. Its 'open'
+    // sends the join.
+    state.nick = nick;
+    openClient(nick);
 }
 
 function say() {
@@ -129,24 +158,42 @@ $('say-form').addEventListener('submit', (e) => {
     say();
 });
 
-client.on('open', () => {
-    setStatus('connected', 'open');
-    // A fresh session after a reconnect: join the room again (history fills any gap).
-    if (state.room) client.send({ join: state.room, nick: state.nick });
-});
+function openClient(nick) {
+    if (client) client.close(); // the old nickname's session: its 'close' is ignored below
+    setStatus('connecting…', 'connecting');
+    const c = connect('/chat', { getToken: () => fetchToken(nick) });
+    client = c;
+    const mine = (fn) => (...args) => { if (c === client) fn(...args); };
 
-client.on('close', (info) => {
-    setJoined(false);
-    if (info.reconnecting) setStatus(`reconnecting (${info.condition})…`, 'connecting');
-    else setStatus(`disconnected (${info.condition})`, 'closed');
-});
+    c.on('open', mine(() => {
+        setStatus(`connected as ${nick}`, 'open');
+        // The session's first request (also a fresh session after a reconnect): join the room
+        // (history fills any gap).
+        if (state.room) c.send({ join: state.room, nick: state.nick });
+    }));
 
-client.on('error', () => {
-    if (client.state === 'open') setStatus('connection trouble, retrying…', 'connecting');
-});
+    c.on('close', mine((info) => {
+        setJoined(false);
+        if (info.reconnecting) setStatus(`reconnecting (${info.condition})…`, 'connecting');
+        else setStatus(`disconnected (${info.condition})`, 'closed');
+    }));
 
-client.on('message', (m) => {
-    if (client.state === 'open' && statusEl.textContent !== 'connected') setStatus('connected', 'open');
+    c.on('error', mine((err) => {
+        if (/getToken/.test(err && err.message)) notice(`no token for ${nick}: ${err.message}`, 'error');
+        if (c.state === 'open') setStatus('connection trouble, retrying…', 'connecting');
+    }));
+
+    c.on('forbidden', mine(({ channel }) => {
+        notice(`not allowed in ${channel}: the server wants a token`, 'error');
+    }));
+
+    c.on('message', mine(onMessage));
+}
+
+function onMessage(m) {
+    if (client.state === 'open' && !statusEl.textContent.startsWith('connected')) {
+        setStatus(`connected as ${state.nick}`, 'open');
+    }
     if (!m || typeof m !== 'object') return;
     if (m.type === 'error') {
         notice(m.text || 'error', 'error');
@@ -182,4 +229,4 @@ client.on('message', (m) => {
     default:
         break;
     }
-});
+}

@@ -17,8 +17,12 @@ let count = 0;
 let firstPrice = null;
 let dirty = true;
 
+// No token: a visitor may subscribe to "ticker" but publish nowhere (the server's
+// --client-publish default); a try, client.publish('ticker', …), is refused with 'forbidden'.
 const client = connect('/comet');
-window.megaphoneTicker = { client, points };
+const forbidden = []; // channels the server refused
+window.megaphoneTicker = { client, points, forbidden };
+client.on('forbidden', ({ channel }) => forbidden.push(channel));
 
 function setStatus(text, cls) {
     statusEl.textContent = text;

@@ -30,6 +30,10 @@ bool valid_name(const std::string* name) {
     return name && !name->empty() && name->size() <= chat_app::max_name;
 }
 
+void forbidden(session& s, const std::string& channel) {
+    s.push(nlohmann::json{{"error", "forbidden"}, {"channel", channel}});
+}
+
 void error(session& s, std::string text) {
     s.push(nlohmann::json{{"type", "error"}, {"text", std::move(text)}});
 }
@@ -47,8 +51,15 @@ void chat_app::on_message(session& s, const message& m) {
         return error(s, "a chat message is a JSON object");
     if (const auto* room = string_field(msg, "join")) {
         const auto* nick = string_field(msg, "nick");
+        // With a token, the user is the nick (the token vouches for it).
+        const std::string user{s.user()};
+        if (!user.empty())
+            nick = &user;
         if (!valid_name(room) || !valid_name(nick))
             return error(s, "join needs a room and a nick of 1 to 64 characters");
+        // Joining reads the room and announces the joiner in it: both rights are needed.
+        if (!may_subscribe(s, channel_of(*room)) || !may_publish(s, channel_of(*room)))
+            return forbidden(s, channel_of(*room));
         return join(s, *room, *nick);
     }
     if (const auto* text = string_field(msg, "say")) {
@@ -57,6 +68,8 @@ void chat_app::on_message(session& s, const message& m) {
             return error(s, "join the room first");
         if (text->empty() || text->size() > max_text)
             return error(s, "a message has 1 to 2000 characters");
+        if (!may_publish(s, channel_of(*room)))
+            return forbidden(s, channel_of(*room));
         return say(s, *room, *text);
     }
     if (const auto* room = string_field(msg, "leave"))

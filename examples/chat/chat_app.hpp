@@ -7,6 +7,13 @@
 //
 // Each room is a channel ("chat:" + room), so delivery is the engine's fan-out. The history is
 // shared by all threads, under a mutex.
+//
+// Who may do what is the server's session rules' (docs/PROTOCOL.md, "Tokens"): joining a room
+// asks may_subscribe and may_publish (the join notice) for its channel, saying something
+// may_publish; a refusal is pushed as
+// {"error":"forbidden","channel":"chat:ROOM"} (megaphone.js's 'forbidden' event). A session with a
+// token speaks as its user (the token's `sub`), whatever nick its join names; the demo server
+// mints such tokens at /demo/token and lets sessions without one publish nowhere.
 #pragma once
 
 #include "app/application.hpp"

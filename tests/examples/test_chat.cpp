@@ -1,7 +1,11 @@
 // The chat demo's unit tests, written with megaphone::testing: no sockets, a manual clock.
 // They double as the README's example of testing an app's state transitions.
 #include "app/testing.hpp"
+#include "app/access.hpp"
 #include "examples/chat/chat_app.hpp"
+
+#include <algorithm>
+#include <memory>
 
 #include <catch2/catch.hpp>
 
@@ -115,4 +119,27 @@ TEST_CASE("chat: saying something before joining is an error, not a crash")
     const auto errors = of_type(ann.take(), "error");
     CHECK(errors.size() == 3);
     CHECK(ann.state() == fsm_state::waiting);
+}
+
+TEST_CASE("chat: where the session rules let it publish nowhere, join and say are forbidden")
+{
+    // The megaphone binaries' default for sessions without a token (--client-publish: none);
+    // the demo gives chat tokens instead (examples/demo_server.cpp, /demo/token).
+    auto rules = std::make_shared<megaphone::session_rules>();
+    rules->client_publish = megaphone::auth::pattern_set{};
+    megaphone::engine_config config;
+    config.rules = rules;
+    chat_app app;
+    harness h{app, config};
+    auto& ann = h.connect();
+    auto& bob = h.connect();
+    ann.send({{{"join", "lobby"}, {"nick", "ann"}}, {{"say", "hi"}, {"room", "lobby"}}});
+    const auto got = ann.take();
+    const json refusal = {{"error", "forbidden"}, {"channel", "chat:lobby"}};
+    CHECK(std::count(got.begin(), got.end(), refusal) == 1);
+    CHECK(of_type(got, "join").empty());
+    CHECK(of_type(got, "error").size() == 1); // the say: not joined
+    // Nobody is told anything.
+    bob.send({});
+    CHECK(bob.take().empty());
 }

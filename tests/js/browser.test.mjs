@@ -1,5 +1,7 @@
 // The demo pages in a real browser (Debian's /usr/bin/chromium driven by playwright-core)
 // against the real `megaphone-demo` binary. Screenshots go to test-output/screenshots/.
+// The demo runs with its defaults: visitors without a token publish nowhere; the chat pages get
+// a token for their nickname from the demo server's /demo/token.
 // Run: MEGAPHONE_DEMO_BIN=build/bin/megaphone-demo node --test tests/js/browser.test.mjs
 //      (or through ctest -L browser)
 import { test, before, after, beforeEach } from 'node:test';
@@ -117,6 +119,17 @@ test('chat: two browsers in one room see each other join and talk both ways', T,
         for (const { page } of [a, b]) {
             await page.waitForFunction(() => document.querySelectorAll('#messages li.msg').length >= 2);
         }
+        // Each page's session has a token minted for its nickname.
+        const claims = (page) => page.evaluate(() => {
+            const part = window.megaphoneChat.client.token.split('.')[1].replace(/-/g, '+').replace(/_/g, '/');
+            return JSON.parse(atob(part));
+        });
+        for (const [{ page }, nick] of [[a, 'alice'], [b, 'bob']]) {
+            const c = await claims(page);
+            assert.equal(c.sub, nick);
+            assert.deepEqual(c.publish, ['chat*']);
+            assert.ok(c.exp > Date.now() / 1000 + 3000, 'valid for about an hour');
+        }
         const seenA = await chatMessages(a.page);
         const seenB = await chatMessages(b.page);
         assert.deepEqual(seenA, seenB, 'both see the same messages, same ids, same order');
@@ -175,6 +188,66 @@ test('ticker: the chart gets at least 10 updates in 2 seconds', T, async () => {
         await page.screenshot({ path: join(SHOTS, 'ticker.png') });
     } finally {
         await context.close();
+    }
+    assert.deepEqual(pageErrors, []);
+});
+
+test('tokens: /demo/token mints for valid nicknames only; nobody but the server writes the ticker', T, async () => {
+    // /demo/token: a JSON {token} for a nickname of 1 to 32 letters, digits, - or _; 400 otherwise.
+    const get = async (query) => {
+        const res = await fetch(`${server.url}/demo/token${query}`);
+        return { status: res.status, body: await res.json().catch(() => null) };
+    };
+    const ok = await get('?nick=dave_2-x');
+    assert.equal(ok.status, 200);
+    assert.match(ok.body.token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+    for (const bad of ['', '?nick=', '?nick=a%20b', '?nick=%3Cb%3E', `?nick=${'x'.repeat(33)}`, '?name=x']) {
+        assert.equal((await get(bad)).status, 400, `refused: ${bad}`);
+    }
+
+    const { context, page } = await newPage('/ticker.html');
+    const watcher = await newPage('/ticker.html');
+    try {
+        await page.waitForFunction(() => Number(document.querySelector('#count').textContent) >= 1);
+        await watcher.page.waitForFunction(() => Number(document.querySelector('#count').textContent) >= 1);
+        // A visitor (no token) publishing to the ticker: refused, the session goes on.
+        const refused = await page.evaluate(() => new Promise((resolve) => {
+            const { client } = window.megaphoneTicker;
+            client.on('forbidden', (f) => resolve(f));
+            client.publish('ticker', { symbol: 'FAKE', price: 1, time: Date.now(), seq: -1 });
+        }));
+        assert.deepEqual(refused, { channel: 'ticker' });
+        // A chat token does not open the ticker either (it publishes to chat* only), and a session
+        // without one cannot join the chat.
+        const more = await page.evaluate(async () => {
+            const { connect } = await import('/megaphone.js');
+            const token = (await (await fetch('/demo/token?nick=mallory')).json()).token;
+            const refusal = (c) => new Promise((resolve) => c.on('forbidden', resolve));
+            const withToken = connect('/comet', { token, closeOnUnload: false });
+            const tickerRefused = refusal(withToken);
+            withToken.publish('ticker', { symbol: 'FAKE', price: 2, time: Date.now(), seq: -2 });
+            const tokenless = connect('/chat', { closeOnUnload: false });
+            const chatRefused = refusal(tokenless);
+            tokenless.send({ join: 'lobby', nick: 'mallory' });
+            const out = { ticker: await tickerRefused, chat: await chatRefused };
+            withToken.close();
+            tokenless.close();
+            return out;
+        });
+        assert.deepEqual(more, { ticker: { channel: 'ticker' }, chat: { channel: 'chat:lobby' } });
+        // The ticker goes on, and no page saw a FAKE update.
+        const n = Number(await watcher.page.textContent('#count'));
+        await watcher.page.waitForFunction((k) => Number(document.querySelector('#count').textContent) >= k + 5, n);
+        for (const p of [page, watcher.page]) {
+            assert.equal(await p.textContent('#symbol'), 'MEGA');
+            assert.ok(await p.evaluate(() => window.megaphoneTicker.points.every((pt) => pt.seq >= 0)),
+                'no refused update was drawn');
+            assert.equal(await p.textContent('#status'), 'live');
+        }
+        assert.deepEqual(await watcher.page.evaluate(() => window.megaphoneTicker.forbidden), []);
+    } finally {
+        await context.close();
+        await watcher.context.close();
     }
     assert.deepEqual(pageErrors, []);
 });

@@ -16,9 +16,12 @@ const pool = clientPool(connect, () => endpoint);
 const clients = pool.clients;
 
 before(async () => {
+    // These clients have no token: --client-publish '*' lets them publish through the hub (the
+    // default is nowhere; the test after the /publish ones checks that).
     server = await startServer('megaphone', [
         '--static-dir', 'web', '--wait', String(WAIT), '--hold', '1',
         '--inactivity', String(INACTIVITY), '--polling', String(POLLING), '--threads', '2',
+        '--client-publish', '*',
     ]);
     endpoint = `${server.url}/comet`;
 });
@@ -131,6 +134,55 @@ test('POST /publish/{channel} reaches subscribers and answers the number of sess
     assert.deepEqual(message, { epoch: answer.epoch, offset: 2, channel: 'news', data: { headline: 'hello', list: [1, 2, 3] } });
 
     assert.deepEqual(unstamped(await publishHttp('nobody-listens', 1)), { sessions: 0 });
+});
+
+test("without --client-publish a tokenless client's publish is 'forbidden' and reaches nobody", async () => {
+    const plain = await startServer('megaphone', ['--wait', String(WAIT), '--threads', '1']);
+    const opened = [];
+    const open = () => {
+        const c = connect(`${plain.url}/comet`, { backoff: { initial: 20, max: 200 }, closeOnUnload: false });
+        opened.push(c);
+        return c;
+    };
+    try {
+        const a = open();
+        const b = open();
+        const ra = record(a);
+        const rb = record(b);
+        const forbidden = [];
+        a.on('forbidden', (f) => forbidden.push(f));
+        const internalPublish = async (data) => {
+            const res = await fetch(`${plain.internalUrl}/publish/room`, { method: 'POST', body: JSON.stringify(data) });
+            assert.equal(res.status, 200, await res.text());
+        };
+        a.subscribe('room');
+        b.subscribe('room');
+        // Both subscribed: a backend's message (the internal door) reaches both.
+        await waitFor(async () => {
+            await internalPublish('probe');
+            return dataOn(ra, 'room').includes('probe') && dataOn(rb, 'room').includes('probe');
+        }, { message: 'both subscribed', interval: 100 });
+
+        const refused = nextEvent(a, 'forbidden', { pred: (f) => f.channel === 'room' });
+        a.publish('room', 'from-a');
+        assert.deepEqual(await refused, { channel: 'room' });
+        // A message through the internal door after it reaches both; 'from-a' reached neither.
+        await internalPublish('marker');
+        for (const rec of [ra, rb]) {
+            await waitFor(() => dataOn(rec, 'room').includes('marker'), { message: 'the marker' });
+            assert.ok(!dataOn(rec, 'room').includes('from-a'), 'the refused publish reached nobody');
+        }
+        assert.deepEqual(forbidden, [{ channel: 'room' }]);
+        assert.ok(!ra.messages.some((m) => m && m.error === 'forbidden'), 'forbidden is an event, not a message');
+        // Tokenless sessions may not subscribe to private- channels either.
+        const privateRefused = nextEvent(b, 'forbidden', { pred: (f) => f.channel === 'private-x' });
+        b.subscribe('private-x');
+        assert.deepEqual(await privateRefused, { channel: 'private-x' });
+    } finally {
+        await Promise.all(opened.map((c) => (c.state === 'closed' ? undefined : c.close())));
+        for (const c of opened) c._destroy();
+        await plain.stop();
+    }
 });
 
 test('POST /publish on the public port: 404 without --publish-key; with one, only with the Bearer key', async () => {
