@@ -13,10 +13,11 @@
 
 namespace megaphone::auth {
 
-/// True when `a` and `b` are the same bytes. The SHA-256 digests of both are compared with
-/// CRYPTO_memcmp, so the time taken shows neither how many leading bytes match nor either
-/// length. (The cluster key, the publish key and the metrics token are compared with it.)
-bool constant_time_equal(std::string_view a, std::string_view b) noexcept;
+/// True when `given` and `secret` are the same bytes. The time taken depends on the secret's
+/// length only (fixed for a server), never on how many leading bytes match nor on what was
+/// given. (The cluster key, the publish key, the metrics and admin tokens and HS256 signatures
+/// are compared with it: `secret` is the configured or computed value.)
+bool constant_time_equal(std::string_view given, std::string_view secret) noexcept;
 
 /// Why read_secret_file() refused a file it could open (failures to open or read it are
 /// reported with their system error: std::errc::no_such_file_or_directory...).

@@ -254,7 +254,7 @@ token_verifier::verify(std::string_view token, std::chrono::system_clock::time_p
             std::string expected_signature = jwt::base64_encode(mac.first.data(), mac.first.size());
             expected_signature.resize(
                 jwt::base64_uri_encode(expected_signature.data(), expected_signature.size()));
-            if (!constant_time_equal(expected_signature, signature))
+            if (!constant_time_equal(signature, expected_signature))
                 return token_error::bad_signature;
         } else if (!key_algorithm_.empty() && algorithm == key_algorithm_) {
             const auto verified = key_algorithm_ == "RS256"
