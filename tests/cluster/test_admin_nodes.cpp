@@ -175,16 +175,7 @@ TEST_CASE("node registry: list() answers the live nodes; one that dies without s
 
     net::io_context ioc;
     node_registry reader{ioc, where, "r", o};
-    auto pump_until = [&](auto pred) {
-        const auto deadline = std::chrono::steady_clock::now() + 5s;
-        while (!pred()) {
-            if (std::chrono::steady_clock::now() > deadline)
-                return false;
-            ioc.restart();
-            ioc.run_for(20ms);
-        }
-        return true;
-    };
+    auto pump_until = [&](auto pred) { return run_until(ioc, pred); };
     auto list = [&] {
         std::optional<std::vector<cluster_node>> got;
         reader.list([&](std::vector<cluster_node> n) { got = std::move(n); });

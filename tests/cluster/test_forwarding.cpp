@@ -401,17 +401,7 @@ TEST_CASE("forwarding: a node that dies without stopping leaves the registry aft
     net::io_context ioc;
     node_registry reader{ioc, where, "r", o};
     reader.start("127.0.0.1:10");
-    // Runs this thread's io_context until `pred` holds (5 s at most).
-    auto pump_until = [&](auto pred) {
-        const auto deadline = std::chrono::steady_clock::now() + 5s;
-        while (!pred()) {
-            if (std::chrono::steady_clock::now() > deadline)
-                return false;
-            ioc.restart();
-            ioc.run_for(20ms);
-        }
-        return true;
-    };
+    auto pump_until = [&](auto pred) { return run_until(ioc, pred); };
     auto lookup = [&](const std::string& id) {
         std::optional<std::string> got;
         reader.lookup(id, [&](std::string a) { got = std::move(a); });

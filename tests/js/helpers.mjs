@@ -1,4 +1,5 @@
 // Small helpers shared by the JS tests: bounded waits on conditions and on client events.
+import { existsSync } from 'node:fs';
 
 /** Resolves when predicate() is truthy (polled every `interval` ms); rejects after `timeout` ms. */
 export async function waitFor(predicate, { timeout = 5000, interval = 10, message = 'condition' } = {}) {
@@ -118,4 +119,20 @@ export function isStamped(value) {
 /** The {epoch, offset} of a stamped message or publish answer, or undefined. */
 export function stampOf(value) {
     return isStamped(value) ? { epoch: value.epoch, offset: value.offset } : undefined;
+}
+
+/**
+ * playwright-core's chromium, once it, Strophe.js at `strophe` and the browser at `executable`
+ * are all there (scripts/setup installs them): a clear error naming what is missing otherwise.
+ */
+export async function stropheBrowser(executable, strophe) {
+    let chromium;
+    try {
+        ({ chromium } = await import('playwright-core'));
+    } catch (err) {
+        throw new Error(`playwright-core is missing: run scripts/setup (${err.message})`);
+    }
+    if (!existsSync(strophe)) throw new Error(`no Strophe.js at ${strophe}: run scripts/setup (npm ci)`);
+    if (!existsSync(executable)) throw new Error(`no browser at ${executable}: apt-get install chromium`);
+    return chromium;
 }

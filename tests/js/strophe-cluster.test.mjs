@@ -29,11 +29,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { waitFor } from './helpers.mjs';
+import { stropheBrowser, waitFor } from './helpers.mjs';
 import { repoRoot, startServer } from './server.mjs';
 import {
     Processes, alive, childrenOf, freeRange, parseMetrics, redisCommand, requireClusterTools,
@@ -77,14 +77,7 @@ async function metricsOf(node) {
 test(`strophe over the cluster: Strophe.js through nginx round-robin over ${NODES} megaphone-xmpp nodes, forwarded to the owner`,
     { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const t0 = Date.now();
-    let chromium;
-    try {
-        ({ chromium } = await import('playwright-core'));
-    } catch (err) {
-        throw new Error(`playwright-core is missing: run scripts/setup (${err.message})`);
-    }
-    if (!existsSync(STROPHE)) throw new Error(`no Strophe.js at ${STROPHE}: run scripts/setup (npm ci)`);
-    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium`);
+    const chromium = await stropheBrowser(CHROMIUM, STROPHE);
     requireClusterTools();
 
     const work = scratch = mkdtempSync(join(tmpdir(), 'megaphone-strophe-cluster-'));

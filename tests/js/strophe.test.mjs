@@ -4,10 +4,9 @@
 //      (or through ctest -L browser)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, repoRoot } from './server.mjs';
-import { waitFor } from './helpers.mjs';
+import { stropheBrowser, waitFor } from './helpers.mjs';
 
 const CHROMIUM = process.env.MEGAPHONE_CHROMIUM || '/usr/bin/chromium';
 const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -19,14 +18,7 @@ let server;
 let browser;
 
 before(async () => {
-    let chromium;
-    try {
-        ({ chromium } = await import('playwright-core'));
-    } catch (err) {
-        throw new Error(`playwright-core is missing: run scripts/setup (${err.message})`);
-    }
-    if (!existsSync(STROPHE)) throw new Error(`no Strophe.js at ${STROPHE}: run scripts/setup (npm ci)`);
-    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium`);
+    const chromium = await stropheBrowser(CHROMIUM, STROPHE);
     server = await startServer('megaphone-xmpp', [
         '--static-dir', 'web', '--wait', '10', '--inactivity', '30', '--threads', '2',
     ]);

@@ -14,6 +14,8 @@
 #include <sys/wait.h>
 
 #include <chrono>
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -36,6 +38,15 @@ inline unsigned short free_loopback_port() {
     }
     ::close(s);
     return ntohs(a.sin_port);
+}
+
+/// The whole text of the file at `path` ("" when it cannot be read): a service's log, to
+/// explain a failure.
+inline std::string file_text(const std::string& path) {
+    std::ifstream in{path};
+    std::ostringstream s;
+    s << in.rdbuf();
+    return s.str();
 }
 
 /// Calls `start(port)` with free loopback ports until it returns (at most 5 tries: another

@@ -49,4 +49,19 @@ inline void wait_redis_up(unsigned short port) {
     }
 }
 
+/// Runs `ioc` on this thread until `pred()` holds (true) or `timeout` passes (false), in slices
+/// of 20 ms (a test driving a cluster component on an io_context of its own).
+template <class Pred>
+bool run_until(boost::asio::io_context& ioc, Pred&& pred,
+               std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!pred()) {
+        if (std::chrono::steady_clock::now() > deadline)
+            return false;
+        ioc.restart();
+        ioc.run_for(std::chrono::milliseconds(20));
+    }
+    return true;
+}
+
 } // namespace megaphone::test

@@ -60,12 +60,7 @@ public:
 
     unsigned short port() const noexcept { return port_; }
 
-    std::string log() const {
-        std::ifstream in{dir_ + "/error.log"};
-        std::ostringstream s;
-        s << in.rdbuf();
-        return s.str();
-    }
+    std::string log() const { return file_text(dir_ + "/error.log"); }
 
 private:
     void write_conf(unsigned short backend) {

@@ -175,12 +175,7 @@ public:
     }
 
     /// The server's log (to explain a failure).
-    std::string log() const {
-        std::ifstream in{dir_ + "/redis.log"};
-        std::ostringstream s;
-        s << in.rdbuf();
-        return s.str();
-    }
+    std::string log() const { return file_text(dir_ + "/redis.log"); }
 
 private:
     static std::vector<char*> c_argv(std::vector<std::string>& args) {
