@@ -116,8 +116,9 @@ public:
         REQUIRE(s_.app().wait_messages(session_.sid, 2)); // held
     }
     void check_alive() {
-        if (publisher_.readable_within(0ms)) // closed by the server meanwhile (idle): reconnect
-            publisher_.connect();
+        // A fresh connection: the last one may be closing for idleness right now (a write
+        // into it would meet a broken pipe).
+        publisher_.connect();
         const http_reply p = publisher_.post("/publish/bystander", std::to_string(rid_));
         REQUIRE(p.status == 200);
         const auto published = read_publish_answer(p.json());
