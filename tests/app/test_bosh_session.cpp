@@ -142,7 +142,7 @@ TEST_CASE("bosh: after a pause, an answered request brings the normal inactivity
     CHECK(h.close_reason_of(c.sid()) == close_reason::inactivity);
 }
 
-TEST_CASE("bosh: a pause longer than maxpause is held to maxpause; the next request ends it") {
+TEST_CASE("bosh: a pause longer than maxpause is held to maxpause, the next request ends it") {
     echo_app app;
     harness h{app};
     auto& c = h.connect_bosh();
@@ -178,7 +178,7 @@ TEST_CASE("bosh: key sequencing accepts the chain and ends the session on a wron
     CHECK(c.closed());
 }
 
-TEST_CASE("bosh: clients that sent ver get errors in the body; legacy clients bare codes") {
+TEST_CASE("bosh: clients that sent ver get errors in the body, legacy clients bare codes") {
     echo_app app;
     harness h{app};
     SECTION("with ver: 200 and a terminate body") {
@@ -272,7 +272,7 @@ TEST_CASE("bosh: an app that does not serve the host ends the session with host-
     }
 }
 
-TEST_CASE("bosh: a pause answer never carries payloads; queued data waits for the next request") {
+TEST_CASE("bosh: a pause answer never carries payloads, queued data waits for the next request") {
     echo_app app;
     harness h{app};
     auto& c = h.connect_bosh();

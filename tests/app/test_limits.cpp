@@ -19,7 +19,7 @@ using megaphone::time_point;
 using namespace std::chrono_literals;
 namespace ip = boost::asio::ip;
 
-TEST_CASE("rate limiter: a burst per address, then the rate; other addresses are separate") {
+TEST_CASE("rate limiter: a burst per address, then the rate, other addresses are separate") {
     rate_limiter limit{/*rate=*/2, /*burst=*/3};
     const auto a = ip::make_address("192.0.2.1");
     const auto b = ip::make_address("2001:db8::1");
@@ -41,7 +41,7 @@ TEST_CASE("rate limiter: a burst per address, then the rate; other addresses are
     CHECK_FALSE(limit.allow(ip::make_address("::ffff:192.0.2.1"), t));
 }
 
-TEST_CASE("rate limiter: burst 0 is no limit; refilled buckets are forgotten") {
+TEST_CASE("rate limiter: burst 0 is no limit, refilled buckets are forgotten") {
     rate_limiter none{1, 0};
     for (int i = 0; i < 10'000; ++i)
         REQUIRE(none.allow(ip::make_address("192.0.2.1"), time_point{1h}));

@@ -31,7 +31,7 @@ std::vector<bool> allowed(const json& messages) {
 
 } // namespace
 
-TEST_CASE("publish rate: a session may publish its burst at once, then at the rate; each "
+TEST_CASE("publish rate: a session may publish its burst at once, then at the rate, each "
           "session has its own bucket") {
     auto rules = std::make_shared<megaphone::session_rules>();
     rules->publish_rate = 2; // per second

@@ -146,7 +146,7 @@ TEST_CASE("recovery: a foreign epoch, an offset beyond the channel's, a history 
     CHECK(receive(h, c).at(0).at("recovered") == true);
 }
 
-TEST_CASE("recovery: an empty cursor asks for the position; recovering from it later replays "
+TEST_CASE("recovery: an empty cursor asks for the position, recovering from it later replays "
           "what came meanwhile") {
     test_hub app;
     harness h{app};
@@ -171,7 +171,7 @@ TEST_CASE("recovery: an empty cursor asks for the position; recovering from it l
     CHECK(got[2].at("offset") == 2);
 }
 
-TEST_CASE("recovery: history older than its ttl is gone; a channel quiet for the ttl starts a "
+TEST_CASE("recovery: history older than its ttl is gone, a channel quiet for the ttl starts a "
           "new epoch") {
     test_hub app;
     harness h{app, {}, megaphone::bus_options{100, 60s}};

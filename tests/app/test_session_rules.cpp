@@ -187,7 +187,7 @@ TEST_CASE("session: a dropped held request leaves data queued for the next reque
     CHECK(again.messages()[0] == "kept");
 }
 
-TEST_CASE("session: requests are processed in rid order; an early one waits for the gap") {
+TEST_CASE("session: requests are processed in rid order, an early one waits for the gap") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({{"hold", 1}}, {{{"subscribe", "news"}}});
@@ -237,7 +237,7 @@ TEST_CASE("session: terminate answers the held request and ends the session") {
     CHECK(late.body()["condition"] == "item-not-found");
 }
 
-TEST_CASE("session: the application may close a session; its held request hears why") {
+TEST_CASE("session: the application may close a session, its held request hears why") {
     test_hub app;
     harness h{app};
     auto& c = h.connect({{"hold", 2}});

@@ -108,7 +108,7 @@ std::vector<std::string> ids(const json& stats) {
 
 } // namespace
 
-TEST_CASE("admin nodes: each node's snapshot lists the cluster's nodes; a stopped one goes") {
+TEST_CASE("admin nodes: each node's snapshot lists the cluster's nodes, a stopped one goes") {
     redis_server redis;
     test_server a{node_options(redis, "a")};
     auto b = std::make_unique<test_server>(node_options(redis, "b"));
@@ -162,7 +162,7 @@ TEST_CASE("admin nodes: without a cluster the snapshot lists no nodes") {
     CHECK(stats->at("nodes") == json::array());
 }
 
-TEST_CASE("node registry: list() answers the live nodes; one that dies without stopping leaves "
+TEST_CASE("node registry: list() answers the live nodes, one that dies without stopping leaves "
           "the list and mp:nodes after the ttl") {
     redis_server redis;
     const auto where = redis::parse_url(redis.url()).value();

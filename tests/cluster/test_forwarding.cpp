@@ -169,7 +169,7 @@ const json item_not_found = {{"type", "terminate"}, {"condition", "item-not-foun
 } // namespace
 
 TEST_CASE("forwarding: a JSON session of node a is polled through b, held, and answered by a "
-          "publish on c; the answers are byte for byte the direct ones") {
+          "publish on c, the answers are byte for byte the direct ones") {
     redis_server redis;
     node a{node_options(redis, "a")};
     node b{node_options(redis, "b")};
@@ -427,8 +427,8 @@ TEST_CASE("forwarding: a node that dies without stopping leaves the registry aft
     dead_ioc.reset();
 }
 
-TEST_CASE("forwarding: internal headers need the cluster key; a forwarded request is never "
-          "forwarded again; the key is never logged") {
+TEST_CASE("forwarding: internal headers need the cluster key, a forwarded request is never "
+          "forwarded again, the key is never logged") {
     redis_server redis;
     const std::string log_dir =
         std::filesystem::temp_directory_path() / ("megaphone-fwd-" + std::to_string(::getpid()));
@@ -529,7 +529,7 @@ TEST_CASE("forwarding: internal headers need the cluster key; a forwarded reques
     std::filesystem::remove_all(log_dir);
 }
 
-TEST_CASE("forwarding: --cluster-key-file reads the key; a short key is refused without "
+TEST_CASE("forwarding: --cluster-key-file reads the key, a short key is refused without "
           "echoing it") {
     const std::string path = std::string(MEGAPHONE_BINARY_DIR) + "/test-fwd-key.txt";
     std::ofstream(path) << cluster_key << "\r\nsecond line\n";

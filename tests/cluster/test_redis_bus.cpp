@@ -148,7 +148,8 @@ TEST_CASE("cluster: a publish on any node reaches every node's subscribers, stam
     // moment in between, so the first publishes may go right away.
     std::string epoch;
     for (int i = 1; i <= 20; ++i) {
-        const http_reply r = publish(i % 2 ? a.internal_port() : b.internal_port(), "news", json{{"n", i}});
+        const http_reply r =
+            publish(i % 2 ? a.internal_port() : b.internal_port(), "news", json{{"n", i}});
         REQUIRE(r.status == 200);
         const json answer = r.json();
         CHECK(answer.at("offset") == i);
@@ -236,7 +237,7 @@ TEST_CASE("cluster: bad recovery cursors get a clear answer, and another session
     CHECK(fresh.messages()[0].at("offset") == 0);
 }
 
-TEST_CASE("cluster: Redis stopped: publishes get 503, held polls stay held; Redis back with its "
+TEST_CASE("cluster: Redis stopped: publishes get 503, held polls stay held, Redis back with its "
           "data: nothing acknowledged is lost") {
     redis_server redis{redis_server_options{true}};
     test_server a{node_options(redis, "a")};

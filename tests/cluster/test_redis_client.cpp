@@ -339,7 +339,7 @@ TEST_CASE("redis::client: a stalled Redis (SIGSTOP) times out without blocking, 
     CHECK(c.stats().reconnects == 1);
 }
 
-TEST_CASE("redis: kill and restart on the same port; client and subscriber recover by themselves",
+TEST_CASE("redis: kill and restart on the same port, client and subscriber recover by themselves",
           "[redis]") {
     redis_server srv{{.appendonly = true}};
     io_loop io;
@@ -395,7 +395,7 @@ TEST_CASE("redis: kill and restart on the same port; client and subscriber recov
     }
 }
 
-TEST_CASE("redis::subscriber: binary channels and payloads; unsubscribe stops delivery",
+TEST_CASE("redis::subscriber: binary channels and payloads, unsubscribe stops delivery",
           "[redis]") {
     redis_server srv;
     io_loop io;

@@ -128,7 +128,7 @@ TEST_CASE("redis metrics: /metrics shows the Redis server up, its commands, the 
     CHECK(p.types.at("megaphone_sessions") == "gauge");
 }
 
-TEST_CASE("redis metrics: Redis killed: megaphone_redis_up 0; restarted: 1 again, and the "
+TEST_CASE("redis metrics: Redis killed: megaphone_redis_up 0, restarted: 1 again, and the "
           "reconnects counted") {
     redis_server redis;
     test_server a{node_options(redis)};

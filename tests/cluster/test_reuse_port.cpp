@@ -65,7 +65,7 @@ void wait_registered(const redis_server& redis) {
 
 } // namespace
 
-TEST_CASE("reuse-port: two nodes on one port; every request of every session is served, "
+TEST_CASE("reuse-port: two nodes on one port, every request of every session is served, "
           "wherever the kernel sends its connection") {
     redis_server redis;
     test_server a{shared_port_node(redis, "a", 0)};

@@ -63,7 +63,7 @@ struct listener {
 } // namespace
 
 TEST_CASE("access: without a publish key the public port does not serve POST /publish, not "
-          "from 127.0.0.1, not through nginx on the same host; the internal door does") {
+          "from 127.0.0.1, not through nginx on the same host, the internal door does") {
     test_server s;
     REQUIRE(s.internal_port() != 0);
     REQUIRE(s.internal_port() != s.port());
@@ -90,7 +90,7 @@ TEST_CASE("access: without a publish key the public port does not serve POST /pu
 }
 
 TEST_CASE("access: with a publish key the public port serves POST /publish to the right bearer "
-          "only; a wrong or missing key is 401 with WWW-Authenticate, counted") {
+          "only, a wrong or missing key is 401 with WWW-Authenticate, counted") {
     server_options o = test_options();
     o.keys.publish_key = publish_key;
     test_server s{o};
@@ -134,7 +134,7 @@ TEST_CASE("access: with a publish key the public port serves POST /publish to th
     CHECK(unauthorized_count(s) == before + 16);
 }
 
-TEST_CASE("access: GET /metrics is open on the public port unless a metrics token is set; the "
+TEST_CASE("access: GET /metrics is open on the public port unless a metrics token is set, the "
           "internal door serves it always") {
     SECTION("no token: open") {
         test_server s;

@@ -611,7 +611,7 @@ TEST_CASE("bosh scenario 04: a repeated rid gets its cached answer while in the 
     check_terminate(c.post(request(s.sid, s.next(), "", "type='terminate'")), "item-not-found");
 }
 
-TEST_CASE("bosh scenario 05: malformed XML is bad-request; no session is affected") {
+TEST_CASE("bosh scenario 05: malformed XML is bad-request, no session is affected") {
     bosh_server f;
     auto c = f.connect();
     check_terminate(c.post("this is not xml"), "bad-request");
@@ -640,7 +640,7 @@ TEST_CASE("bosh scenario 05: malformed XML is bad-request; no session is affecte
     CHECK(f.srv().session_count() == 2);
 }
 
-TEST_CASE("bosh scenario 06: a body that is not one is bad-request; no sid makes a session") {
+TEST_CASE("bosh scenario 06: a body that is not one is bad-request, no sid makes a session") {
     bosh_server f;
     auto c = f.connect();
     // No sid and no to: for us a session creation (the CM requires no `to`), never an error.
@@ -745,7 +745,7 @@ TEST_CASE("bosh scenario 07: wait and hold are clamped to the server's limits") 
     CHECK(create(c, 8, creation(8, "to='localhost' ver='1.5'")).creation.attr("ver") == "1.5");
 }
 
-TEST_CASE("bosh scenario 07b: a polling session is answered at once; polling too fast is "
+TEST_CASE("bosh scenario 07b: a polling session is answered at once, polling too fast is "
           "policy-violation") {
     bosh_server f; // polling 0.5 s
     auto c = f.connect();
@@ -824,7 +824,7 @@ TEST_CASE("bosh scenario 08: a third request while two are out releases the olde
     }
 }
 
-TEST_CASE("bosh scenario 09: inactivity ends the session; later requests are item-not-found") {
+TEST_CASE("bosh scenario 09: inactivity ends the session, later requests are item-not-found") {
     bosh_server f; // inactivity 2 s
     auto c = f.connect();
     const auto t0 = steady::now();
@@ -1083,7 +1083,7 @@ TEST_CASE("bosh: an ack showing a lost answer older than 1 s gets report and tim
     CHECK(f.srv().session_count() == 1);
 }
 
-TEST_CASE("bosh: key sequencing accepts the chain and a rekey; a bad key is item-not-found") {
+TEST_CASE("bosh: key sequencing accepts the chain and a rekey, a bad key is item-not-found") {
     using megaphone::bosh_key_sequence;
     // K(n) = SHA-1(K(n-1)): newkey K(3) at creation, then K(2), K(1) with a rekey, then K'(2).
     const auto k1 = bosh_key_sequence::sha1_hex("seed");

@@ -224,7 +224,7 @@ TEST_CASE("long poll: a publish to a channel name that is not UTF-8 is refused, 
     CHECK(unstamped(r.body) == R"({"rid":701,"messages":[{"channel":"ch","data":{"n":1}}]})");
 }
 
-TEST_CASE("server: an exception in a route is that request's 500; the server serves on") {
+TEST_CASE("server: an exception in a route is that request's 500, the server serves on") {
     megaphone::server srv{test_options()};
     srv.route(http::verb::post, "/boom/", [](megaphone::incoming& in, std::string_view rest) {
         if (rest == "throw")

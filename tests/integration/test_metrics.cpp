@@ -213,7 +213,7 @@ TEST_CASE("metrics: queue overflow, too many sessions and polling too fast are c
     CHECK(m.at(transition("have_packet", "packet_pushed", "closed")) == 1);
 }
 
-TEST_CASE("admin: 404 without a token, 403 with a wrong one; page, sessions and stats with it") {
+TEST_CASE("admin: 404 without a token, 403 with a wrong one, page, sessions and stats with it") {
     {
         megaphone::test::test_server plain;
         http_client c{plain.port()};

@@ -95,7 +95,7 @@ std::vector<json> messages_of(const http_reply& r) {
 
 } // namespace
 
-TEST_CASE("tokens: --require-token refuses sessions without a valid token, JSON and BOSH; a "
+TEST_CASE("tokens: --require-token refuses sessions without a valid token, JSON and BOSH, a "
           "valid one gives the session its user") {
     token_server ts{/*require_token=*/true};
     http_client c{ts.port()};
@@ -138,7 +138,7 @@ TEST_CASE("tokens: --require-token refuses sessions without a valid token, JSON 
     CHECK(admitted.body.find("terminate") == std::string::npos);
 }
 
-TEST_CASE("tokens: a session with a token subscribes and publishes where its patterns say; "
+TEST_CASE("tokens: a session with a token subscribes and publishes where its patterns say, "
           "anything else is forbidden and the session goes on") {
     token_server ts{/*require_token=*/false};
     http_client c{ts.port()};
@@ -234,7 +234,7 @@ TEST_CASE("tokens: an expired token ends the session at its next request, unless
     CHECK(ts.hub.wait_closed(t.sid) == close_reason::not_authorized);
 }
 
-TEST_CASE("tokens: the hub refuses a session's publishes beyond its burst with rate-limited; "
+TEST_CASE("tokens: the hub refuses a session's publishes beyond its burst with rate-limited, "
           "the session goes on") {
     token_server ts{/*require_token=*/false, {"*"}, /*publish_burst=*/2};
     http_client c{ts.port()};

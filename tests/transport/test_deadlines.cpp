@@ -37,7 +37,7 @@ void run_until(net::io_context& ioc, F done) {
 
 } // namespace
 
-TEST_CASE("deadlines: due ones expire in due order, across lengths; cancelled ones never") {
+TEST_CASE("deadlines: due ones expire in due order, across lengths, cancelled ones never") {
     net::io_context ioc;
     auto& svc = deadline_service::of(ioc);
     std::vector<int> fired;
@@ -66,7 +66,7 @@ TEST_CASE("deadlines: due ones expire in due order, across lengths; cancelled on
             CHECK_FALSE(t[i]->armed());
 }
 
-TEST_CASE("deadlines: re-arming moves a deadline; an expiry may arm again") {
+TEST_CASE("deadlines: re-arming moves a deadline, an expiry may arm again") {
     net::io_context ioc;
     auto& svc = deadline_service::of(ioc);
     std::vector<int> fired;
