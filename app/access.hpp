@@ -20,6 +20,7 @@
 // length show in timing. A 401 is counted (refusal::unauthorized).
 #pragma once
 
+#include "auth/auth_hook.hpp"
 #include "auth/patterns.hpp"
 #include "auth/token.hpp"
 #include "transport/http_connection.hpp"
@@ -90,6 +91,9 @@ struct client_rules_options {
     std::vector<std::string> client_publish{"*"};
     double publish_rate = 50;
     std::uint32_t publish_burst = 500;
+    /// --auth-url: the hub asks this backend whether a session may subscribe or publish
+    /// (auth/auth_hook.hpp; app/hub.hpp); an empty url: the rules above decide.
+    auth::hook_options hook;
 };
 
 /// The rules for `o`; throws std::invalid_argument with the reason (a bad key, a malformed

@@ -45,9 +45,15 @@ std::size_t number_param(std::string_view target, std::string_view name, std::si
     return std::min(v, max);
 }
 
-bool is_protected(std::string_view path) {
-    return path == "/admin" || path == "/admin/" || path == "/admin/comet" ||
-           path == "/admin/sessions";
+/// The page's own address: its HTML holds no data, so it is served without the token.
+bool is_page(std::string_view path) {
+    return path == "/admin" || path == "/admin/";
+}
+
+/// Paths that need the token in the header: everything under /admin/ that serves data (the
+/// sessions table, the comet mount and its "/<node id>" form) but the public assets.
+bool needs_header(std::string_view path) {
+    return path.starts_with("/admin/") && !path.starts_with("/admin/assets/") && !is_page(path);
 }
 
 response asset(std::string_view name) {
@@ -109,17 +115,23 @@ void admin_console::stop() {
 
 bool admin_console::allows(std::string_view path,
                            const http::request<http::string_body>& request) const {
-    if (!path.starts_with("/admin") || !is_protected(path))
+    // The page: a `?token=` is the link the dashboard is opened with (its script moves the
+    // token into a header at once); a wrong one is refused, none serves the bare page.
+    if (is_page(path)) {
+        const auto t = query_param(request.target(), "token");
+        return !t || auth::constant_time_equal(*t, token_);
+    }
+    if (!needs_header(path))
         return true;
-    if (auto t = query_param(request.target(), "token"))
-        return auth::constant_time_equal(*t, token_);
-    if (auto h = request.find("X-Megaphone-Token"); h != request.end())
-        return auth::constant_time_equal(h->value(), token_);
-    return false;
+    // Data: the header only. A token in a URL lands in browser history and proxies' logs.
+    const auto h = request.find(beast::string_view{token_header.data(), token_header.size()});
+    return h != request.end() && auth::constant_time_equal(h->value(), token_);
 }
 
 response admin_console::forbidden() {
-    return {403, content_kind::text, packet::from("forbidden: wrong or missing admin token\n")};
+    return {403, content_kind::text,
+            packet::from("forbidden: wrong or missing admin token (send it in the "
+                         "X-Megaphone-Token header)\n")};
 }
 
 void admin_console::serve(incoming& in, std::string_view rest) {

@@ -1,17 +1,23 @@
 // admin_console: the /admin dashboard, itself a Megaphone application.
 //
 // The server creates it when its options carry an admin token. It serves
-//   GET  /admin                    the page (web/admin.html, compiled in)           token
+//   GET  /admin                    the page (web/admin.html, compiled in)           public*
 //   GET  /admin/assets/NAME        admin.js, megaphone.js, fsm.svg (compiled in)    public
-//   GET  /admin/sessions?page=&size=  one page of the sessions table, as JSON       token
-//   POST /admin/comet              the JSON transport to this application           token
-// The token comes in the query string (`?token=`) or in the `X-Megaphone-Token` header; a wrong
-// or missing one gets 403. Every `period` the console sums the server's counters and publishes a
-// snapshot (sessions per state, transitions with their rate per second, ...) on its channel, to
-// which each of its sessions is subscribed: the page draws it on the machine's diagram. The
-// snapshot also names this node ("node") and lists the cluster's live nodes ("nodes": id,
-// address, age_ms of the last heartbeat, self), as the router last answered (asked again every
-// period); without a cluster the list is empty.
+//   GET  /admin/sessions?page=&size=  one page of the sessions table, as JSON       header
+//   POST /admin/comet[/NODE]       the JSON transport to this application           header
+// Data needs the token in the `X-Megaphone-Token` header (a wrong or missing one: 403); a token
+// in the query is not accepted there, since URLs end up in browser history and logs. The page
+// holds no data: it is served without a token, so that a reload works. (*) It is opened with
+// `/admin?token=TOKEN` (what the demo prints): a wrong token there gets 403, and the page's
+// script keeps the token in sessionStorage, sends it in the header only, and takes it out of the
+// address bar (history.replaceState).
+//
+// Every `period` the console sums the server's counters and publishes a snapshot (sessions per
+// state, transitions with their rate per second, ...) on its channel, to which each of its
+// sessions is subscribed: the page draws it on the machine's diagram. The snapshot also names this
+// node ("node") and lists the cluster's live nodes ("nodes": id, address, age_ms of the last
+// heartbeat, self), as the router last answered (asked again every period); without a cluster the
+// list is empty.
 #pragma once
 
 #include "app/application.hpp"
@@ -46,8 +52,11 @@ public:
     /// Stops publishing snapshots (the server calls it when it stops).
     void stop();
 
-    /// False when `path` is one of the console's protected paths and `request` lacks the token.
+    /// False when `path` is one of the console's data paths and `request` lacks the token in
+    /// its header, or when it is the page's address with a wrong `?token=`.
     bool allows(std::string_view path, const http::request<http::string_body>& request) const;
+    /// The header that carries the token.
+    static constexpr std::string_view token_header = "X-Megaphone-Token";
     static response forbidden();
 
     /// The snapshot published now (JSON): also what a new session gets at once.

@@ -3,7 +3,24 @@
 #include "app/session.hpp"
 #include "transport/json_codec.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 namespace megaphone {
+
+std::string_view connect_info::header(std::string_view name) const noexcept {
+    const auto same = [name](std::string_view field) {
+        return field.size() == name.size() &&
+               std::equal(field.begin(), field.end(), name.begin(), [](char a, char b) {
+                   return std::tolower(static_cast<unsigned char>(a)) ==
+                          std::tolower(static_cast<unsigned char>(b));
+               });
+    };
+    for (const auto& [field, value] : headers)
+        if (same(field))
+            return value;
+    return {};
+}
 
 void broker::push(std::string_view sid, const nlohmann::json& value) {
     push(sid, json_codec::instance().encode(value));

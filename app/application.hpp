@@ -15,16 +15,60 @@
 
 #include <cstddef>
 #include <functional>
+#include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace megaphone {
 
+namespace auth {
+struct token_claims;
+} // namespace auth
+
 class session;
+
+/// What an application learns of a client asking for a new session (application::authorize).
+/// Valid during the call only.
+struct connect_info {
+    /// The address the request came from (behind a reverse proxy: the proxy's; the proxy's
+    /// X-Forwarded-For is among the headers, worth only what the proxy makes it worth).
+    const peer_address& peer;
+    /// content_kind::json (JSON transport) or content_kind::xml (BOSH).
+    content_kind transport;
+    /// The creation request's header fields, in order, names as the client spelled them
+    /// (Cookie and Authorization included: an app may authenticate by either).
+    std::span<const std::pair<std::string, std::string>> headers;
+    /// The claims of the client's valid token; null when it gave none (a refused token never
+    /// gets this far).
+    const auth::token_claims* claims;
+
+    /// The first header field named `name` (case-insensitive); empty when absent.
+    std::string_view header(std::string_view name) const noexcept;
+};
+
+/// An application's answer to connect_info: let the client in or not, and who it is.
+struct authorization {
+    bool allowed = true;
+    /// Not empty: the session's user (session::user()), in place of the token's `sub`. A later
+    /// token refresh must then carry this same `sub`.
+    std::string user;
+
+    static authorization allow() { return {}; }
+    static authorization allow_as(std::string user) { return {true, std::move(user)}; }
+    /// The client is answered not-authorized (JSON 401, BOSH terminate), counted as
+    /// refusal::unauthorized; no session is made.
+    static authorization deny() { return {false, {}}; }
+};
 
 class application {
 public:
     virtual ~application() = default;
+    /// A client asks for a session: before it is made, after its token (if any) was checked
+    /// and found valid. Runs on the thread that will own the session; it must not block (a
+    /// remote decision belongs in the backend that mints the tokens, or in --auth-url for
+    /// channels). The default lets everyone in with the token's user, if any.
+    virtual authorization authorize(const connect_info&) { return authorization::allow(); }
     /// A session was created; what it pushes now goes out with the creation answer.
     virtual void on_open(session&) {}
     /// A client message, in the order the client sent it.
@@ -72,6 +116,11 @@ public:
     virtual void unsubscribe(std::string_view sid, std::string_view channel) = 0;
     /// Ends a session (its held requests are answered with terminate).
     virtual void close(std::string_view sid) = 0;
+    /// Runs `f` with the session on its thread, always later (queued, never inside this call:
+    /// calls made in order from one thread run in that order, after the caller's current
+    /// handler); nothing if the session does not exist or has closed by then. For decisions
+    /// an application takes elsewhere (another thread, a remote service) and then applies.
+    virtual void with_session(std::string_view sid, std::function<void(session&)> f) = 0;
 
     /// JSON conveniences: the value is serialized once, however many sessions get it.
     void push(std::string_view sid, const nlohmann::json& value);

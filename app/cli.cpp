@@ -319,8 +319,12 @@ std::vector<option_spec> make_table() {
         [](auto& o) -> auto& { return o.log.access_log; }));
     t.push_back(text_option(
         "admin-token", "TOKEN",
-        "turns on the /admin dashboard, opened with ?token=TOKEN (or the "
-        "X-Megaphone-Token header); none: /admin is 404",
+        "turns on the /admin dashboard: open /admin?token=TOKEN once, its requests then carry "
+        "the X-Megaphone-Token header; prefer --admin-token-file (ps shows arguments). None: "
+        "/admin is 404",
+        [](auto& o) -> auto& { return o.admin_token; }));
+    t.push_back(secret_file_option(
+        "admin-token-file", "read --admin-token from FILE",
         [](auto& o) -> auto& { return o.admin_token; }));
     t.push_back(text_option(
         "internal-address", "ADDR",
@@ -415,6 +419,19 @@ std::vector<option_spec> make_table() {
                      o.clients.client_publish.emplace_back(v);
                  },
                  [](o_t& o) { o.clients.client_publish.clear(); }});
+    t.push_back(text_option(
+        "auth-url", "URL",
+        "the hub asks http://host[:port]/path whether a session may subscribe or publish: "
+        "POST {sid, user, channel, action}; 200 allows, 403 denies, anything else or no "
+        "answer in --auth-timeout denies. It then decides instead of the token patterns, "
+        "--private-prefix and --client-publish",
+        [](auto& o) -> auto& { return o.clients.hook.url; }));
+    t.push_back(seconds_option(
+        "auth-timeout", "longest wait for --auth-url's answer",
+        [](auto& o) -> auto& { return o.clients.hook.timeout; }));
+    t.push_back(seconds_option(
+        "auth-cache", "how long --auth-url's allows and denies are remembered (0: never)",
+        [](auto& o) -> auto& { return o.clients.hook.cache_for; }));
     return t;
 }
 
@@ -423,6 +440,22 @@ const option_spec* find_option(std::string_view name) {
         if (spec.name == name)
             return &spec;
     return nullptr;
+}
+
+/// A secret given both as itself and as its file (`--X` and `--X-file`) in one place, the
+/// command line or the configuration, is refused: which one was meant is not clear. `given`:
+/// the names given a non-empty value there; `dashes`: "--" on the command line.
+void refuse_secret_twice(const std::vector<std::string>& given, std::string_view dashes,
+                         std::string_view where) {
+    for (const std::string_view name : given) {
+        if (!name.ends_with("-file"))
+            continue;
+        const std::string_view inline_name = name.substr(0, name.size() - 5);
+        if (std::find(given.begin(), given.end(), inline_name) != given.end())
+            throw usage_error(std::string(dashes) + std::string(inline_name) + " and " +
+                              std::string(dashes) + std::string(name) + " set the same secret " +
+                              std::string(where) + ": give one of them");
+    }
 }
 
 std::string_view type_name(kind k) {
@@ -449,6 +482,11 @@ const std::vector<option_spec>& option_table() {
 void apply_config(server_options& o, const nlohmann::json& config) {
     if (!config.is_object())
         throw usage_error("the configuration must be a JSON object of option names");
+    std::vector<std::string> set_keys;
+    for (const auto& [key, value] : config.items())
+        if (!(value.is_string() && value.get_ref<const std::string&>().empty()))
+            set_keys.push_back(key);
+    refuse_secret_twice(set_keys, "", "in the configuration");
     for (const auto& [key, value] : config.items()) {
         const option_spec* spec = find_option(key);
         if (!spec)
@@ -493,7 +531,10 @@ void apply_config_file(server_options& o, const std::string& path) {
     try {
         config = nlohmann::json::parse(in, nullptr, true, /*ignore_comments=*/true);
     } catch (const nlohmann::json::exception& e) {
-        throw usage_error("the configuration file " + path + " is not valid JSON: " + e.what());
+        // Without the parser's "last read: '...'": it may be a secret's value.
+        std::string why = e.what();
+        why = why.substr(0, why.find("; last read"));
+        throw usage_error("the configuration file " + path + " is not valid JSON: " + why);
     }
     apply_config(o, config);
 }
@@ -543,9 +584,15 @@ parsed_command_line parse_arguments(const std::vector<std::string_view>& args) {
             result.help = true;
             return result;
         }
+        // Errors name options, never a value: it may be a secret (--admin-token=T, or one
+        // whose option was mistyped).
         if (!arg.starts_with("--"))
-            throw usage_error("unexpected argument '" + std::string(arg) + "'");
+            throw usage_error("unexpected argument (number " + std::to_string(i + 1) +
+                              "): every option starts with --, its value follows it");
         const std::string_view name = arg.substr(2);
+        if (name.find('=') != std::string_view::npos)
+            throw usage_error("--" + std::string(name.substr(0, name.find('='))) +
+                              "=VALUE: give the value as the next argument, not after '='");
         const option_spec* spec = name == "config" ? nullptr : find_option(name);
         if (name != "config" && !spec)
             throw usage_error("unknown option " + std::string(arg));
@@ -561,6 +608,11 @@ parsed_command_line parse_arguments(const std::vector<std::string_view>& args) {
         else
             config = value;
     }
+    std::vector<std::string> set_names;
+    for (const auto& [spec, value] : given)
+        if (!value.empty())
+            set_names.emplace_back(spec->name);
+    refuse_secret_twice(set_names, "--", "on the command line");
     // The file first, then the command line over it: the command line wins wherever it stands.
     if (!config.empty())
         apply_config_file(result.options, config);

@@ -132,6 +132,17 @@ void engine::create(client_request&& req, application& app, const session_codec&
             codec.error_response(protocol_error::not_authorized, req.bosh && !req.bosh->ver));
     }
     req.token.clear(); // checked: the creation request does not refresh it again
+    // Then the application's word (peer, headers, claims): it may refuse, or name the user.
+    authorization verdict =
+        app.authorize(connect_info{req.peer, codec.kind(), req.headers, token.claims.get()});
+    if (!verdict.allowed) {
+        count_refusal(refusal::unauthorized);
+        if (log_enabled(log_level::debug))
+            logger().debug("session refused by the application");
+        return ex.reply(
+            codec.error_response(protocol_error::not_authorized, req.bosh && !req.bosh->ver));
+    }
+    req.headers = {}; // (not kept: the session does not need them)
     bool full = false;
     if (total_)
         full = total_->fetch_add(1, std::memory_order_relaxed) >= config_.max_sessions &&
@@ -158,6 +169,13 @@ void engine::create(client_request&& req, application& app, const session_codec&
     auto s = std::make_unique<session>(*this, app, codec, sid, settings, req.rid);
     session& ref = *s;
     ref.claims_ = std::move(token.claims);
+    if (!verdict.user.empty()) {
+        if (!ref.claims_) {
+            ref.claims_ = std::make_unique<auth::token_claims>();
+            ref.app_user_ = true;
+        }
+        ref.claims_->subject = std::move(verdict.user);
+    }
     sessions_.emplace(ref.id(), std::move(s));
     if (log_enabled(log_level::debug))
         logger().debug("session open sid={} transport={} shard={}", ref.id(), transport_name(ref),
@@ -194,6 +212,15 @@ void engine::connection_lost(std::string_view sid, request_id rid, const exchang
 
 //--------------------------------------------------------------------------------------------------
 // Broker
+
+bool engine::with_session(std::string_view sid, const std::function<void(session&)>& f) {
+    operation op{*this};
+    session* s = find(sid);
+    if (!s)
+        return false;
+    f(*s);
+    return true;
+}
 
 bool engine::push(std::string_view sid, const packet& p) {
     operation op{*this};

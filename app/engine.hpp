@@ -105,6 +105,8 @@ public:
 
     // From the broker. Each returns how many sessions it reached.
     bool push(std::string_view sid, const packet& p);
+    /// Calls f with the live session `sid`; false (f not called) when there is none.
+    bool with_session(std::string_view sid, const std::function<void(session&)>& f);
     std::size_t publish(std::string_view channel, const packet& p);
     std::size_t broadcast(const packet& p);
     bool subscribe(std::string_view sid, std::string_view channel);

@@ -1,13 +1,16 @@
 #include "app/hub.hpp"
 
+#include "app/log.hpp"
 #include "app/session.hpp"
 #include "transport/flat_json.hpp"
 #include "transport/json_codec.hpp"
 #include "transport/static_files.hpp"
 
 #include <boost/container/small_vector.hpp>
+#include <spdlog/logger.h>
 
 #include <algorithm>
+#include <chrono>
 
 namespace megaphone {
 
@@ -32,6 +35,23 @@ response publish_answer(const publish_result& r) {
 } // namespace
 
 hub::hub(server& srv) {
+    if (auth::hook_options o = srv.options().clients.hook; !o.url.empty()) {
+        // A backend that fails fails every question: one warning a second, not one each.
+        o.on_failure = [last = std::chrono::steady_clock::time_point{},
+                        quiet = std::uint64_t{0}](std::string_view why) mutable {
+            const auto now = std::chrono::steady_clock::now();
+            if (now - last < std::chrono::seconds(1)) {
+                ++quiet;
+                return;
+            }
+            logger().warn("--auth-url failed ({}): denied{}", why,
+                          quiet ? fmt::format(" (and {} more since the last warning)", quiet)
+                                : std::string());
+            last = now;
+            quiet = 0;
+        };
+        hook_ = std::make_unique<auth::auth_hook>(std::move(o));
+    }
     srv.route(
         http::verb::post, "/publish/",
         [&srv](incoming& in, std::string_view rest) {
@@ -45,6 +65,32 @@ hub::hub(server& srv) {
                         [ex = in.ex](const publish_result& r) { ex.reply(publish_answer(r)); });
         },
         route_access::publisher); // the internal door, or the public one with the publish key
+}
+
+hub::~hub() = default;
+
+template <class Act>
+void hub::when_allowed(session& s, std::string_view channel, auth::hook_action action, Act act) {
+    if (!hook_) {
+        const bool allowed = action == auth::hook_action::subscribe ? may_subscribe(s, channel)
+                                                                    : may_publish(s, channel);
+        if (allowed)
+            return act(s);
+        count_refusal(refusal::forbidden);
+        return s.push(forbidden(channel)); // the session goes on
+    }
+    hook_->ask({std::string(s.id()), std::string(s.user()), std::string(channel), action},
+               [&brk = s.broker(), sid = std::string(s.id()), name = std::string(channel),
+                act = std::move(act)](auth::hook_verdict v) {
+                   // From the hook's thread (or here, from its cache): back on the session's.
+                   brk.with_session(sid, [v, name, act](session& s) mutable {
+                       if (v == auth::hook_verdict::allow)
+                           return act(s);
+                       count_refusal(v == auth::hook_verdict::failed ? refusal::auth_hook_failed
+                                                                     : refusal::forbidden);
+                       s.push(forbidden(name));
+                   });
+               });
 }
 
 std::optional<packet> hub::publish_packet(std::string_view channel, std::string_view body) {
@@ -175,11 +221,9 @@ std::optional<packet> hub::simple_envelope(std::string_view channel, std::string
 
 void hub::on_recover(session& s, std::string_view channel, const stream_position& since) {
     if (!valid_channel(channel))
-        s.push(nlohmann::json{{"error", "bad channel name"}}); // (not valid UTF-8, maybe)
-    else if (!may_subscribe(s, channel))
-        s.push(forbidden(channel));
-    else
-        s.subscribe(channel, since);
+        return s.push(nlohmann::json{{"error", "bad channel name"}}); // (not valid UTF-8, maybe)
+    when_allowed(s, channel, auth::hook_action::subscribe,
+                 [ch = std::string(channel), since](session& s) { s.subscribe(ch, since); });
 }
 
 nlohmann::json hub::forbidden(std::string_view channel) {
@@ -197,31 +241,39 @@ void hub::on_message(session& s, const message& m) {
         return;
     }
     if (const auto* ch = text("subscribe"); ch && valid_channel(*ch)) {
-        if (!may_subscribe(s, *ch))
-            return s.push(forbidden(*ch)); // the session goes on
-        auto cursor = msg.find("recover");
-        if (cursor == msg.end() || cursor->is_null())
-            return s.subscribe(*ch);
-        auto since = decode_stream_position(*cursor);
-        if (!since)
-            return s.push(nlohmann::json{{"error", "bad recover cursor"}, {"channel", *ch}});
-        s.subscribe(*ch, *since);
+        std::optional<stream_position> since;
+        if (auto cursor = msg.find("recover"); cursor != msg.end() && !cursor->is_null()) {
+            since = decode_stream_position(*cursor);
+            if (!since)
+                return s.push(nlohmann::json{{"error", "bad recover cursor"}, {"channel", *ch}});
+        }
+        when_allowed(s, *ch, auth::hook_action::subscribe,
+                     [name = *ch, since = std::move(since)](session& s) {
+                         if (since)
+                             s.subscribe(name, *since);
+                         else
+                             s.subscribe(name);
+                     });
     } else if (const auto* ch = text("unsubscribe"); ch && valid_channel(*ch)) {
         s.unsubscribe(*ch);
     } else if (const auto* ch = text("publish"); ch && valid_channel(*ch)) {
-        if (!may_publish(s, *ch))
-            return s.push(forbidden(*ch)); // nobody gets it; the session goes on
         if (!s.take_publish_token())
             return s.push(nlohmann::json{{"error", "rate-limited"}, {"channel", *ch}});
-        s.broker().publish(
-            *ch, envelope_packet(*ch, msg.value("data", nlohmann::json())),
-            [&brk = s.broker(), sid = std::string(s.id()), name = *ch](const publish_result& r) {
-                // The bus could not take it (Redis unreachable): the sender is told, nobody
-                // got it. (From the bus's thread: through the broker.)
-                if (!r.ok)
-                    brk.push(sid, nlohmann::json{{"error", "publish failed"},
-                                                 {"channel", name},
-                                                 {"reason", r.error}});
+        // A refused publish reaches nobody; the session goes on.
+        when_allowed(
+            s, *ch, auth::hook_action::publish,
+            [name = *ch,
+             p = envelope_packet(*ch, msg.value("data", nlohmann::json()))](session& s) {
+                s.broker().publish(
+                    name, p,
+                    [&brk = s.broker(), sid = std::string(s.id()), name](const publish_result& r) {
+                        // The bus could not take it (Redis unreachable): the sender is told,
+                        // nobody got it. (From the bus's thread: through the broker.)
+                        if (!r.ok)
+                            brk.push(sid, nlohmann::json{{"error", "publish failed"},
+                                                         {"channel", name},
+                                                         {"reason", r.error}});
+                    });
             });
     } else {
         s.push(nlohmann::json{{"error", "unknown hub message"}, {"message", msg}});

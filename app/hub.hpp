@@ -2,6 +2,14 @@
 // application API like any other app. Clients send {"subscribe": ch}, {"unsubscribe": ch},
 // {"publish": ch, "data": X}; subscribers of ch receive {"channel": ch, "data": X}. Backends
 // publish with POST /publish/{ch} (body: the JSON value X), answered {"sessions": N}.
+//
+// Who may subscribe and publish: application::may_subscribe / may_publish (the token's patterns,
+// the private prefix, --client-publish), or, when the server's options name an --auth-url
+// (client_rules_options::hook), the backend there (auth/auth_hook.hpp). With the hook a
+// subscribe or publish takes effect when the backend (or the hook's cache) has answered, through
+// broker::with_session: the request that carried it may be answered before; a refusal comes as
+// {"error": "forbidden", "channel": C} in a later answer. A session's subscribes and publishes
+// on one channel keep their order.
 #pragma once
 
 #include "app/application.hpp"
@@ -9,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <memory>
 #include <optional>
 #include <string_view>
 
@@ -16,8 +25,10 @@ namespace megaphone {
 
 class hub final : public application {
 public:
-    /// Registers POST /publish/{ch} on `srv`.
+    /// Registers POST /publish/{ch} on `srv`; starts the --auth-url hook when its options
+    /// name one.
     explicit hub(server& srv);
+    ~hub() override;
 
     void on_message(session& s, const message& m) override;
     /// A creation's `recover`: subscribes from the cursor (a bad channel name gets an error
@@ -39,6 +50,14 @@ public:
     static nlohmann::json forbidden(std::string_view channel);
     /// Channel names: 1 to 256 bytes of valid UTF-8 without control characters (C0, DEL, C1).
     static bool valid_channel(std::string_view channel) noexcept;
+
+private:
+    /// Runs act(session&) once `s` is known to be allowed `action` on `channel`; otherwise
+    /// tells the session forbidden (counted).
+    template <class Act>
+    void when_allowed(session& s, std::string_view channel, auth::hook_action action, Act act);
+
+    std::unique_ptr<auth::auth_hook> hook_;
 };
 
 } // namespace megaphone

@@ -1,6 +1,7 @@
 #include "app/server.hpp"
 
 #include "app/admin.hpp"
+#include "app/redact.hpp"
 
 #include "cluster/local_bus.hpp"
 
@@ -88,8 +89,9 @@ bool legacy_bosh_creation(std::string_view body) {
     return b && !b->attribute("sid") && !b->attribute("ver");
 }
 
-/// The request target as one access-log field: bytes that would break the line's key=value
-/// form (controls, space, quote, backslash, non-ASCII) are percent-encoded.
+/// A request's method or target as one access-log field: bytes that would break the line's
+/// key=value form (controls, space, quote, backslash, non-ASCII) are percent-encoded. (A target
+/// goes through redact_target first: no credential is ever written.)
 std::string log_field(std::string_view text) {
     static constexpr char hex[] = "0123456789ABCDEF";
     std::string out;
@@ -192,7 +194,7 @@ void server::start() {
         options_.http.access_log = [log = access_log_](const access_record& r) {
             log->info("client={}:{} method={} path={} status={} bytes={} duration_ms={:.3f}",
                       r.remote.address().to_string(), r.remote.port(), log_field(r.method),
-                      log_field(r.target), r.status, r.bytes,
+                      log_field(redact_target(r.target)), r.status, r.bytes,
                       std::chrono::duration<double, std::milli>(r.duration).count());
         };
     }
@@ -483,6 +485,9 @@ void server::handle_session_request(incoming& in, const mount_point& m) {
             return in.ex.reply(
                 codec.error_response(protocol_error::rate_limited, req.bosh && !req.bosh->ver));
         }
+        // For application::authorize (creations only: no other request carries them).
+        for (const auto& field : in.request)
+            req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
         // A new session lives on the shard of the connection that created it.
         shard* sh = current_shard();
         if (!sh)
@@ -639,6 +644,17 @@ void server::broadcast(packet p) {
             raw->eng.broadcast(p);
             raw->reschedule();
         });
+}
+
+void server::with_session(std::string_view sid, std::function<void(session&)> f) {
+    const auto index = engine::shard_of(sid);
+    if (!index || *index >= shards_.size())
+        return;
+    shard* sh = shards_[*index].get();
+    net::post(sh->ioc, [sh, sid = std::string(sid), f = std::move(f)] {
+        sh->eng.with_session(sid, f);
+        sh->reschedule();
+    });
 }
 
 void server::subscribe(std::string_view sid, std::string_view channel) {

@@ -165,6 +165,7 @@ public:
     void subscribe(std::string_view sid, std::string_view channel) override;
     void unsubscribe(std::string_view sid, std::string_view channel) override;
     void close(std::string_view sid) override;
+    void with_session(std::string_view sid, std::function<void(session&)> f) override;
 
     /// Total sessions (sums every shard; for tests and diagnostics, blocks briefly).
     std::size_t session_count();

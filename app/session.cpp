@@ -66,14 +66,14 @@ std::string_view session::user() const noexcept {
 }
 
 bool session::token_allows_subscribe(std::string_view channel) const noexcept {
-    if (claims_)
+    if (claims_ && !app_user_)
         return claims_->channels.allows(channel);
     const session_rules& rules = rules_or_defaults(engine_.config().rules);
     return rules.private_prefix.empty() || !channel.starts_with(rules.private_prefix);
 }
 
 bool session::token_allows_publish(std::string_view channel) const noexcept {
-    if (claims_)
+    if (claims_ && !app_user_)
         return claims_->publish.allows(channel);
     return rules_or_defaults(engine_.config().rules).client_publish.allows(channel);
 }
@@ -105,6 +105,7 @@ bool session::token_checks_pass(const client_request& req, const exchange& ex) {
         auto outcome = check_token(rules, req.token, false);
         if (!outcome.refused && (!claims_ || outcome.claims->subject == claims_->subject)) {
             claims_ = std::move(outcome.claims);
+            app_user_ = false;
             return true;
         }
     } else if (!claims_ || !claims_->expires || rules.now() < *claims_->expires + rules.leeway) {

@@ -64,7 +64,8 @@ public:
     /// When the session was created (its engine's clock), and the address that created it.
     time_point created() const noexcept { return created_; }
     const peer_address& peer() const noexcept { return peer_; }
-    /// Who the client is: its token's `sub`; empty for a session without a token.
+    /// Who the client is: the user application::authorize gave, else its token's `sub`; empty
+    /// for a session with neither.
     std::string_view user() const noexcept;
     /// The default access rules (app/access.hpp, application::may_subscribe/may_publish): the
     /// token's `channels` / `publish` patterns; without a token, any channel outside the
@@ -179,8 +180,10 @@ private:
     std::vector<early_request> early_;
     boost::container::small_vector<cached_answer, 2> cache_;
     std::vector<subscription> subscriptions_;
-    std::unique_ptr<bosh_state> bosh_;           // BOSH sessions only
-    std::unique_ptr<auth::token_claims> claims_; // with a token only
+    std::unique_ptr<bosh_state> bosh_; // BOSH sessions only
+    // Who the client is: a token's claims, or (app_user_) only a subject the application gave
+    // at creation (application::authorize), whose patterns are not used.
+    std::unique_ptr<auth::token_claims> claims_;
     struct publish_bucket {
         double tokens;
         time_point last;
@@ -197,6 +200,7 @@ private:
     std::uint8_t sid_len_ = 0;
     bool uses_ack_ = false;
     bool closed_ = false;
+    bool app_user_ = false; // claims_ holds only the application's user: the tokenless rules apply
     close_reason close_reason_ = close_reason::server_terminate;
 };
 

@@ -66,6 +66,11 @@ client::client(harness& h, const nlohmann::json& options, std::vector<nlohmann::
         req.wait = options.at("wait").get<std::uint32_t>();
     if (options.contains("hold"))
         req.hold = options.at("hold").get<std::uint32_t>();
+    if (options.contains("token"))
+        req.token = options.at("token").get<std::string>();
+    if (options.contains("headers"))
+        for (const auto& [name, value] : options.at("headers").items())
+            req.headers.emplace_back(name, value.get<std::string>());
     if (options.contains("recover"))
         for (const auto& [channel, cursor] : options.at("recover").items())
             req.recover.emplace_back(channel, decode_stream_position(cursor).value());
@@ -330,6 +335,12 @@ void harness::recover(unsigned, std::string_view channel, const stream_position&
 
 void harness::broadcast(packet p) {
     pending_.push_back([p](megaphone::engine& e) { e.broadcast(p); });
+}
+
+void harness::with_session(std::string_view sid, std::function<void(session&)> f) {
+    pending_.push_back([sid = std::string(sid), f = std::move(f)](megaphone::engine& e) {
+        e.with_session(sid, f);
+    });
 }
 
 void harness::subscribe(std::string_view sid, std::string_view channel) {

@@ -141,8 +141,10 @@ public:
     explicit harness(application& app, engine_config config = {}, bus_options history = {});
     ~harness() override;
 
-    /// Creates a session. `options` may set "wait", "hold" and "recover" ({"ch": {"epoch": E,
-    /// "offset": K}}); `messages` go with the creation.
+    /// Creates a session. `options` may set "wait", "hold", "recover" ({"ch": {"epoch": E,
+    /// "offset": K}}), "token" (a signed client token) and "headers" ({"Cookie": "..."}: what
+    /// application::authorize sees); `messages` go with the creation. Throws
+    /// std::runtime_error when the creation is refused (a token, application::authorize).
     client& connect(const nlohmann::json& options = nlohmann::json::object(),
                     std::vector<nlohmann::json> messages = {});
     /// Creates a BOSH session with this creation <body/> (its rid is used as the first rid). A
@@ -173,6 +175,7 @@ public:
     void subscribe(std::string_view sid, std::string_view channel) override;
     void unsubscribe(std::string_view sid, std::string_view channel) override;
     void close(std::string_view sid) override;
+    void with_session(std::string_view sid, std::function<void(session&)> f) override;
 
 private:
     friend class client;

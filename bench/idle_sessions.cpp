@@ -67,6 +67,7 @@ struct null_broker final : broker {
     void subscribe(std::string_view, std::string_view) override {}
     void unsubscribe(std::string_view, std::string_view) override {}
     void close(std::string_view) override {}
+    void with_session(std::string_view, std::function<void(session&)>) override {}
 };
 
 long rss_kib() {

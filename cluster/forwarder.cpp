@@ -469,11 +469,14 @@ public:
         if (s->options.cluster_key.empty() || !s->started)
             return false;
         // The request as the owning node needs it: method, target, body, Content-Type, Origin,
-        // and who we are. (The body is not needed here any more: moved.)
+        // X-Megaphone-Token (the admin console's sessions carry their token there: the owner
+        // checks it again), and who we are. (The body is not needed here any more: moved.)
         http::request<http::string_body> out{in.request.method(), in.request.target(), 11};
         for (const auto field : {http::field::content_type, http::field::origin})
             if (auto it = in.request.find(field); it != in.request.end())
                 out.set(field, it->value());
+        if (auto it = in.request.find("X-Megaphone-Token"); it != in.request.end())
+            out.set("X-Megaphone-Token", it->value());
         out.set(beast::string_view{forwarded_by_header.data(), forwarded_by_header.size()},
                 s->options.node_id);
         out.set(beast::string_view{cluster_key_header.data(), cluster_key_header.size()},

@@ -65,6 +65,8 @@ enum class refusal : std::uint8_t {
     accept_failed,     ///< accept() failed (EMFILE...): the listener pauses, then retries
     unauthorized,      ///< a key-guarded route (/publish, /metrics) without the right key: 401
     publish_rate,      ///< --client-publish-rate: a session's hub publish over its bucket
+    forbidden,         ///< a hub subscribe or publish the rules or --auth-url refused
+    auth_hook_failed,  ///< --auth-url gave no 200/403 in time: the subscribe/publish is denied
     count_
 };
 std::string_view to_string(refusal) noexcept;

@@ -106,6 +106,10 @@ std::string_view to_string(refusal r) noexcept {
         return "unauthorized";
     case refusal::publish_rate:
         return "publish_rate";
+    case refusal::forbidden:
+        return "forbidden";
+    case refusal::auth_hook_failed:
+        return "auth_hook_failed";
     case refusal::count_:
         break;
     }

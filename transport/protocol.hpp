@@ -82,6 +82,9 @@ struct client_request {
     std::shared_ptr<const bosh_request> bosh;
     /// Who sent it (set by the server; empty in tests without sockets).
     peer_address peer;
+    /// Creations only (set by the server): the request's header fields, for
+    /// application::authorize. Empty on every other request.
+    std::vector<std::pair<std::string, std::string>> headers;
 };
 
 /// Errors a request can meet, each with one protocol condition and one HTTP status.

@@ -1,12 +1,25 @@
-// The Megaphone admin dashboard (served at /admin with the admin token). It is itself a Megaphone
-// application: megaphone.js keeps a session open at /admin/comet, where the server publishes a
-// stats snapshot every second; the counts are drawn on the session machine's diagram (fsm.svg,
-// generated from the transition table). The sessions table is fetched page by page. In a
+// The Megaphone admin dashboard (served at /admin; opened as /admin?token=TOKEN). It is itself a
+// Megaphone application: megaphone.js keeps a session open at /admin/comet, where the server
+// publishes a stats snapshot every second; the counts are drawn on the session machine's diagram
+// (fsm.svg, generated from the transition table). The sessions table is fetched page by page. In a
 // cluster, the snapshot lists the live nodes (hidden for a single node).
+//
+// The token is taken from the address once: kept in sessionStorage (a reload of this tab goes on
+// working; closing the tab forgets it), taken out of the address bar (history.replaceState), and
+// sent in the X-Megaphone-Token header only, never in a URL: URLs end up in access logs, proxies'
+// logs and browser history. The server accepts it nowhere else for the data (app/admin.hpp).
 import { connect } from './megaphone.js';
 
-const token = new URLSearchParams(location.search).get('token') || '';
-const q = `token=${encodeURIComponent(token)}`;
+const TOKEN_KEY = 'megaphone.admin.token';
+const given = new URLSearchParams(location.search);
+if (given.has('token')) {
+    sessionStorage.setItem(TOKEN_KEY, given.get('token'));
+    given.delete('token');
+    const rest = given.toString();
+    history.replaceState(history.state, '', `${location.pathname}${rest ? `?${rest}` : ''}${location.hash}`);
+}
+const token = sessionStorage.getItem(TOKEN_KEY) || '';
+const headers = { 'X-Megaphone-Token': token };
 const STATES = ['waiting', 'have_request', 'have_packet'];
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const PAGE_SIZE = 20;
@@ -114,9 +127,17 @@ function showNodes(nodes) {
     }));
 }
 
+/** Shows why the dashboard cannot run (no token, or the server refused it). */
+function refused(why) {
+    $('status').textContent = why;
+    $('status').className = '';
+}
+
+/** Loads the current page of the sessions table; false when the server refuses the token. */
 async function loadSessions() {
-    const res = await fetch(`/admin/sessions?${q}&page=${page}&size=${PAGE_SIZE}`);
-    if (!res.ok) return;
+    const res = await fetch(`/admin/sessions?page=${page}&size=${PAGE_SIZE}`, { headers });
+    if (res.status === 403) return false;
+    if (!res.ok) return true;
     const data = await res.json();
     total = data.total;
     const body = $('sessions');
@@ -136,6 +157,7 @@ async function loadSessions() {
     }));
     const pages = Math.max(1, Math.ceil(total / PAGE_SIZE));
     $('page-info').textContent = `page ${page + 1} of ${pages} · ${total} sessions`;
+    return true;
 }
 
 $('prev').addEventListener('click', () => { page = Math.max(0, page - 1); loadSessions(); });
@@ -145,10 +167,16 @@ $('next').addEventListener('click', () => {
 });
 
 await loadDiagram();
-const client = connect(`/admin/comet?${q}`, { wait: 30 });
-client.on('open', () => { $('status').textContent = 'live'; $('status').className = 'live'; });
-client.on('close', (c) => { $('status').textContent = `closed: ${c.condition}`; $('status').className = ''; });
-client.on('message', (m) => { if (m && m.type === 'stats') show(m); });
-window.megaphoneAdmin = { client };
-loadSessions();
-setInterval(loadSessions, 2000);
+if (!token) {
+    refused('no token: open this page as /admin?token=… (the server\'s --admin-token)');
+} else if (!await loadSessions()) {
+    sessionStorage.removeItem(TOKEN_KEY);
+    refused('forbidden: wrong admin token (open /admin?token=… again)');
+} else {
+    const client = connect('/admin/comet', { wait: 30, headers });
+    client.on('open', () => { $('status').textContent = 'live'; $('status').className = 'live'; });
+    client.on('close', (c) => { $('status').textContent = `closed: ${c.condition}`; $('status').className = ''; });
+    client.on('message', (m) => { if (m && m.type === 'stats') show(m); });
+    window.megaphoneAdmin = { client };
+    setInterval(loadSessions, 2000);
+}

@@ -21,6 +21,12 @@
  *     backoff    {initial: 250, max: 5000}: delays (ms) between retries of a failed request and
  *                between reconnects; doubled on each consecutive failure.
  *     fetch      the fetch function to use; default globalThis.fetch (inject one to test or proxy).
+ *     headers    extra request headers for every request, e.g. a credential
+ *                ({'X-Megaphone-Token': t}, as the /admin dashboard does): a secret belongs in a
+ *                header, never in `url` (URLs end up in logs and browser history). With headers,
+ *                the terminate sent when the page goes away uses fetch with keepalive rather than
+ *                navigator.sendBeacon, which cannot carry them. (Cross-origin, they make each
+ *                request need a CORS preflight.)
  *     timeout    extra time (ms) past `wait` before a request is given up and sent again;
  *                default 10000.
  *     closeOnUnload  default true in browsers: terminate the session when the page goes away.
@@ -550,7 +556,7 @@ class Client {
         Promise.resolve()
             .then(() => this._fetch(s.url || this.url, {
                 method: 'POST',
-                headers: { 'Content-Type': CONTENT_TYPE },
+                headers: this._headers(),
                 body: req.body,
                 signal: controller ? controller.signal : undefined,
                 cache: 'no-store',
@@ -730,6 +736,11 @@ class Client {
         }
     }
 
+    /** Every request's headers: the content type and the `headers` option. */
+    _headers() {
+        return { ...(this.options.headers || {}), 'Content-Type': CONTENT_TYPE };
+    }
+
     // ---- page unload ----------------------------------------------------------------------------
 
     _installUnload() {
@@ -739,10 +750,10 @@ class Client {
             if (!s || !s.sid || s.ended || this.state === 'closed') return;
             const body = JSON.stringify({ sid: s.sid, rid: s.nextRid++, type: 'terminate', ack: s.processed });
             try {
-                if (navigator.sendBeacon) {
+                if (navigator.sendBeacon && !this.options.headers) {
                     navigator.sendBeacon(s.url || this.url, new Blob([body], { type: CONTENT_TYPE }));
                 } else {
-                    this._fetch(s.url || this.url, { method: 'POST', body, keepalive: true, headers: { 'Content-Type': CONTENT_TYPE } });
+                    this._fetch(s.url || this.url, { method: 'POST', body, keepalive: true, headers: this._headers() });
                 }
             } catch (err) {
                 // The page is going away; nothing more to do.

@@ -3,8 +3,10 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <sys/stat.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <string>
@@ -136,4 +138,104 @@ TEST_CASE("cli: --help lists every option with its default") {
     }
     CHECK_THAT(text, Catch::Contains("--config FILE") && Catch::Contains("--help"));
     CHECK(parse_arguments({"--port", "1", "--help"}).help);
+}
+
+namespace {
+
+/// Writes `content` to a file of the build directory with permissions `mode`; its path.
+std::string secret_file(const std::string& name, const std::string& content, mode_t mode = 0600) {
+    const std::string path = std::string(MEGAPHONE_BINARY_DIR) + "/" + name;
+    std::filesystem::remove(path);
+    std::ofstream(path) << content;
+    REQUIRE(::chmod(path.c_str(), mode) == 0);
+    return path;
+}
+
+/// The message of the usage_error that parsing `args` throws.
+std::string parse_error(const std::vector<std::string_view>& args) {
+    try {
+        parse_arguments(args);
+    } catch (const usage_error& e) {
+        return e.what();
+    }
+    return "(accepted)";
+}
+
+} // namespace
+
+TEST_CASE("cli: --admin-token-file reads the admin token, as the other secret files") {
+    const std::string secret = "adm1n-file-s3cret";
+    const auto path = secret_file("test-cli-admin-token", secret + "\n");
+    CHECK(parse_arguments({"--admin-token-file", path}).options.admin_token == secret);
+    CHECK(parse_arguments(
+              {"--config", write_config("test-cli-admin-file.json", {{"admin-token-file", path}})})
+              .options.admin_token == secret);
+    // The command line wins over the file, whichever form each uses.
+    const auto inline_config = write_config("test-cli-admin-inline.json", {{"admin-token", "x"}});
+    CHECK(parse_arguments({"--config", inline_config, "--admin-token-file", path})
+              .options.admin_token == secret);
+    const auto file_config =
+        write_config("test-cli-admin-file2.json", {{"admin-token-file", path}});
+    CHECK(parse_arguments({"--admin-token", "y", "--config", file_config}).options.admin_token ==
+          "y");
+    // examples/megaphone.json has both keys, empty: neither is given.
+    CHECK(
+        parse_arguments({"--config", std::string(MEGAPHONE_SOURCE_DIR) + "/examples/megaphone.json",
+                         "--admin-token-file", path})
+            .options.admin_token == secret);
+
+    // A file others may read, or none: refused, naming the option and the file, not the token.
+    const auto loose = secret_file("test-cli-admin-token-loose", secret, 0644);
+    const std::string refused = parse_error({"--admin-token-file", loose});
+    CHECK_THAT(refused, Catch::Contains("--admin-token-file") && Catch::Contains(loose));
+    CHECK(refused.find(secret) == std::string::npos);
+    CHECK_THAT(parse_error({"--admin-token-file", "/nonexistent/admin-token"}),
+               Catch::Contains("/nonexistent/admin-token"));
+}
+
+TEST_CASE("cli: a secret given both inline and as a file in one place is refused") {
+    const auto path = secret_file("test-cli-admin-token-both", "adm1n-file-s3cret");
+    CHECK_THAT(parse_error({"--admin-token", "inline-s3cret", "--admin-token-file", path}),
+               Catch::Contains("--admin-token and --admin-token-file"));
+    CHECK_THAT(parse_error({"--admin-token-file", path, "--admin-token", "inline-s3cret"}),
+               Catch::Contains("--admin-token and --admin-token-file"));
+    CHECK_THAT(config_error({{"admin-token", "inline-s3cret"}, {"admin-token-file", path}}),
+               Catch::Contains("admin-token and admin-token-file") &&
+                   Catch::Contains("configuration"));
+    // The other secrets and their files, the same.
+    for (const std::string name : {"publish-key", "metrics-token", "token-secret", "cluster-key"}) {
+        INFO(name);
+        const std::string file = "--" + name + "-file";
+        CHECK_THAT(parse_error({"--" + name, "inline-s3cret", file, path}),
+                   Catch::Contains("--" + name + " and " + file));
+    }
+}
+
+TEST_CASE("cli: errors name options, never a value that may be a secret") {
+    for (const auto& args :
+         std::vector<std::vector<std::string_view>>{{"--admin-token=arg-s3cret"},
+                                                    {"--publish-key=arg-s3cret"},
+                                                    {"arg-s3cret"},
+                                                    {"--port", "1", "arg-s3cret"},
+                                                    {"--reuse-port", "arg-s3cret"}}) {
+        const std::string message = parse_error(args);
+        INFO(message);
+        CHECK(message != "(accepted)");
+        CHECK(message.find("s3cret") == std::string::npos);
+    }
+    CHECK_THAT(parse_error({"--admin-token=arg-s3cret"}), Catch::Contains("--admin-token"));
+
+    // A configuration file that is not JSON: where, not what was read there.
+    const std::string broken = std::string(MEGAPHONE_BINARY_DIR) + "/test-cli-secret-broken.json";
+    std::ofstream(broken) << "{\"admin-token\": \"config-s3cret\x01\"}";
+    const std::string message = parse_error({"--config", broken});
+    CHECK_THAT(message, Catch::Contains("not valid JSON") && Catch::Contains("line 1"));
+    CHECK(message.find("s3cret") == std::string::npos);
+    const std::string unquoted = std::string(MEGAPHONE_BINARY_DIR) + "/test-cli-secret-bare.json";
+    std::ofstream(unquoted) << "{\"admin-token\": config-s3cret}";
+    CHECK(parse_error({"--config", unquoted}).find("s3cret") == std::string::npos);
+    // A value of the wrong type: the key, not the value.
+    const std::string typed = config_error({{"admin-token", {"config-s3cret"}}});
+    CHECK_THAT(typed, Catch::Contains("\"admin-token\""));
+    CHECK(typed.find("s3cret") == std::string::npos);
 }

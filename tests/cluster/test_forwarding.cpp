@@ -280,6 +280,37 @@ TEST_CASE("forwarding: the client of a held forwarded poll goes away: the sessio
     CHECK(r.json().at("messages") == json::array({json{{"hello", 1}}}));
 }
 
+TEST_CASE("forwarding: the admin dashboard's session of node a is polled through b, its "
+          "X-Megaphone-Token header carried along") {
+    redis_server redis;
+    const std::string token = "fwd-admin-token-3e8a";
+    auto with_admin = [&](std::string id) {
+        auto o = node_options(redis, std::move(id));
+        o.admin_token = token;
+        return o;
+    };
+    node a{with_admin("a")};
+    node b{with_admin("b")};
+    for (const char* id : {"a", "b"})
+        REQUIRE(registered(redis, id));
+
+    http_client direct{a.port()};
+    const http_reply created = direct.request(http::verb::post, "/admin/comet", R"({"rid":100})",
+                                              {{"X-Megaphone-Token", token}});
+    REQUIRE(created.status == 200);
+    const std::string sid = created.json().at("sid").get<std::string>();
+    REQUIRE(sid.starts_with("a-"));
+
+    // Through b: b checks the header, and a checks it again on the forwarded request.
+    http_client via{b.port()};
+    const http_reply polled =
+        via.request(http::verb::post, "/admin/comet", request_body(sid, 101).dump(),
+                    {{"X-Megaphone-Token", token}});
+    CHECK(polled.status == 200);
+    CHECK(via.post_json("/admin/comet", request_body(sid, 102)).status == 403);
+    CHECK(forwarded(b.port(), "answered") >= 1);
+}
+
 TEST_CASE("forwarding: a BOSH session of node a continues through node b") {
     redis_server redis;
     node a{node_options(redis, "a")};

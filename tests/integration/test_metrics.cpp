@@ -26,6 +26,7 @@ using megaphone::test::recording_app;
 using megaphone::test::request_body;
 using megaphone::test::test_options;
 using json = nlohmann::json;
+namespace http = boost::beast::http;
 using megaphone::test::parse_with_prometheus_client;
 using megaphone::test::parsed_metrics;
 
@@ -213,7 +214,10 @@ TEST_CASE("metrics: queue overflow, too many sessions and polling too fast are c
     CHECK(m.at(transition("have_packet", "packet_pushed", "closed")) == 1);
 }
 
-TEST_CASE("admin: 404 without a token, 403 with a wrong one, page, sessions and stats with it") {
+TEST_CASE("admin: 404 when off, 403 without the token in the header, page, sessions and stats") {
+    const auto with_token = [](std::string_view token) {
+        return megaphone::test::request_header{"X-Megaphone-Token", token};
+    };
     {
         megaphone::test::test_server plain;
         http_client c{plain.port()};
@@ -225,13 +229,22 @@ TEST_CASE("admin: 404 without a token, 403 with a wrong one, page, sessions and 
     options.admin_token = "s3cret";
     megaphone::test::test_server f{options};
     http_client c{f.port()};
-    CHECK(c.get("/admin").status == 403);
+    // The page holds no data: served without a token (a reload, once its script has taken the
+    // token out of the address), refused with a wrong one.
     CHECK(c.get("/admin?token=s3cre").status == 403);
-    CHECK(c.get("/admin/sessions?token=wrong").status == 403);
+    for (const char* link : {"/admin?token=s3cret", "/admin", "/admin/"}) {
+        INFO(link);
+        const auto page = c.get(link);
+        CHECK(page.status == 200);
+        CHECK(page.body.find("Megaphone admin") != std::string::npos);
+    }
+    // The data: the token in the X-Megaphone-Token header only, never from a URL.
+    CHECK(c.get("/admin/sessions").status == 403);
+    CHECK(c.get("/admin/sessions?token=s3cret").status == 403);
+    CHECK(c.request(http::verb::get, "/admin/sessions", {}, {with_token("wrong")}).status == 403);
     CHECK(c.post("/admin/comet", R"({"rid":1})").status == 403);
-    const auto page = c.get("/admin?token=s3cret");
-    CHECK(page.status == 200);
-    CHECK(page.body.find("Megaphone admin") != std::string::npos);
+    CHECK(c.post("/admin/comet?token=s3cret", R"({"rid":1})").status == 403);
+    CHECK(c.post("/admin/comet/n0", R"({"rid":1})").status == 403); // the mount's node form
     const auto svg = c.get("/admin/assets/fsm.svg");
     CHECK(svg.status == 200);
     CHECK(svg.body.find("have_request") != std::string::npos);
@@ -243,7 +256,8 @@ TEST_CASE("admin: 404 without a token, 403 with a wrong one, page, sessions and 
     http_client other{f.port()};
     const auto s1 = create_session(other, 10);
     const auto s2 = create_session(other, 20);
-    const auto rows = c.get("/admin/sessions?token=s3cret&page=0&size=1");
+    const auto rows =
+        c.request(http::verb::get, "/admin/sessions?page=0&size=1", {}, {with_token("s3cret")});
     REQUIRE(rows.status == 200);
     const json table = rows.json();
     CHECK(table.at("total") == 2);
@@ -253,18 +267,22 @@ TEST_CASE("admin: 404 without a token, 403 with a wrong one, page, sessions and 
     CHECK(row.at("state") == "waiting");
     CHECK(row.at("transport") == "json");
     CHECK(row.at("address").get<std::string>().starts_with("127.0.0.1:"));
-    const json second = c.get("/admin/sessions?token=s3cret&page=1&size=1").json();
+    const json second =
+        c.request(http::verb::get, "/admin/sessions?page=1&size=1", {}, {with_token("s3cret")})
+            .json();
     REQUIRE(second.at("sessions").size() == 1);
     CHECK(second.at("sessions").at(0).at("sid") != row.at("sid"));
 
     // The console's own session gets a stats snapshot within a few periods (one second each).
     http_client admin{f.port(), 10s};
-    const auto created = admin.post("/admin/comet?token=s3cret", R"({"rid":100})");
+    const auto created =
+        admin.request(http::verb::post, "/admin/comet", R"({"rid":100})", {with_token("s3cret")});
     REQUIRE(created.status == 200);
     const std::string sid = created.json().at("sid").get<std::string>();
     json stats;
     for (std::uint64_t rid = 101; rid < 110 && stats.is_null(); ++rid) {
-        const auto r = admin.post_json("/admin/comet?token=s3cret", request_body(sid, rid));
+        const auto r = admin.request(http::verb::post, "/admin/comet",
+                                     request_body(sid, rid).dump(), {with_token("s3cret")});
         REQUIRE(r.status == 200);
         const json answer = r.json();
         for (const json& m : answer.at("messages"))

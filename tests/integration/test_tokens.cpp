@@ -13,6 +13,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <mutex>
 
 using namespace megaphone;
 using namespace megaphone::test;
@@ -35,6 +36,46 @@ public:
     void on_open(session& s) override { s.push(json{{"user", s.user()}}); }
 };
 
+/// application::authorize at work (mounted at /gate): a client with the cookie `session=ok`
+/// is carol; the token of mallory is refused; only loopback clients get in. On open it pushes
+/// what it was told and what the default rules then allow.
+class gate final : public application {
+public:
+    authorization authorize(const connect_info& who) override {
+        const std::lock_guard lock{mutex};
+        seen_peer_v4 = !who.peer.v6 && who.peer.bytes[0] == 127;
+        seen_agent = std::string(who.header("user-agent"));
+        seen_transport = who.transport;
+        if (!seen_peer_v4)
+            return authorization::deny();
+        if (who.claims && who.claims->subject == "mallory")
+            return authorization::deny();
+        if (who.header("COOKIE") == "session=ok")
+            return authorization::allow_as("carol");
+        return authorization::allow();
+    }
+    void on_open(session& s) override {
+        s.push(json{{"user", s.user()},
+                    {"private", may_subscribe(s, "private-x")},
+                    {"news", may_subscribe(s, "news.eu")}});
+    }
+    struct seen {
+        bool peer_v4;
+        std::string agent;
+        content_kind transport;
+    };
+    seen last() {
+        const std::lock_guard lock{mutex};
+        return {seen_peer_v4, seen_agent, seen_transport};
+    }
+
+private:
+    std::mutex mutex;
+    bool seen_peer_v4 = false;
+    std::string seen_agent;
+    content_kind seen_transport = content_kind::binary;
+};
+
 /// A server with the recording hub at /comet (JSON) and /bosh (BOSH), whoami at /who, and
 /// tokens signed with test_secret.
 struct token_server {
@@ -45,6 +86,8 @@ struct token_server {
         srv.mount("/comet", hub);
         srv.mount_bosh("/bosh", hub);
         srv.mount("/who", who);
+        srv.mount("/gate", gatekeeper);
+        srv.mount_bosh("/gate-bosh", gatekeeper);
         srv.start();
     }
     ~token_server() {
@@ -79,6 +122,7 @@ struct token_server {
     server srv;
     recording_app hub;
     whoami who;
+    gate gatekeeper;
 };
 
 std::string token(json claims) {
@@ -253,4 +297,57 @@ TEST_CASE("tokens: the hub refuses a session's publishes beyond its burst with r
     for (const json& m : messages_of(got))
         data.push_back(m.at("data"));
     CHECK(data == std::vector<json>{1, 2});
+}
+
+TEST_CASE("tokens: application::authorize sees the peer, the headers and the token's claims, "
+          "and may refuse the client or name its user") {
+    token_server ts{/*require_token=*/false};
+    http_client c{ts.port()};
+
+    // No cookie, no token: let in, no user; the tokenless rules apply.
+    const auto plain = create_session(c, 1, {}, "/gate");
+    CHECK(plain.answer.at("messages") ==
+          json::array({{{"user", ""}, {"private", false}, {"news", true}}}));
+    CHECK(ts.gatekeeper.last().peer_v4);
+    CHECK(ts.gatekeeper.last().transport == content_kind::json);
+
+    // The cookie names the user; without a token the tokenless rules still apply (the app's
+    // user has no patterns).
+    const http_reply named =
+        c.request(http::verb::post, "/gate", json{{"rid", 1}}.dump(),
+                  {{http::field::cookie, "session=ok"}, {http::field::user_agent, "gate-test/1"}});
+    REQUIRE(named.status == 200);
+    CHECK(named.json().at("messages") ==
+          json::array({{{"user", "carol"}, {"private", false}, {"news", true}}}));
+    CHECK(ts.gatekeeper.last().agent == "gate-test/1");
+
+    // A token's claims reach the app: alice's patterns apply (channels news*, chat.lobby).
+    const auto alice = create_session(c, 1, {{"token", token(good_claims())}}, "/gate");
+    CHECK(alice.answer.at("messages") ==
+          json::array({{{"user", "alice"}, {"private", false}, {"news", true}}}));
+    // The cookie's user replaces the token's `sub`; the token's patterns stay.
+    const http_reply both = c.request(http::verb::post, "/gate",
+                                      json{{"rid", 1}, {"token", token(good_claims())}}.dump(),
+                                      {{http::field::cookie, "session=ok"}});
+    REQUIRE(both.status == 200);
+    CHECK(both.json().at("messages") ==
+          json::array({{{"user", "carol"}, {"private", false}, {"news", true}}}));
+
+    // Refused by the app: 401 not-authorized, and no session was made (JSON and BOSH).
+    json mallory = good_claims();
+    mallory["sub"] = "mallory";
+    const std::string refused_token = token(mallory);
+    const http_reply refused = c.post_json("/gate", {{"rid", 1}, {"token", refused_token}});
+    CHECK(refused.status == 401);
+    CHECK(refused.body == not_authorized);
+    http_client b{ts.port()};
+    const http_reply bosh = b.post("/gate-bosh", "<body rid='1' to='localhost' wait='60' "
+                                                 "hold='1' ver='1.6' token='" +
+                                                     refused_token +
+                                                     "' xmlns='http://jabber.org/protocol/"
+                                                     "httpbind'/>");
+    CHECK(bosh.status == 200);
+    CHECK(bosh.body.find("condition='not-authorized'") != std::string::npos);
+    CHECK(bosh.body.find("sid='") == std::string::npos);
+    CHECK(ts.gatekeeper.last().transport == content_kind::xml);
 }

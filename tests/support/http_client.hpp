@@ -198,6 +198,19 @@ inline fd_stream connect_loopback(unsigned short port, std::chrono::milliseconds
     }
 }
 
+/// One request header: a known field, or any name (`{"X-Megaphone-Token", token}`).
+struct request_header {
+    request_header(http::field f, std::string_view v)
+        : field{f}
+        , value{v} {}
+    request_header(std::string_view n, std::string_view v)
+        : name{n}
+        , value{v} {}
+    http::field field = http::field::unknown;
+    std::string_view name; // empty: `field`
+    std::string_view value;
+};
+
 /// One answer as the client saw it.
 struct http_reply {
     unsigned status = 0;
@@ -241,13 +254,18 @@ public:
 
     /// Writes one request and returns without reading its answer.
     void send(http::verb method, std::string_view target, std::string body = {},
-              std::initializer_list<std::pair<http::field, std::string_view>> headers = {}) {
+              std::initializer_list<request_header> headers = {}) {
         http::request<http::string_body> req{method,
                                              beast::string_view(target.data(), target.size()), 11};
         req.set(http::field::host, "127.0.0.1:" + std::to_string(port_));
         req.set(http::field::user_agent, "megaphone-tests");
-        for (const auto& [name, value] : headers)
-            req.set(name, beast::string_view(value.data(), value.size()));
+        for (const request_header& h : headers) {
+            const beast::string_view value{h.value.data(), h.value.size()};
+            if (h.name.empty())
+                req.set(h.field, value);
+            else
+                req.set(beast::string_view{h.name.data(), h.name.size()}, value);
+        }
         if (!body.empty() || method == http::verb::post) {
             if (req.find(http::field::content_type) == req.end())
                 req.set(http::field::content_type, "text/plain");
@@ -285,9 +303,8 @@ public:
         return r;
     }
 
-    http_reply
-    request(http::verb method, std::string_view target, std::string body = {},
-            std::initializer_list<std::pair<http::field, std::string_view>> headers = {}) {
+    http_reply request(http::verb method, std::string_view target, std::string body = {},
+                       std::initializer_list<request_header> headers = {}) {
         send(method, target, std::move(body), headers);
         return receive();
     }
