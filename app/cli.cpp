@@ -86,6 +86,22 @@ option_spec whole_option(std::string_view name, std::string_view value_name, std
             nullptr};
 }
 
+/// A `--no-X` flag: given (true), it turns the bool field off.
+template <class Get>
+option_spec turning_off(std::string_view name, std::string_view help, Get field) {
+    return {name,
+            "",
+            kind::flag,
+            help,
+            [field](const server_options& o) { return std::string(field(o) ? "false" : "true"); },
+            [field](server_options& o, std::string_view as, std::string_view v) {
+                if (v != "true" && v != "false")
+                    fail(as, "takes true or false");
+                field(o) = v != "true";
+            },
+            nullptr};
+}
+
 template <class Get>
 option_spec text_option(std::string_view name, std::string_view value_name, std::string_view help,
                         Get field) {
@@ -221,17 +237,17 @@ std::vector<option_spec> make_table() {
                      o.http.reuse_port = v == "true";
                  },
                  nullptr});
-    t.push_back({"no-handover", "", kind::flag,
-                 "with --reuse-port: relay requests of sessions of this machine's other "
-                 "processes over HTTP instead of handing their connections over (SCM_RIGHTS); "
-                 "for comparison, or where Unix sockets are barred",
-                 [](const o_t& o) { return std::string(o.handover ? "false" : "true"); },
-                 [](o_t& o, std::string_view as, std::string_view v) {
-                     if (v != "true" && v != "false")
-                         fail(as, "takes true or false");
-                     o.handover = v != "true";
-                 },
-                 nullptr});
+    t.push_back(turning_off(
+        "no-handover",
+        "with --reuse-port: relay requests of sessions of this machine's other processes over "
+        "HTTP instead of handing their connections over (SCM_RIGHTS); for comparison, or where "
+        "Unix sockets are barred",
+        [](auto& o) -> auto& { return o.handover; }));
+    t.push_back(turning_off(
+        "no-thread-moves",
+        "keep each connection on the thread that accepted it, even when it carries requests of "
+        "a session of another thread (each then costs two hops between threads); for comparison",
+        [](auto& o) -> auto& { return o.move_connections; }));
     t.push_back(whole_option(
         "node-port", "PORT",
         "with --reuse-port: this process's own port, where other nodes forward requests for its "

@@ -301,7 +301,7 @@ void engine::join(session& s, std::string_view name, bool recovering) {
         ch->name = std::string(name);
         it = channels_.emplace(ch->name, std::move(ch)).first;
         if (observer_)
-            observer_->channel_opened(shard_, it->first);
+            it->second->members_everywhere = observer_->channel_opened(shard_, it->first);
     }
     channel& ch = *it->second;
     if (recovering) {
@@ -311,6 +311,8 @@ void engine::join(session& s, std::string_view name, bool recovering) {
     }
     s.subscriptions_.push_back({&ch, static_cast<std::uint32_t>(ch.members.size())});
     ch.members.push_back(&s);
+    if (ch.members_everywhere)
+        ch.members_everywhere->fetch_add(1, std::memory_order_relaxed);
 }
 
 void engine::leave(session& s, std::size_t subscription_index) {
@@ -325,6 +327,8 @@ void engine::leave(session& s, std::size_t subscription_index) {
         session* moved = ch.members.back();
         ch.members[sub.index] = moved;
         ch.members.pop_back();
+        if (ch.members_everywhere)
+            ch.members_everywhere->fetch_sub(1, std::memory_order_relaxed);
         if (moved != &s)
             for (auto& other : moved->subscriptions_)
                 if (other.ch == &ch)
@@ -367,6 +371,8 @@ void engine::recovered(std::string_view sid, std::string_view name, recovery r) 
     std::erase(ch.recovering, s);
     sub->index = static_cast<std::uint32_t>(ch.members.size());
     ch.members.push_back(s);
+    if (ch.members_everywhere)
+        ch.members_everywhere->fetch_add(1, std::memory_order_relaxed);
     s->recovered(name, std::move(r));
 }
 

@@ -65,7 +65,10 @@ struct engine_config {
 class channel_observer {
 public:
     virtual ~channel_observer() = default;
-    virtual void channel_opened(unsigned shard, std::string_view channel) = 0;
+    /// The shard's first subscriber of `channel`. May return a counter the engine then keeps
+    /// up to date with its live members of the channel (added to, subtracted from; shared by
+    /// every shard), valid until the shard's channel_closed; null: none kept.
+    virtual std::atomic<std::int64_t>* channel_opened(unsigned shard, std::string_view channel) = 0;
     virtual void channel_closed(unsigned shard, std::string_view channel) = 0;
 };
 
@@ -84,6 +87,9 @@ public:
 struct channel {
     std::string name;
     std::vector<session*> members;
+    /// The observer's count of the channel's members on every shard (channel_observer); null:
+    /// none.
+    std::atomic<std::int64_t>* members_everywhere = nullptr;
     /// Subscribed from a cursor, waiting for the history: publishes pass them by (the
     /// recovery brings those messages).
     std::vector<session*> recovering;

@@ -27,6 +27,7 @@ void metrics_snapshot::add(const metrics_block& b) noexcept {
     messages_in += b.messages_in.get();
     messages_out += b.messages_out.get();
     bytes_in += b.bytes_in.get();
+    connections_moved += b.connections_moved.get();
     bytes_out += b.bytes_out.get();
     for (std::size_t r = 0; r < static_cast<std::size_t>(refusal::count_); ++r)
         refusals[r] += b.refusals[r].get();
@@ -202,6 +203,10 @@ std::string prometheus_text(const metrics_snapshot& s) {
     w.family("megaphone_bytes_total", "counter", "HTTP bytes read (in) and written (out).");
     w.sample("megaphone_bytes_total", label("direction", "in"), s.bytes_in);
     w.sample("megaphone_bytes_total", label("direction", "out"), s.bytes_out);
+
+    w.family("megaphone_connections_moved_total", "counter",
+             "Connections moved to the thread of the session their request was for.");
+    w.sample("megaphone_connections_moved_total", "", s.connections_moved);
 
     w.family("megaphone_refusals_total", "counter",
              "Requests refused or sessions ended by a limit, by limit.");

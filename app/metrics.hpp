@@ -22,6 +22,7 @@ struct metrics_snapshot {
     std::uint64_t requests[transports]{};
     std::uint64_t responses[transports][counted_statuses.size()]{};
     std::uint64_t messages_in = 0, messages_out = 0, bytes_in = 0, bytes_out = 0;
+    std::uint64_t connections_moved = 0;
     std::uint64_t refusals[static_cast<std::size_t>(refusal::count_)]{};
     std::uint64_t latency_buckets[latency_histogram::bounds.size() + 1]{}; // not cumulative
     std::uint64_t latency_sum_ns = 0;

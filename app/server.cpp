@@ -42,6 +42,15 @@ struct server::shard {
         });
     }
 
+    /// Delivers a published message to this shard's subscribers of `channel`, later, on its
+    /// thread. Any thread. A burst of deliveries costs one post (one wake-up) while the shard
+    /// has not started on them, not one each.
+    void deliver(std::string_view channel, const packet& stamped) {
+        push_inbox(inbox_item{std::string(channel), stamped, {}});
+    }
+    /// Runs `f` on this shard's thread after the deliveries queued before it.
+    void enqueue(std::function<void()> f) { push_inbox(inbox_item{{}, {}, std::move(f)}); }
+
     /// Keeps the one OS timer of this shard at the engine's earliest deadline. It is only moved
     /// earlier; when it fires late for a cancelled timer it simply re-arms.
     void reschedule() {
@@ -58,6 +67,43 @@ struct server::shard {
             reschedule();
         });
     }
+
+    struct inbox_item {
+        std::string channel;
+        packet stamped;
+        std::function<void()> other; // set: not a delivery
+    };
+    void push_inbox(inbox_item item) {
+        bool post = false;
+        {
+            std::lock_guard lock{inbox_mutex};
+            inbox.push_back(std::move(item));
+            post = !inbox_posted;
+            inbox_posted = true;
+        }
+        if (post)
+            net::post(ioc, [this] { drain_inbox(); });
+    }
+    void drain_inbox() {
+        {
+            std::lock_guard lock{inbox_mutex};
+            draining.swap(inbox);
+            inbox_posted = false;
+        }
+        for (inbox_item& item : draining) {
+            if (item.other)
+                item.other();
+            else
+                eng.publish(item.channel, item.stamped);
+        }
+        draining.clear(); // (keeps its capacity for the next burst)
+        reschedule();
+    }
+
+    std::mutex inbox_mutex;
+    std::vector<inbox_item> inbox;    // guarded by inbox_mutex
+    bool inbox_posted = false;        // a drain_inbox() is queued (guarded by inbox_mutex)
+    std::vector<inbox_item> draining; // this shard's thread only
 
     metrics_block stats; // written by this shard's thread only
     net::io_context ioc{1};
@@ -511,6 +557,21 @@ void server::handle_session_request(incoming& in, const mount_point& m) {
     if (*index >= shards_.size())
         return in.ex.reply(codec.error_response(protocol_error::item_not_found));
     shard* sh = shards_[*index].get();
+    // On another thread's connection: the connection moves to the session's thread, which
+    // reads the request again (and keeps the connection: a long-poll's next requests need no
+    // hop). Once per connection: one that carries every thread's sessions (a proxy's) stays.
+    if (options_.move_connections && in.transfer && current_shard() && current_shard() != sh &&
+        in.transfer->move_to(sh->ioc, in.request)) {
+        if (metrics_block* mb = current_metrics) {
+            // Counted again where it is read next: not twice in the totals (the counter wraps).
+            mb->requests[static_cast<std::size_t>(codec.kind() == content_kind::xml
+                                                      ? transport_kind::bosh
+                                                      : transport_kind::json)]
+                .add(~std::uint64_t{0});
+            mb->connections_moved.add();
+        }
+        return;
+    }
     // If the client goes away while this request is held, its session hears of it at once.
     // The sid is kept inline (shard_of() accepts at most 32 bytes): no allocation of its own
     // while the request is held.
@@ -546,60 +607,30 @@ void server::publish(std::string_view channel, packet p,
 
 void server::deliver(std::string_view channel, const packet& stamped, std::uint64_t,
                      std::function<void(std::size_t)> reached) {
-    // Only the shards with subscribers of the channel are asked, always through their queue:
-    // the bus calls this in offset order per channel, and each shard's queue keeps that order
-    // (and keeps a recovery's answer, queued by recover(), between the right messages).
+    // Only the shards with subscribers of the channel are asked, through their inbox: the bus
+    // calls this in offset order per channel, and each inbox keeps that order (and keeps a
+    // recovery's answer, queued by recover(), between the right messages).
     std::uint64_t targets = 0;
+    std::int64_t members = 0;
     {
         std::shared_lock lock{channel_shards_mutex_};
-        if (auto it = channel_shards_.find(channel); it != channel_shards_.end())
-            targets = it->second;
+        if (auto it = channel_shards_.find(channel); it != channel_shards_.end()) {
+            targets = it->second.shards;
+            members = it->second.members.load(std::memory_order_relaxed);
+        }
     }
-    if (targets == 0) {
-        // Nobody to reach: report 0, from a shard's thread as always.
-        if (reached)
-            net::post((current_shard() ? current_shard() : shards_.front().get())->ioc,
-                      [reached = std::move(reached)] { reached(0); });
-        return;
-    }
-    if (std::popcount(targets) == 1) {
-        // One shard (the common case): no tally, the name in the handler itself (short names
-        // need no allocation).
-        shard* sh = shards_[static_cast<std::size_t>(std::countr_zero(targets))].get();
-        net::post(sh->ioc,
-                  [sh, name = std::string(channel), stamped, reached = std::move(reached)] {
-                      const std::size_t n = sh->eng.publish(name, stamped);
-                      sh->reschedule();
-                      if (reached)
-                          reached(n);
-                  });
-        return;
-    }
-    // Every shard delivers to its own subscribers; the last one to finish reports the total.
-    struct tally {
-        std::atomic<std::size_t> reached{0};
-        std::atomic<std::size_t> pending;
-        std::function<void(std::size_t)> done;
-    };
-    std::shared_ptr<tally> t;
+    for (auto& sh : shards_)
+        if ((targets & (std::uint64_t{1} << sh->eng.shard())) != 0)
+            sh->deliver(channel, stamped);
+    // The publisher is told how many sessions the message is for (every shard's subscribers
+    // now) on its own thread: no hop back from the shards that deliver it. (From a shard's
+    // thread as always; queued, so that it is never answered inside the bus's lock.)
     if (reached) {
-        t = std::make_shared<tally>();
-        t->pending = static_cast<std::size_t>(std::popcount(targets));
-        t->done = std::move(reached);
-    }
-    auto name = std::make_shared<const std::string>(channel);
-    for (auto& sh : shards_) {
-        if ((targets & (std::uint64_t{1} << sh->eng.shard())) == 0)
-            continue;
-        net::post(sh->ioc, [raw = sh.get(), name, stamped, t] {
-            const std::size_t n = raw->eng.publish(*name, stamped);
-            raw->reschedule();
-            if (t) {
-                t->reached += n;
-                if (--t->pending == 0)
-                    t->done(t->reached);
-            }
-        });
+        shard* home = current_shard();
+        net::post(
+            (home ? home : shards_.front().get())->ioc,
+            [reached = std::move(reached),
+             n = static_cast<std::size_t>(std::max<std::int64_t>(members, 0))] { reached(n); });
     }
 }
 
@@ -609,21 +640,19 @@ void server::recover(unsigned index, std::string_view channel, const stream_posi
     // deliver() does, keeps that order on the shard.
     shard* sh = shards_.at(index).get();
     bus_->recover(channel, since, [sh, done = std::move(done)](recovery r) mutable {
-        net::post(sh->ioc, [sh, done = std::move(done), r = std::move(r)]() mutable {
-            done(std::move(r));
-            sh->reschedule();
-        });
+        sh->enqueue([done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
     });
 }
 
-void server::channel_opened(unsigned shard, std::string_view channel) {
+std::atomic<std::int64_t>* server::channel_opened(unsigned shard, std::string_view channel) {
     std::unique_lock lock{channel_shards_mutex_};
     auto it = channel_shards_.find(channel);
     if (it == channel_shards_.end()) {
-        it = channel_shards_.emplace(std::string(channel), 0).first;
+        it = channel_shards_.try_emplace(std::string(channel)).first;
         bus_->open(channel); // this process's first subscriber of the channel
     }
-    it->second |= std::uint64_t{1} << shard;
+    it->second.shards |= std::uint64_t{1} << shard;
+    return &it->second.members; // (a node of the map: stays put until erased)
 }
 
 void server::channel_closed(unsigned shard, std::string_view channel) {
@@ -631,8 +660,8 @@ void server::channel_closed(unsigned shard, std::string_view channel) {
     auto it = channel_shards_.find(channel);
     if (it == channel_shards_.end())
         return;
-    it->second &= ~(std::uint64_t{1} << shard);
-    if (it->second == 0) {
+    it->second.shards &= ~(std::uint64_t{1} << shard);
+    if (it->second.shards == 0) {
         channel_shards_.erase(it);
         bus_->close(channel);
     }

@@ -59,6 +59,10 @@ struct server_options {
     /// With http.reuse_port: a request of a session of another process of this machine moves
     /// there with its connection (cluster/handover.hpp); false: it is forwarded over HTTP.
     bool handover = true;
+    /// A plain connection whose request is for a session of another thread (shard) moves to
+    /// that thread, once (http_connection::move_to), so that its next requests need no hop
+    /// between threads; false: connections stay where they were accepted.
+    bool move_connections = true;
     /// I/O threads, each with its own engine. 0: one per core.
     unsigned threads = 0;
     /// Files served for GET; none when empty.
@@ -203,7 +207,7 @@ private:
     void exchange_finished() noexcept override { --exchanges_; }
 
     // channel_observer: which shards have subscribers of a channel (from the shards' threads)
-    void channel_opened(unsigned shard, std::string_view channel) override;
+    std::atomic<std::int64_t>* channel_opened(unsigned shard, std::string_view channel) override;
     void channel_closed(unsigned shard, std::string_view channel) override;
 
     // bus_listener: a message for this process's subscribers (from the bus)
@@ -246,9 +250,14 @@ private:
             return std::hash<std::string_view>{}(s);
         }
     };
-    /// Channel name -> bit i set when shard i has subscribers: a publish goes to those only.
+    /// Channel name -> bit i set when shard i has subscribers (a publish goes to those only),
+    /// and how many sessions subscribe on all shards (a publish's answer, given at once).
+    struct channel_entry {
+        std::uint64_t shards = 0;
+        std::atomic<std::int64_t> members{0}; // kept by the engines (channel_observer)
+    };
     std::shared_mutex channel_shards_mutex_;
-    std::unordered_map<std::string, std::uint64_t, string_hash, std::equal_to<>> channel_shards_;
+    std::unordered_map<std::string, channel_entry, string_hash, std::equal_to<>> channel_shards_;
     std::unique_ptr<bus> bus_;
     std::unique_ptr<request_router> router_; // after shards_: goes before their io_contexts
     std::atomic<bool> stopping_{false};

@@ -122,6 +122,7 @@ struct metrics_block {
     counter messages_out; // messages written in answers
     // HTTP (app/server.cpp counts requests by route, transport/http_connection.cpp the rest).
     counter requests[static_cast<std::size_t>(transport_kind::count_)];
+    counter connections_moved; // to the thread of their session (server_options::move_connections)
     counter responses[static_cast<std::size_t>(transport_kind::count_)][counted_statuses.size()];
     counter bytes_in;
     counter bytes_out;

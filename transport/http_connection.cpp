@@ -365,14 +365,7 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
     }
 }
 
-bool http_connection::transfer(const http::request<http::string_body>& request,
-                               const sender& send) {
-    // Only a plain connection whose request is being handled, unanswered, moves: TLS keeps
-    // keys and sequence numbers in this process.
-    if (tls_ || plain_on_tls_port_ || !awaiting_ || !socket_.is_open())
-        return false;
-    // The request as it came, re-framed with Content-Length (the parser undid any chunking),
-    // then whatever the client sent after it.
+std::string http_connection::resend_bytes(const http::request<http::string_body>& request) const {
     std::string bytes;
     bytes.reserve(256 + request.body().size() + buffer_.size());
     bytes += request.method_string();
@@ -396,12 +389,13 @@ bool http_connection::transfer(const http::request<http::string_body>& request,
     bytes += "\r\n";
     bytes += request.body();
     bytes.append(static_cast<const char*>(buffer_.data().data()), buffer_.size());
-    if (!send(socket_.native_handle(), bytes))
-        return false;
-    // Gone to the other process. This one forgets the exchange and lets go of the descriptor:
-    // release() takes it out of this io_context's reactor (whose registration would otherwise
-    // outlive the close, the open file being still open over there), and a close without
-    // shutdown leaves the TCP connection to the receiver's copy.
+    return bytes;
+}
+
+int http_connection::let_go() {
+    // This connection forgets the exchange and lets go of the descriptor: release() takes it
+    // out of this io_context's reactor (whose registration would otherwise outlive the close,
+    // or clash with the new owner's).
     awaiting_ = false;
     keep_alive_ = false;
     on_lost_ = nullptr;
@@ -411,10 +405,60 @@ bool http_connection::transfer(const http::request<http::string_body>& request,
     finish_exchange();
     beast::error_code ec;
     const int fd = socket_.release(ec);
-    if (!ec && fd >= 0)
-        ::close(fd);
-    else
+    if (ec || fd < 0) {
         socket_.close(ec);
+        return -1;
+    }
+    return fd;
+}
+
+bool http_connection::transfer(const http::request<http::string_body>& request,
+                               const sender& send) {
+    // Only a plain connection whose request is being handled, unanswered, moves: TLS keeps
+    // keys and sequence numbers in this process.
+    if (tls_ || plain_on_tls_port_ || !awaiting_ || !socket_.is_open())
+        return false;
+    if (!send(socket_.native_handle(), resend_bytes(request)))
+        return false;
+    // Gone to the other process; a close without shutdown leaves the TCP connection to the
+    // receiver's copy.
+    if (const int fd = let_go(); fd >= 0)
+        ::close(fd);
+    return true;
+}
+
+bool http_connection::move_to(net::io_context& target,
+                              const http::request<http::string_body>& request) {
+    if (moved_ || tls_ || plain_on_tls_port_ || !awaiting_ || !socket_.is_open())
+        return false;
+    beast::error_code ec;
+    const tcp::endpoint local = socket_.local_endpoint(ec);
+    if (ec)
+        return false;
+    std::string bytes = resend_bytes(request);
+    const int fd = let_go();
+    if (fd < 0)
+        return true; // (closed: the client sees its connection end, as on any error)
+    // The new connection counts itself open from now; this one stops counting when it goes.
+    if (open_)
+        open_->fetch_add(1, std::memory_order_relaxed);
+    net::post(target, [&target, fd, local, bytes = std::move(bytes), &handler = handler_,
+                       &options = options_, open = open_]() mutable {
+        socket_type socket{target};
+        beast::error_code ec;
+        socket.assign(local.protocol(), fd, ec);
+        if (ec) {
+            ::close(fd);
+            if (open)
+                open->fetch_sub(1, std::memory_order_relaxed);
+            return;
+        }
+        auto moved = std::make_shared<http_connection>(std::move(socket), handler, options, nullptr,
+                                                       std::move(open));
+        moved->moved_ = true;
+        moved->prime(bytes);
+        moved->start();
+    });
     return true;
 }
 

@@ -103,6 +103,13 @@ public:
     /// without closing the client's TCP connection (the receiver's copy keeps it open) and the
     /// request must not be answered here; false: nothing changed.
     virtual bool transfer(const http::request<http::string_body>& request, const sender& send) = 0;
+    /// Only during request_handler::handle(), on its thread, before the request is answered:
+    /// moves the connection to `target` (another io_context of this process), where `request`
+    /// is read again and handled, and where the connection stays. At most once per connection
+    /// (so that one carrying requests of sessions of every thread, a proxy's, does not bounce);
+    /// false when it did not move (moved before, TLS, not awaiting): handle it here.
+    virtual bool move_to(net::io_context& target,
+                         const http::request<http::string_body>& request) = 0;
 
 protected:
     ~connection_transfer() = default;
@@ -158,6 +165,7 @@ public:
     void start();
     void deliver(std::uint32_t seq, response r) override;
     bool transfer(const http::request<http::string_body>& request, const sender& send) override;
+    bool move_to(net::io_context& target, const http::request<http::string_body>& request) override;
 
 private:
     struct tls_stream;
@@ -183,6 +191,12 @@ private:
     void on_write(beast::error_code ec, std::size_t bytes);
     void do_close();
     void finish_exchange() noexcept;
+    /// transfer() and move_to(): the request as it came, re-framed with Content-Length (the
+    /// parser undid any chunking), then whatever the client sent after it.
+    std::string resend_bytes(const http::request<http::string_body>& request) const;
+    /// transfer() and move_to(): forgets the exchange and takes the descriptor out of this
+    /// io_context's reactor; -1 when it could not.
+    int let_go();
     /// The current phase (idle, reading, writing) must end within `d`, or the connection is
     /// closed (counted as a refusal by `counted`, if given) and the phase's pending operation
     /// completes with timed_out_ set.
@@ -213,6 +227,7 @@ private:
     bool keep_alive_ = true;
     bool preflight_ = false;         // the request was a CORS preflight (OPTIONS)
     bool plain_on_tls_port_ = false; // plain HTTP came to the HTTPS port: refuse it
+    bool moved_ = false;             // came here by move_to(): never moves again
     std::string origin_;             // the request's Origin, for CORS on the answer
     // For the access log, only when options_.access_log is set.
     struct access_state {
