@@ -2,6 +2,11 @@
 """A/B of two megaphone binaries on the throughput load, alternating run after run.
 
     bench/ab_throughput.py --old OLD/bin/megaphone --new build-bench/bin/megaphone [--runs 4]
+        [--threads 2] [--rate R] [--publishers N] [--old-arg ARG ...] [--new-arg ARG ...]
+
+--rate R drives the `rate` mode (a fixed R msg/s: CPU per message at a given load) instead of
+`throughput`; --old-arg/--new-arg pass more options to one server (e.g. --new-arg
+--no-thread-moves to compare a switch within one binary).
 
 Each run starts one server (`--port P --threads 2 --creation-burst 0`; the new one also with
 `--internal-port 0 --publish-key-file K`, when --new-has-doors, the default) and drives it with
@@ -37,18 +42,19 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / CLK
 
 
-def run(binary, loadgen, doors, key_file):
+def run(binary, loadgen, doors, key_file, a, extra):
     port = free_port()
-    args = [binary, "--port", str(port), "--threads", "2", "--creation-burst", "0",
-            "--log-level", "warn"]
+    args = [binary, "--port", str(port), "--threads", str(a.threads), "--creation-burst", "0",
+            "--log-level", "warn"] + extra
     if doors:
         args += ["--internal-port", "0", "--publish-key-file", key_file]
     server = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     try:
         while "listening on" not in server.stdout.readline():
             pass
-        lg = [loadgen, "--target", "megaphone", "--port", str(port), "--mode", "throughput",
-              "--connections", "1000", "--duration", "10", "--publishers", "16", "--settle", "0.5"]
+        lg = [loadgen, "--target", "megaphone", "--port", str(port), "--connections", "1000",
+              "--duration", str(a.duration), "--publishers", str(a.publishers), "--settle", "0.5"]
+        lg += ["--mode", "rate", "--rate", str(a.rate)] if a.rate else ["--mode", "throughput"]
         if doors:
             lg += ["--publish-key", KEY]
         before = cpu_seconds(server.pid)
@@ -58,7 +64,7 @@ def run(binary, loadgen, doors, key_file):
         server.terminate()
         server.wait(timeout=10)
     summary = json.loads([l for l in out.stdout.splitlines() if l.startswith("{")][-1])
-    return summary["msg_per_s"], used / summary["delivered"] * 1e6
+    return summary["msg_per_s"], used / summary["received"] * 1e6
 
 
 def main():
@@ -70,6 +76,12 @@ def main():
     ap.add_argument("--runs", type=int, default=4)
     ap.add_argument("--old-has-doors", action="store_true")
     ap.add_argument("--new-no-doors", action="store_true")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rate", type=int, default=0, help="fixed msg/s (rate mode); 0: throughput")
+    ap.add_argument("--publishers", type=int, default=16)
+    ap.add_argument("--duration", type=int, default=10)
+    ap.add_argument("--old-arg", action="append", default=[])
+    ap.add_argument("--new-arg", action="append", default=[])
     a = ap.parse_args()
     key_dir = tempfile.mkdtemp()
     key_file = os.path.join(key_dir, "key")
@@ -78,9 +90,9 @@ def main():
     os.chmod(key_file, 0o600)
     results = {"old": [], "new": []}
     for i in range(a.runs):
-        for which, binary, doors in (("old", a.old, a.old_has_doors),
-                                     ("new", a.new, not a.new_no_doors)):
-            msgs, cpu = run(binary, a.loadgen, doors, key_file)
+        for which, binary, doors, extra in (("old", a.old, a.old_has_doors, a.old_arg),
+                                            ("new", a.new, not a.new_no_doors, a.new_arg)):
+            msgs, cpu = run(binary, a.loadgen, doors, key_file, a, extra)
             results[which].append((msgs, cpu))
             print(f"{which} run {i + 1}: {msgs:,.0f} msg/s, {cpu:.1f} us CPU per message",
                   flush=True)
