@@ -132,6 +132,7 @@ public:
         job_ = std::move(j);
         ++generation_;
         retried_ = false;
+        parser_.reset(); // (the last answer's: broken() asks whether this one has begun)
         deadline_.expires_after(hook_.options.timeout);
         deadline_.async_wait([self = shared_from_this(), g = generation_](beast::error_code ec) {
             if (!ec && g == self->generation_)
