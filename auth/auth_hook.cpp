@@ -259,7 +259,6 @@ private:
     bool connected_ = false;
     bool reused_ = false; // the connection carried an earlier question
     bool retried_ = false;
-    friend struct impl;
 };
 
 void auth_hook::impl::dispatch(job j) {
