@@ -356,6 +356,22 @@ void engine::resume(session& s, std::string_view name, const stream_position& si
                       });
 }
 
+void engine::tell_position(session& s, std::string_view name) {
+    if (!history_) {
+        s.recovered(name, recovery{});
+        return;
+    }
+    // In order with the channel's publishes, like a recovery: every message published before the
+    // position is asked for reaches the session before the position does.
+    history_->recover(shard_, name, stream_position{},
+                      [this, sid = std::string(s.id()), ch = std::string(name)](recovery r) {
+                          operation op{*this};
+                          session* s = find(sid);
+                          if (s && s->subscribed(ch))
+                              s->recovered(ch, std::move(r));
+                      });
+}
+
 void engine::recovered(std::string_view sid, std::string_view name, recovery r) {
     operation op{*this};
     session* s = find(sid);

@@ -178,6 +178,9 @@ private:
     void join(session& s, std::string_view channel, bool recovering = false);
     /// Subscribes `s` from `since` (session::subscribe(channel, since)).
     void resume(session& s, std::string_view channel, const stream_position& since);
+    /// `s`, subscribed to `channel` already, asks only for its position: it stays a member (a
+    /// message on its way to it still arrives), and hears the position after that message.
+    void tell_position(session& s, std::string_view channel);
     /// The history has answered `s`'s subscription from a cursor.
     void recovered(std::string_view sid, std::string_view channel, recovery r);
     void leave(session& s, std::size_t subscription_index);

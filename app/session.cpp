@@ -148,6 +148,13 @@ void session::subscribe(std::string_view channel) {
 void session::subscribe(std::string_view channel, const stream_position& since) {
     if (closed_)
         return;
+    if (since.epoch.empty() && subscribed(channel)) {
+        // Subscribed already, and only the position is asked for (megaphone.js sends this while
+        // its creation's `recover` has subscribed the session): leaving and joining again would
+        // lose what was published in between, to a member the publish counted.
+        engine_.tell_position(*this, channel);
+        return;
+    }
     unsubscribe(channel);
     engine_.resume(*this, channel, since);
 }

@@ -84,7 +84,8 @@ public:
     /// channel's history holds after it, those messages are pushed, then live ones follow, each
     /// exactly once. An empty epoch asks only for the channel's position (nothing is replayed).
     /// Asynchronous: messages published meanwhile come after the replay, none is lost. Already
-    /// subscribed: the subscription starts over from `since`.
+    /// subscribed: the subscription starts over from `since`; with an empty epoch it goes on
+    /// untouched, and the position is told after the messages already on their way.
     void subscribe(std::string_view channel, const stream_position& since);
     void unsubscribe(std::string_view channel);
     bool subscribed(std::string_view channel) const noexcept;

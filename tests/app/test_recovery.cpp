@@ -171,6 +171,41 @@ TEST_CASE("recovery: an empty cursor asks for the position, recovering from it l
     CHECK(got[2].at("offset") == 2);
 }
 
+TEST_CASE("recovery: subscribing again with an empty cursor keeps the subscription, so a message "
+          "on its way is not lost") {
+    // megaphone.js sends {"subscribe", "recover": {}} while its creation's `recover` already
+    // subscribed the session. A message published just before (its delivery still queued for the
+    // session's thread) must reach the session: it was a member when the message was published,
+    // and the publish counted it.
+    test_hub app;
+    harness h{app};
+    auto& c = h.connect({{"recover", {{"news", json::object()}}}});
+    h.settle();
+    auto got = receive(h, c);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].at("offset") == 0);
+
+    std::optional<megaphone::publish_result> told;
+    h.publish("news", megaphone::hub::envelope("news", "before"), [&](const auto& r) { told = r; });
+    // Queued after the publish, run before its delivery: as a request read while the shard's
+    // inbox still holds the delivery.
+    h.with_session(
+        c.sid(), [](megaphone::session& s) { s.subscribe("news", megaphone::stream_position{}); });
+    h.settle();
+    REQUIRE(told);
+    CHECK(told->sessions == std::size_t{1});
+    got = receive(h, c);
+    REQUIRE(got.size() == 2);
+    CHECK(got[0].at("offset") == 1);
+    CHECK(got[0].at("data") == "before");
+    CHECK(got[1].at("recovered") == true); // the position: after the message
+    CHECK(got[1].at("offset") == 1);
+    publish_n(h, "news", 2, 1); // and it stays subscribed
+    got = receive(h, c);
+    REQUIRE(got.size() == 1);
+    CHECK(got[0].at("offset") == 2);
+}
+
 TEST_CASE("recovery: history older than its ttl is gone, a channel quiet for the ttl starts a "
           "new epoch") {
     test_hub app;
