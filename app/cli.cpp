@@ -159,7 +159,7 @@ std::vector<option_spec> make_table() {
         "one",
         65535, [](auto& o) -> auto& { return o.tls_port; }));
     t.push_back(whole_option<unsigned>(
-        "threads", "N", "I/O threads, one session shard each; 0: one per core", 36,
+        "threads", "N", "I/O threads, one session shard each; 0: one per core (one on 2 cores or fewer)", 36,
         [](auto& o) -> auto& { return o.threads; }));
     t.push_back(seconds_option(
         "wait", "longest a request is held, seconds (caps the client's)",

@@ -176,7 +176,10 @@ server::server(server_options options)
     , creations_{options_.creation_rate, options_.creation_burst} {
     if (!options_.engine.rules)
         options_.engine.rules = make_session_rules(options_.clients); // throws on a bad key
-    unsigned n = options_.threads ? options_.threads : std::thread::hardware_concurrency();
+    // 0: one per core, but one on a machine of two cores or fewer, where the second thread
+    // was measured to cost more than it gives (docs/PERFORMANCE.md, "Every core").
+    const unsigned cores = std::thread::hardware_concurrency();
+    unsigned n = options_.threads ? options_.threads : cores <= 2 ? 1 : cores;
     n = std::max(1u, n);
     if (n > 64)
         throw std::invalid_argument("server: at most 64 threads");

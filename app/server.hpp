@@ -63,7 +63,9 @@ struct server_options {
     /// that thread, once (http_connection::move_to), so that its next requests need no hop
     /// between threads; false: connections stay where they were accepted.
     bool move_connections = true;
-    /// I/O threads, each with its own engine. 0: one per core.
+    /// I/O threads, each with its own engine. 0: one per core, or one on a machine of two
+    /// cores or fewer (measured there: a second thread costs more CPU per message than it
+    /// gives, docs/PERFORMANCE.md "Every core").
     unsigned threads = 0;
     /// Files served for GET; none when empty.
     std::filesystem::path static_dir;
