@@ -98,6 +98,8 @@ struct options {
     std::string label;
     std::vector<int> quiet_pids;
     double quiet_timeout = 3;
+    bool gate = false;         // fanout leader: publish only once the driver opens the gate
+    double gate_timeout = 120; // ... or after this long (an error)
 };
 
 void print_help() {
@@ -137,8 +139,9 @@ void print_help() {
         "                      16, rate 32]; 0 on the followers of a multi-process run\n"
         "  --follower          not the leader: no publishers, follows the phases in --sync\n"
         "  --size BYTES        message size, the same bytes for both targets [100]\n"
-        "  --source A[,B...]   loopback source addresses to bind; when the ports of one run\n"
-        "                      out the next is used (127.0.0.2, 127.0.0.3, ... after the list)\n"
+        "  --source A[,B...]   loopback source addresses to bind, taken in turn by the\n"
+        "                      connections; when ports run out one after the other\n"
+        "                      (127.0.0.2, 127.0.0.3, ... after the list)\n"
         "  --sync FILE         shared-memory file of a multi-process run [private]\n"
         "  --wait S            megaphone: the session's wait [60]\n"
         "  --ramp N            subscriber setups in flight at once [256]\n"
@@ -158,9 +161,14 @@ void print_help() {
         "                      creation too, each sent with Connection: close (the server\n"
         "                      closes after its answer): clients whose connections a kernel\n"
         "                      or balancer spreads at random; latency includes the connect\n"
-        "  --poll-connection   empty, megaphone polls: the session is created on a connection\n"
-        "                      of its own (Connection: close), then polled on a second one\n"
-        "                      kept alive (it may reach another process than the creation)\n"
+        "  --poll-connection   megaphone (empty, hold, fanout): the session is created on a\n"
+        "                      connection of its own (Connection: close), then polled on a\n"
+        "                      second one kept alive (it may reach another process than the\n"
+        "                      creation: --reuse-port hands it over to the session's owner)\n"
+        "  --gate              fanout leader: once every subscriber is ready, wait until the\n"
+        "                      driver sets the gate word of --sync (byte 64, non-zero) before\n"
+        "                      the first publish (bench/million measures memory meanwhile)\n"
+        "  --gate-timeout S    give up waiting for the gate after S seconds (an error) [120]\n"
         "  --label L           name in progress lines [target]\n");
 }
 
@@ -215,6 +223,10 @@ options parse_options(int argc, char** argv) {
             o.poll_connection = true;
             continue;
         }
+        if (a == "--gate") {
+            o.gate = true;
+            continue;
+        }
         if (i + 1 >= argc)
             die("unknown option or missing value: " + std::string(a) + " (see --help)");
         const std::string_view v = argv[++i];
@@ -248,8 +260,7 @@ options parse_options(int argc, char** argv) {
             if (v.empty() || v.find_first_of("\r\n") != std::string_view::npos)
                 die("--publish-key takes a non-empty key on one line");
             o.publish_key = v;
-        }
-        else if (a == "--settle")
+        } else if (a == "--settle")
             o.settle = parse_number(a, v);
         else if (a == "--connections")
             o.connections = static_cast<u32>(parse_whole(a, v, 1'000'000));
@@ -300,6 +311,8 @@ options parse_options(int argc, char** argv) {
             }
         } else if (a == "--quiet-timeout")
             o.quiet_timeout = parse_number(a, v);
+        else if (a == "--gate-timeout")
+            o.gate_timeout = parse_number(a, v);
         else
             die("unknown option " + std::string(a) + " (see --help)");
     }
@@ -329,8 +342,13 @@ options parse_options(int argc, char** argv) {
         o.path = "/empty";
     if (!o.path.empty() && o.path.front() != '/')
         die("--path starts with /");
-    if ((o.fresh_connections || o.poll_connection) && o.mode != mode_kind::empty)
-        die("--fresh-connections and --poll-connection are options of --mode empty");
+    if (o.fresh_connections && o.mode != mode_kind::empty)
+        die("--fresh-connections is an option of --mode empty");
+    if (o.poll_connection && o.mode != mode_kind::empty && o.mode != mode_kind::hold &&
+        o.mode != mode_kind::fanout)
+        die("--poll-connection is an option of --mode empty, hold and fanout");
+    if (o.gate && o.mode != mode_kind::fanout)
+        die("--gate is an option of --mode fanout");
     if (o.fresh_connections && o.poll_connection)
         die("--fresh-connections or --poll-connection, not both");
     if (o.poll_connection && (o.target != target_kind::megaphone || !o.path.empty()))
@@ -420,7 +438,8 @@ struct shared_head { // byte offsets are read by bench/run: keep them
     u64 delivered;   // 40: messages received, all processes
     u64 errors;      // 48
     u64 failed;      // 56: subscribers given up on (they will never be ready)
-    u64 pad[24];     // to 256 bytes
+    u64 gate;        // 64: --gate: the driver sets it non-zero to let the first publish go
+    u64 pad[23];     // to 256 bytes
 };
 static_assert(sizeof(shared_head) == 256);
 
@@ -819,6 +838,7 @@ public:
                 die("--source takes loopback IPv4 addresses (127.0.0.0/8): " + s);
             sources_.push_back(a.s_addr);
         }
+        spread_ = sources_.size();
         host_header_ = "Host: " + o_.host + ":" + std::to_string(o_.port) + "\r\n";
         pub_host_header_ = "Host: " + o_.host + ":" + std::to_string(o_.publish_port) + "\r\n";
         std::random_device rd;
@@ -844,12 +864,12 @@ public:
         if (o_.publishers > 0) {
             const char* ctype = "Content-Type: application/json\r\n";
             pub_head_ = o_.target == target_kind::megaphone ? "POST /publish/" : "POST /pub/";
-            pub_tail_ = std::string(" HTTP/1.1\r\n") + pub_host_header_ + ctype +
-                        (o_.target == target_kind::nchan ? "Accept: application/json\r\n" : "") +
-                        (o_.publish_key.empty()
-                             ? std::string()
-                             : "Authorization: Bearer " + o_.publish_key + "\r\n") +
-                        "Content-Length: " + std::to_string(msg_.text.size()) + "\r\n\r\n";
+            pub_tail_ =
+                std::string(" HTTP/1.1\r\n") + pub_host_header_ + ctype +
+                (o_.target == target_kind::nchan ? "Accept: application/json\r\n" : "") +
+                (o_.publish_key.empty() ? std::string()
+                                        : "Authorization: Bearer " + o_.publish_key + "\r\n") +
+                "Content-Length: " + std::to_string(msg_.text.size()) + "\r\n\r\n";
         }
     }
 
@@ -857,8 +877,11 @@ public:
         t0_ = now_ns();
         const double bound =
             o_.setup_timeout + o_.duration + o_.drain + 30 +
-            (o_.mode == mode_kind::fanout ? o_.publish_timeout * static_cast<double>(o_.publishes)
-                                          : 0);
+            (o_.mode == mode_kind::fanout
+                 ? o_.publish_timeout * static_cast<double>(o_.publishes) +
+                       (o_.gate ? o_.gate_timeout : 0) +
+                       (o_.quiet_pids.empty() ? 0 : o_.quiet_timeout * o_.publishes)
+                 : 0);
         hard_deadline_ = t0_ + static_cast<i64>(bound * s_ns);
         setup_deadline_ = t0_ + static_cast<i64>(o_.setup_timeout * s_ns);
         next_progress_ = t0_ + s_ns;
@@ -938,15 +961,20 @@ private:
                 return connect_failed(c, std::string("socket: ") + std::strerror(errno));
             const int one = 1;
             ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-            if (sources_[source_] != 0) {
+            // Several --source addresses: connections take them in turn, so that no address's
+            // ports wrap around while the server still has TIME_WAITs of their earlier
+            // connections (a SYN on such a 4-tuple stalls for a second or more).
+            const std::size_t src = spread_ > 1 ? rr_++ % spread_ : source_;
+            if (sources_[src] != 0) {
                 ::setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
                 sockaddr_in local{};
                 local.sin_family = AF_INET;
-                local.sin_addr.s_addr = sources_[source_];
+                local.sin_addr.s_addr = sources_[src];
                 if (::bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) {
                     const int e = errno;
                     ::close(fd);
                     if (e == EADDRINUSE || e == EADDRNOTAVAIL) {
+                        spread_ = 0; // ports ran short: one address after the other from now
                         if (next_source())
                             continue;
                     }
@@ -959,7 +987,7 @@ private:
             if (r != 0 && errno != EINPROGRESS) {
                 const int e = errno;
                 ::close(fd);
-                if (e == EADDRNOTAVAIL && next_source())
+                if (e == EADDRNOTAVAIL && ((spread_ = 0), next_source()))
                     continue;
                 return connect_failed(c, std::string("connect: ") + std::strerror(e));
             }
@@ -1182,8 +1210,7 @@ private:
 
     /// `close`: one request on this connection (Connection: close, the server closes it).
     std::string comet_post(const std::string& body, bool close = false) const {
-        return "POST /comet HTTP/1.1\r\n" + host_header_ +
-               (close ? "Connection: close\r\n" : "") +
+        return "POST /comet HTTP/1.1\r\n" + host_header_ + (close ? "Connection: close\r\n" : "") +
                "Content-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
                "\r\n\r\n" + body;
     }
@@ -1199,8 +1226,8 @@ private:
             body += ",\"wait\":" + std::to_string(static_cast<long>(o_.wait)) +
                     ",\"hold\":1,\"messages\":[{\"subscribe\":\"" + channel(c.index) + "\"}]}";
         // --fresh-connections, --poll-connection: the creation has a connection of its own.
-        c.out = comet_post(body, c.kind == role::plain &&
-                                     (o_.fresh_connections || o_.poll_connection));
+        c.out =
+            comet_post(body, (c.kind == role::plain && o_.fresh_connections) || o_.poll_connection);
         c.st = stage::creating;
     }
 
@@ -1304,8 +1331,10 @@ private:
             }
             c.failures = 0;
             c.sid = sid;
-            count_messages(r.body, now);
+            count_messages(c, r.body, now);
             build_poll(c);
+            if (o_.poll_connection)
+                close_conn(c); // (closed already when the server closed first) polls connect
             if (!stopping_)
                 send(c);
             return;
@@ -1313,7 +1342,7 @@ private:
         if (r.status == 200 && r.body.find("\"type\":\"terminate\"") == std::string_view::npos) {
             c.failures = 0;
             ++answers_;
-            count_messages(r.body, now);
+            count_messages(c, r.body, now);
             if (stopping_)
                 return;
             next_poll(c);
@@ -1335,7 +1364,7 @@ private:
         if (r.status == 200) {
             c.failures = 0;
             ++answers_;
-            count_messages(r.body, now);
+            count_messages(c, r.body, now);
             c.last_modified = r.last_modified;
             c.etag = r.etag;
             build_nchan_get(c);
@@ -1351,7 +1380,7 @@ private:
     }
 
     /// Finds each message's send time and sequence number in an answer body.
-    void count_messages(std::string_view body, i64 now) {
+    void count_messages(conn& c, std::string_view body, i64 now) {
         std::size_t tp = 0, sp = 0;
         for (;;) {
             tp = body.find(t_marker, tp);
@@ -1365,14 +1394,26 @@ private:
             u64 t = 0, s = 0;
             std::from_chars(body.data() + tp, body.data() + std::min(body.size(), tp + t_width), t);
             std::from_chars(body.data() + sp, body.data() + std::min(body.size(), sp + s_width), s);
-            on_message(static_cast<i64>(t), s, now);
+            on_message(c, static_cast<i64>(t), s, now);
         }
     }
 
-    void on_message(i64 sent, u64 seq, i64 now) {
+    void on_message(conn& c, i64 sent, u64 seq, i64 now) {
         ++received_;
         at(head().delivered).fetch_add(1, std::memory_order_relaxed);
         if (o_.mode == mode_kind::fanout) {
+            // Every subscriber gets every publish exactly once, in order: c.seq is the next
+            // one it should see.
+            if (seq == c.seq) {
+                ++c.seq;
+            } else if (seq < c.seq) {
+                ++duplicates_;
+                error("fanout: a message received twice");
+            } else {
+                skipped_ += seq - c.seq;
+                error("fanout: a message skipped");
+                c.seq = seq + 1;
+            }
             if (seq < o_.publishes) {
                 shared_slot& sl = shared_.slot(static_cast<u32>(seq));
                 atomic_max(sl.last_ns, now);
@@ -1604,6 +1645,13 @@ private:
         case lead_settle:
             if (now < settle_until_ || info_pending_)
                 return;
+            if (o_.gate && at(h.gate).load(std::memory_order_acquire) == 0) {
+                if (gate_deadline_ == 0)
+                    gate_deadline_ = now + static_cast<i64>(o_.gate_timeout * s_ns);
+                if (now < gate_deadline_)
+                    return;
+                error("the gate was not opened in time: publishing anyway");
+            }
             begin_running(now);
             return;
         case lead_running:
@@ -1901,6 +1949,18 @@ private:
 
     void report() {
         auto& h = head();
+        // Fan-out, exactly once: every subscriber still here has every publish that was sent
+        // (duplicates and skips were counted as they came).
+        u64 sent_all = 0, short_of = 0;
+        if (o_.mode == mode_kind::fanout) {
+            for (u32 i = 0; i < o_.publishes; ++i)
+                sent_all += at(shared_.slot(i).send_ns).load() != 0;
+            for (u32 i = 0; i < started_; ++i)
+                if (const conn& c = conns_[i]; c.kind == role::subscriber && c.ready && !c.dead)
+                    short_of += c.seq < sent_all;
+            for (u64 i = 0; i < short_of; ++i)
+                error("fanout: a subscriber short of a publish at the end");
+        }
         const i64 start = at(h.start_ns).load();
         const i64 end = at(h.end_ns).load();
         const double window = start && end > start ? static_cast<double>(end - start) / s_ns : 0;
@@ -1949,7 +2009,11 @@ private:
         switch (o_.mode) {
         case mode_kind::hold:
             break;
-        case mode_kind::fanout:
+        case mode_kind::fanout: {
+            field("publishes_sent", whole(sent_all));
+            field("duplicates", whole(duplicates_));
+            field("skipped", whole(skipped_));
+            field("short_of_publishes", whole(short_of));
             if (o_.leader) {
                 std::vector<double> ok;
                 std::string lat = "[", reached = "[";
@@ -1983,6 +2047,7 @@ private:
                 field("max_ms", num(ok.empty() ? 0 : ok.back()));
             }
             break;
+        }
         case mode_kind::throughput:
         case mode_kind::rate:
             field("sent", whole(sent_));
@@ -2041,6 +2106,8 @@ private:
     sockaddr_in pub_server_{}; // --publish-port (the same as server_ without it)
     std::vector<in_addr_t> sources_;
     std::size_t source_ = 0;
+    std::size_t spread_ = 0; // > 1: connections take the first spread_ sources in turn
+    std::size_t rr_ = 0;
     std::string host_header_, pub_host_header_;
     std::string pub_head_, pub_tail_;
     std::mt19937_64 rng_;
@@ -2050,6 +2117,8 @@ private:
     std::vector<std::pair<i64, u32>> retries_;
 
     i64 t0_ = 0, hard_deadline_ = 0, setup_deadline_ = 0, next_progress_ = 0;
+    i64 gate_deadline_ = 0;
+    u64 duplicates_ = 0, skipped_ = 0;
     i64 verify_deadline_ = 0, settle_until_ = 0, next_info_ = 0, run_end_ = 0, next_due_ = 0;
     i64 drain_deadline_ = 0, window_start_ = 0, max_lag_ns_ = 0;
     lead_phase lphase_ = lead_setup;
