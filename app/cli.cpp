@@ -159,7 +159,8 @@ std::vector<option_spec> make_table() {
         "one",
         65535, [](auto& o) -> auto& { return o.tls_port; }));
     t.push_back(whole_option<unsigned>(
-        "threads", "N", "I/O threads, one session shard each; 0: one per core (one on 2 cores or fewer)", 36,
+        "threads", "N",
+        "I/O threads, one session shard each; 0: one per core (one on 2 cores or fewer)", 36,
         [](auto& o) -> auto& { return o.threads; }));
     t.push_back(seconds_option(
         "wait", "longest a request is held, seconds (caps the client's)",
@@ -170,6 +171,9 @@ std::vector<option_spec> make_table() {
     t.push_back(seconds_option(
         "inactivity", "a session with no request held this long is closed",
         [](auto& o) -> auto& { return o.engine.inactivity; }));
+    t.push_back(seconds_option(
+        "heartbeat", "a comment on an idle Server-Sent Events stream every this many seconds",
+        [](auto& o) -> auto& { return o.sse.heartbeat; }));
     t.push_back(seconds_option(
         "polling",
         "shortest interval between empty polls of a polling "

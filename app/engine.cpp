@@ -210,6 +210,22 @@ void engine::connection_lost(std::string_view sid, request_id rid, const exchang
         s->on_connection_lost(rid, ex);
 }
 
+void engine::open_stream(const stream_request& req, const stream_transport& transport,
+                         exchange ex) {
+    operation op{*this};
+    session* s = find(req.sid);
+    // BOSH sessions stay long-poll (XEP-0124); an unknown sid learns nothing more than 204.
+    if (!s || s->kind() != content_kind::json)
+        return ex.reply(transport.refusal());
+    s->attach_stream(transport, req.last_id, std::move(ex));
+}
+
+void engine::stream_written(std::string_view sid, const exchange& ex) {
+    operation op{*this};
+    if (session* s = find(sid))
+        s->on_stream_written(ex);
+}
+
 //--------------------------------------------------------------------------------------------------
 // Broker
 

@@ -13,6 +13,7 @@
 #include "fsm/timer_queue.hpp"
 #include "transport/exchange.hpp"
 #include "transport/protocol.hpp"
+#include "transport/stream.hpp"
 
 #include <atomic>
 #include <chrono>
@@ -108,6 +109,11 @@ public:
     void create(client_request&& req, application& app, const session_codec& codec, exchange ex);
     void request(client_request&& req, const session_codec& codec, exchange ex);
     void connection_lost(std::string_view sid, request_id rid, const exchange& ex);
+    /// A stream of `transport` (SSE) for session `req.sid`, from the client's position; an
+    /// unknown or ended session, or one of another transport (BOSH), gets the refusal.
+    void open_stream(const stream_request& req, const stream_transport& transport, exchange ex);
+    /// The stream `ex` of session `sid` wrote its last piece whole.
+    void stream_written(std::string_view sid, const exchange& ex);
 
     // From the broker. Each returns how many sessions it reached.
     bool push(std::string_view sid, const packet& p);

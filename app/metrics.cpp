@@ -16,6 +16,7 @@ void metrics_snapshot::add(const metrics_block& b) noexcept {
                 transitions[f][e][t] += b.transitions[f][e][t].get();
     }
     held += b.held.get();
+    streams += b.streams.get();
     for (std::size_t t = 0; t < transports; ++t) {
         created[t] += b.sessions_created[t].get();
         requests[t] += b.requests[t].get();
@@ -166,6 +167,9 @@ std::string prometheus_text(const metrics_snapshot& s) {
     w.family("megaphone_held_connections", "gauge",
              "Requests held by sessions (long-polls waiting for data), one connection each.");
     w.sample("megaphone_held_connections", "", std::max<std::int64_t>(0, s.held));
+    w.family("megaphone_streams", "gauge",
+             "Streaming sinks (Server-Sent Events) attached to sessions, one connection each.");
+    w.sample("megaphone_streams", "", std::max<std::int64_t>(0, s.streams));
 
     w.family("megaphone_sessions_created_total", "counter", "Sessions created, by transport.");
     for (std::size_t t = 0; t < T; ++t)

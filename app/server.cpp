@@ -116,6 +116,18 @@ struct server::shard {
 namespace {
 thread_local void* tls_shard = nullptr; // the shard whose thread this is
 
+/// A sid kept inline, for the callbacks of a held request or stream (shard_of() accepts at most
+/// 32 bytes): no allocation of its own while the request is held.
+struct inline_sid {
+    explicit inline_sid(std::string_view sid) noexcept
+        : size{static_cast<std::uint8_t>(std::min(sid.size(), bytes.size()))} {
+        std::copy_n(sid.begin(), size, bytes.begin());
+    }
+    std::string_view view() const noexcept { return {bytes.data(), size}; }
+    std::array<char, 32> bytes{};
+    std::uint8_t size = 0;
+};
+
 /// GET on a BOSH endpoint: a page for people who open it in a browser (as ejabberd does).
 packet bosh_info_page() {
     static const packet page = packet::from(
@@ -176,6 +188,7 @@ server::server(server_options options)
     , creations_{options_.creation_rate, options_.creation_burst} {
     if (!options_.engine.rules)
         options_.engine.rules = make_session_rules(options_.clients); // throws on a bad key
+    sse_ = std::make_unique<sse_transport>(options_.sse);
     // 0: one per core, but one on a machine of two cores or fewer, where the second thread
     // was measured to cost more than it gives (docs/PERFORMANCE.md, "Every core").
     const unsigned cores = std::thread::hardware_concurrency();
@@ -223,11 +236,11 @@ server::~server() {
 }
 
 void server::mount(std::string path, application& app) {
-    mounts_.push_back({std::move(path), &app, &json_codec::instance()});
+    mounts_.push_back({std::move(path), &app, &json_codec::instance(), {sse_.get()}});
 }
 
 void server::mount_bosh(std::string path, application& app) {
-    mounts_.push_back({std::move(path), &app, &bosh_codec::instance()});
+    mounts_.push_back({std::move(path), &app, &bosh_codec::instance(), {}});
 }
 
 void server::route(http::verb method, std::string prefix, route_handler handler,
@@ -438,6 +451,13 @@ void server::handle(incoming& in) {
     }
 
     for (const mount_point& m : mounts_) {
+        if (const stream_transport* t = stream_of(m, in, path)) {
+            if (metrics_block* mb = current_metrics)
+                mb->requests[static_cast<std::size_t>(transport_kind::json)].add();
+            if (stopping_)
+                return in.ex.reply(t->refusal());
+            return handle_stream_request(in, *t);
+        }
         if (!serves(m, path))
             continue;
         if (metrics_block* mb = current_metrics)
@@ -497,6 +517,21 @@ response server::refuse(std::string_view target, unsigned status) {
         if (serves(m, path))
             return m.codec->error_response(e);
     return {status, content_kind::text, packet::from(std::string(status_text(status)) + "\n")};
+}
+
+bool server::moved_to_session_thread(incoming& in, shard& sh, transport_kind kind) {
+    // On another thread's connection: the connection moves to the session's thread, which
+    // reads the request again (and keeps the connection: a long-poll's next requests need no
+    // hop). Once per connection: one that carries every thread's sessions (a proxy's) stays.
+    if (!options_.move_connections || !in.transfer || !current_shard() || current_shard() == &sh ||
+        !in.transfer->move_to(sh.ioc, in.request))
+        return false;
+    if (metrics_block* mb = current_metrics) {
+        // Counted again where it is read next: not twice in the totals (the counter wraps).
+        mb->requests[static_cast<std::size_t>(kind)].add(~std::uint64_t{0});
+        mb->connections_moved.add();
+    }
+    return true;
 }
 
 void server::handle_session_request(incoming& in, const mount_point& m) {
@@ -559,36 +594,63 @@ void server::handle_session_request(incoming& in, const mount_point& m) {
     if (*index >= shards_.size())
         return in.ex.reply(codec.error_response(protocol_error::item_not_found));
     shard* sh = shards_[*index].get();
-    // On another thread's connection: the connection moves to the session's thread, which
-    // reads the request again (and keeps the connection: a long-poll's next requests need no
-    // hop). Once per connection: one that carries every thread's sessions (a proxy's) stays.
-    if (options_.move_connections && in.transfer && current_shard() && current_shard() != sh &&
-        in.transfer->move_to(sh->ioc, in.request)) {
-        if (metrics_block* mb = current_metrics) {
-            // Counted again where it is read next: not twice in the totals (the counter wraps).
-            mb->requests[static_cast<std::size_t>(codec.kind() == content_kind::xml
-                                                      ? transport_kind::bosh
-                                                      : transport_kind::json)]
-                .add(~std::uint64_t{0});
-            mb->connections_moved.add();
-        }
+    if (moved_to_session_thread(in, *sh,
+                                codec.kind() == content_kind::xml ? transport_kind::bosh
+                                                                  : transport_kind::json))
         return;
-    }
     // If the client goes away while this request is held, its session hears of it at once.
-    // The sid is kept inline (shard_of() accepts at most 32 bytes): no allocation of its own
-    // while the request is held.
-    struct inline_sid {
-        std::array<char, 32> bytes{};
-        std::uint8_t size = 0;
-        std::string_view view() const noexcept { return {bytes.data(), size}; }
-    } sid;
-    std::copy(req.sid.begin(), req.sid.end(), sid.bytes.begin());
-    sid.size = static_cast<std::uint8_t>(req.sid.size());
+    const inline_sid sid{req.sid};
     in.on_lost = [sh, sid, rid = req.rid, ex = in.ex] {
         sh->run([sid, rid, ex](engine& e) { e.connection_lost(sid.view(), rid, ex); });
     };
     sh->run([&codec, req = std::move(req), ex = in.ex](engine& e) mutable {
         e.request(std::move(req), codec, std::move(ex));
+    });
+}
+
+const stream_transport* server::stream_of(const mount_point& m, const incoming& in,
+                                          std::string_view path) noexcept {
+    if (m.streams.empty() || !path.starts_with(m.path))
+        return nullptr;
+    std::string_view rest = path.substr(m.path.size());
+    // "<mount>/<node id>/..." as "<mount>/...": a balancer routes a session's streams by node.
+    if (const auto slash = rest.find('/', 1);
+        slash != std::string_view::npos && slash >= 2 && slash <= 7 &&
+        rest.substr(1, slash - 1).find('-') == std::string_view::npos)
+        if (const std::string_view after = rest.substr(slash); after.size() > 1)
+            for (const stream_transport* t : m.streams)
+                if (t->accepts(in.request, after))
+                    return t;
+    for (const stream_transport* t : m.streams)
+        if (t->accepts(in.request, rest))
+            return t;
+    return nullptr;
+}
+
+void server::handle_stream_request(incoming& in, const stream_transport& transport) {
+    auto req = transport.parse(in.request);
+    if (!req)
+        return in.ex.reply(transport.refusal());
+    const auto index = engine::shard_of(req->sid);
+    // A session of another node: a stream cannot be relayed by forwarding (one answer), so the
+    // client is told to start over (docs/PROTOCOL.md: route <mount>/<node id>/events instead).
+    if (!index || *index >= shards_.size() ||
+        std::string_view(req->sid).substr(0, req->sid.find('-')) != options_.engine.node_id)
+        return in.ex.reply(transport.refusal());
+    shard* sh = shards_[*index].get();
+    // As for long-polls: the connection moves to the session's thread, where its writes and
+    // their completions need no hop.
+    if (moved_to_session_thread(in, *sh, transport_kind::json))
+        return;
+    const inline_sid sid{req->sid};
+    in.on_lost = [sh, sid, ex = in.ex] {
+        sh->run([sid, ex](engine& e) { e.connection_lost(sid.view(), stream_sink_id, ex); });
+    };
+    in.on_written = [sh, sid, ex = in.ex] {
+        sh->run([sid, ex](engine& e) { e.stream_written(sid.view(), ex); });
+    };
+    sh->run([&transport, req = std::move(*req), ex = in.ex](engine& e) mutable {
+        e.open_stream(req, transport, std::move(ex));
     });
 }
 

@@ -17,6 +17,7 @@
 #include "cluster/bus.hpp"
 #include "cluster/router.hpp"
 #include "transport/http_connection.hpp"
+#include "transport/sse.hpp"
 #include "transport/static_files.hpp"
 
 #include <atomic>
@@ -77,6 +78,8 @@ struct server_options {
     std::uint32_t creation_burst = 1000;
     double creation_rate = 100;
     http_options http;
+    /// Server-Sent Events at GET <mount>/events of every JSON mount (heartbeat, retry).
+    sse_options sse;
     engine_config engine;
     log_options log;
     /// Serve GET /metrics (Prometheus text format).
@@ -193,6 +196,8 @@ private:
         std::string path;
         application* app;
         const session_codec* codec;
+        /// The streaming transports of its sessions (JSON mounts: SSE).
+        std::vector<const stream_transport*> streams;
     };
     struct route_entry {
         http::verb method;
@@ -220,6 +225,15 @@ private:
                  std::function<void(recovery)> done) override;
 
     void handle_session_request(incoming& in, const mount_point& m);
+    /// The streaming transport a request to `path` opens a stream of, if any.
+    static const stream_transport* stream_of(const mount_point& m, const incoming& in,
+                                             std::string_view path) noexcept;
+    /// Opens a stream of `transport` for the request's session, on the session's shard.
+    void handle_stream_request(incoming& in, const stream_transport& transport);
+    /// A request for a session of another thread's shard, read on a plain connection: the
+    /// connection moves there, once, and the request is read again there. True when it moved
+    /// (the request is no longer this call's).
+    bool moved_to_session_thread(incoming& in, shard& sh, transport_kind kind);
     /// True when `path` is the mount's, or the mount's followed by "/<node id>".
     static bool serves(const mount_point& m, std::string_view path) noexcept;
     /// Runs `f(engine&)` on the shard that owns `sid` (nothing if none does).
@@ -232,6 +246,7 @@ private:
     std::unique_ptr<net::ssl::context> tls_context_; // before shards_: outlives connections
     std::atomic<std::size_t> session_total_{0};      // every shard's sessions (max_sessions)
     std::vector<std::unique_ptr<shard>> shards_;
+    std::unique_ptr<sse_transport> sse_;
     std::vector<mount_point> mounts_;
     std::vector<route_entry> routes_;
     std::optional<static_files> files_;

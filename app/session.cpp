@@ -3,6 +3,7 @@
 #include "app/access.hpp"
 #include "app/engine.hpp"
 #include "app/log.hpp"
+#include "app/stream_sink.hpp"
 #include "fsm/metrics.hpp"
 #include "transport/bosh_codec.hpp"
 
@@ -399,7 +400,36 @@ void session::drain_early() {
     }
 }
 
+void session::attach_stream(const stream_transport& transport, std::optional<std::uint64_t> last_id,
+                            exchange ex) {
+    if (closed_)
+        return ex.reply(transport.refusal());
+    if (!stream_)
+        stream_ = std::make_unique<stream_sink>(settings_.max_queue);
+    if (!stream_->attach(transport, last_id, ex)) {
+        // The client's position is out of the replay window: it cannot go on exactly. Like a
+        // rid out of the window, the session ends; its client starts a new one and recovers.
+        count_refusal(refusal::rid_out_of_window);
+        end(close_reason::item_not_found);
+        return ex.reply(transport.refusal());
+    }
+    fsm_.process(stream_opened{});
+}
+
+void session::on_stream_written(const exchange& ex) {
+    if (stream_ && stream_->is(ex))
+        fsm_.process(stream_written{});
+}
+
 void session::on_connection_lost(request_id rid, const exchange& ex) {
+    if (rid == stream_sink_id) {
+        // Only the attached stream counts: a replaced one's loss is no news.
+        if (stream_ && stream_->is(ex)) {
+            stream_->detach();
+            fsm_.process(connection_closed{stream_sink_id});
+        }
+        return;
+    }
     // Only the copy that is still held counts: a replaced copy's loss is no news.
     outstanding* o = find_outstanding(rid);
     if (!o || !o->ex.same_as(ex))
@@ -466,6 +496,16 @@ void session::apply_ack(request_id ack) {
 // Effects the machine asks for
 
 void session::respond(request_id id, std::vector<packet> packets, answer_kind kind) {
+    if (id == stream_sink_id) {
+        // The streaming sink: one write. Its end (closing) is written by session_closed, which
+        // follows at once and knows why the session ended.
+        if (kind == answer_kind::data) {
+            if (metrics_block* mb = current_metrics)
+                mb->messages_out.add(packets.size());
+            stream_->write(std::move(packets));
+        }
+        return;
+    }
     auto it = std::find_if(outstanding_.begin(), outstanding_.end(),
                            [id](const outstanding& o) { return o.rid == id; });
     if (it == outstanding_.end())
@@ -586,6 +626,8 @@ void session::session_closed(close_reason why, std::vector<packet>) {
         count_refusal(refusal::queue_overflow);
     closed_ = true;
     close_reason_ = why;
+    if (stream_)
+        stream_->end(why); // (the machine asked for it just before: respond(stream_sink_id, ..))
     die_at_ = time_point::max();
     engine_.timers().cancel(wait_timer_);
     engine_.timers().cancel(die_timer_);

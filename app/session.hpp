@@ -34,6 +34,8 @@ struct token_claims;
 } // namespace auth
 
 class engine;
+class stream_sink;
+class stream_transport;
 struct channel;
 
 /// What a session was created with (negotiated from the client's values and the server's caps).
@@ -55,6 +57,8 @@ public:
     std::size_t queued() const noexcept { return fsm_.queued().size(); }
     /// Requests held now.
     std::size_t held() const noexcept { return fsm_.held().size(); }
+    /// A streaming sink (SSE) is attached.
+    bool streaming() const noexcept { return fsm_.streaming(); }
     /// The transport's kind of payload: content_kind::json (JSON) or content_kind::xml (BOSH).
     content_kind kind() const noexcept { return codec_.kind(); }
     /// BOSH sessions: the creation request's `to` (the host it asked for) and `xml:lang`;
@@ -134,6 +138,13 @@ private:
     void open(client_request&& creation, exchange ex);
     void on_request(client_request&& req, exchange ex);
     void on_connection_lost(request_id rid, const exchange& ex);
+    /// A stream of `transport` opens (the newest sink wins) from the client's position
+    /// `last_id`; one the session cannot serve exactly ends the session, and gets the
+    /// transport's refusal.
+    void attach_stream(const stream_transport& transport, std::optional<std::uint64_t> last_id,
+                       exchange ex);
+    /// The attached stream `ex` wrote its last piece whole.
+    void on_stream_written(const exchange& ex);
     void end(close_reason why);
     /// Tells the application what a subscription from a cursor found, then pushes it.
     void recovered(std::string_view channel, recovery r);
@@ -181,7 +192,8 @@ private:
     std::vector<early_request> early_;
     boost::container::small_vector<cached_answer, 2> cache_;
     std::vector<subscription> subscriptions_;
-    std::unique_ptr<bosh_state> bosh_; // BOSH sessions only
+    std::unique_ptr<bosh_state> bosh_;    // BOSH sessions only
+    std::unique_ptr<stream_sink> stream_; // from the session's first stream on
     // Who the client is: a token's claims, or (app_user_) only a subject the application gave
     // at creation (application::authorize), whose patterns are not used.
     std::unique_ptr<auth::token_claims> claims_;

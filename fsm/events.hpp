@@ -13,6 +13,11 @@ namespace megaphone {
 
 using request_id = std::uint64_t;
 
+/// The id that names a session's streaming sink (an SSE response now, a WebSocket later) in
+/// events and effects, where a held long-poll is named by its rid: above every rid (rids are
+/// at most 2^53 - 1). A session has at most one streaming sink attached.
+inline constexpr request_id stream_sink_id = ~request_id{0};
+
 /// Why a session ended. Transports map this to a protocol condition (see transport/error.hpp).
 enum class close_reason : std::uint8_t {
     client_terminate, ///< the client asked to end the session
@@ -54,10 +59,22 @@ struct die_expired {
     static constexpr std::string_view name = "die_expired";
 };
 
-/// The client closed the connection that carried held request `id`.
+/// The client closed the connection that carried held request `id` (`stream_sink_id`: the
+/// streaming sink's connection).
 struct connection_closed {
     request_id id;
     static constexpr std::string_view name = "connection_closed";
+};
+
+/// A streaming sink was attached to the session (the session ended any earlier one first). It
+/// is written to many times, answered by `respond(stream_sink_id, ...)`, one write at a time.
+struct stream_opened {
+    static constexpr std::string_view name = "stream_opened";
+};
+
+/// The streaming sink has written everything it was given: it may take the next batch.
+struct stream_written {
+    static constexpr std::string_view name = "stream_written";
 };
 
 /// The session is ended, by the client or by the server.

@@ -86,10 +86,10 @@ constexpr std::size_t status_index(unsigned status) noexcept {
 }
 
 /// The session machine's events, in the order of `fsm_event_index` (fsm/session_machine.cpp).
-inline constexpr std::array<std::string_view, 6> fsm_event_names{
-    "request_arrived", "packet_pushed",     "wait_expired",
-    "die_expired",     "connection_closed", "terminate_session"};
-inline constexpr std::size_t fsm_state_count = 4; // fsm_state: waiting .. closed
+inline constexpr std::array<std::string_view, 8> fsm_event_names{
+    "request_arrived",   "packet_pushed",     "wait_expired",  "die_expired",
+    "connection_closed", "terminate_session", "stream_opened", "stream_written"};
+inline constexpr std::size_t fsm_state_count = 6; // fsm_state: waiting .. writing
 inline constexpr std::size_t close_reason_count =
     static_cast<std::size_t>(close_reason::not_authorized) + 1;
 
@@ -114,7 +114,8 @@ struct metrics_block {
     // The session machine (counted by session_fsm, fsm/session_machine.cpp).
     counter transitions[fsm_state_count][fsm_event_names.size()][fsm_state_count];
     gauge in_state[fsm_state_count];
-    gauge held; // requests held by sessions: each keeps one connection open
+    gauge held;    // requests held by sessions: each keeps one connection open
+    gauge streams; // streaming sinks attached to sessions (SSE): one connection each
     // Sessions (app/engine.cpp, app/session.cpp).
     counter sessions_created[static_cast<std::size_t>(transport_kind::count_)];
     counter sessions_closed[close_reason_count];

@@ -16,7 +16,15 @@
 
 namespace megaphone {
 
-enum class fsm_state : std::uint8_t { waiting, have_request, have_packet, closed };
+/// `closed` stays at 3: the streaming states were added after it.
+enum class fsm_state : std::uint8_t {
+    waiting,
+    have_request,
+    have_packet,
+    closed,
+    streaming,
+    writing
+};
 std::string_view to_string(fsm_state) noexcept;
 
 /// How a request is answered.
@@ -29,7 +37,10 @@ class session_effects {
 public:
     virtual ~session_effects() = default;
 
-    /// Answer request `id` with `packets`, in order (empty: an empty answer).
+    /// Answer request `id` with `packets`, in order (empty: an empty answer). For the streaming
+    /// sink (`id == stream_sink_id`) a `data` answer is one write on it, which stays attached (its
+    /// first write also opens it, possibly with no packet), and the sink reports its end with
+    /// `stream_written`; a `closing` answer ends it.
     virtual void respond(request_id id, std::vector<packet> packets, answer_kind kind) = 0;
 
     /// Start the wait timer of held request `id`; when it fires, post `wait_expired{id}`.

@@ -45,10 +45,14 @@ public:
     void process(const die_expired& e);
     void process(const connection_closed& e);
     void process(const terminate_session& e);
+    void process(const stream_opened& e);
+    void process(const stream_written& e);
 
     fsm_state state() const noexcept;
     /// Held requests, oldest (lowest id) first.
     std::span<const request_id> held() const noexcept;
+    /// A streaming sink is attached (states `streaming` and `writing`).
+    bool streaming() const noexcept;
     /// Packets waiting for a request, oldest first.
     const std::vector<packet>& queued() const noexcept;
     const session_params& params() const noexcept;

@@ -27,6 +27,8 @@ static_assert(state_id<detail::waiting> == static_cast<int>(fsm_state::waiting))
 static_assert(state_id<detail::have_request> == static_cast<int>(fsm_state::have_request));
 static_assert(state_id<detail::have_packet> == static_cast<int>(fsm_state::have_packet));
 static_assert(state_id<detail::closed> == static_cast<int>(fsm_state::closed));
+static_assert(state_id<detail::streaming> == static_cast<int>(fsm_state::streaming));
+static_assert(state_id<detail::writing> == static_cast<int>(fsm_state::writing));
 
 static_assert(sizeof(session_machine) <= session_fsm::storage_size,
               "grow session_fsm::storage_size (and mind the per-session memory budget)");
@@ -45,11 +47,16 @@ template <>
 constexpr std::size_t fsm_event_index<connection_closed> = 4;
 template <>
 constexpr std::size_t fsm_event_index<terminate_session> = 5;
+template <>
+constexpr std::size_t fsm_event_index<stream_opened> = 6;
+template <>
+constexpr std::size_t fsm_event_index<stream_written> = 7;
 template <class Event>
 constexpr bool event_named_right = fsm_event_names[fsm_event_index<Event>] == Event::name;
 static_assert(event_named_right<request_arrived> && event_named_right<packet_pushed> &&
               event_named_right<wait_expired> && event_named_right<die_expired> &&
-              event_named_right<connection_closed> && event_named_right<terminate_session>);
+              event_named_right<connection_closed> && event_named_right<terminate_session> &&
+              event_named_right<stream_opened> && event_named_right<stream_written>);
 
 session_machine& machine(std::byte* storage) {
     return *std::launder(reinterpret_cast<session_machine*>(storage));
@@ -70,6 +77,10 @@ std::string_view to_string(fsm_state s) noexcept {
         return "have_packet";
     case fsm_state::closed:
         return "closed";
+    case fsm_state::streaming:
+        return "streaming";
+    case fsm_state::writing:
+        return "writing";
     }
     return "?";
 }
@@ -215,6 +226,12 @@ void session_fsm::dispatch(const Event& e) {
         }
         m->held.add(static_cast<std::int64_t>(sm.held_.size()) -
                     static_cast<std::int64_t>(held_before));
+        auto streams = [](std::size_t state) {
+            return state == static_cast<std::size_t>(fsm_state::streaming) ||
+                   state == static_cast<std::size_t>(fsm_state::writing);
+        };
+        if (streams(from) != streams(to))
+            m->streams.add(streams(to) ? 1 : -1);
     }
 }
 
@@ -235,6 +252,17 @@ void session_fsm::process(const connection_closed& e) {
 }
 void session_fsm::process(const terminate_session& e) {
     dispatch(e);
+}
+void session_fsm::process(const stream_opened& e) {
+    dispatch(e);
+}
+void session_fsm::process(const stream_written& e) {
+    dispatch(e);
+}
+
+bool session_fsm::streaming() const noexcept {
+    const fsm_state s = state();
+    return s == fsm_state::streaming || s == fsm_state::writing;
 }
 
 fsm_state session_fsm::state() const noexcept {
@@ -314,6 +342,8 @@ std::string transition_table_dot() {
     state_line(detail::waiting::name, detail::waiting::entry);
     state_line(detail::have_request::name, detail::have_request::entry);
     state_line(detail::have_packet::name, detail::have_packet::entry);
+    state_line(detail::streaming::name, detail::streaming::entry);
+    state_line(detail::writing::name, detail::writing::entry);
     state_line(detail::closed::name, detail::closed::entry);
     // Rows between the same two states (and of the same kind) share one edge whose label stacks
     // them: dot cannot lay out several labelled self-loops on one node legibly.

@@ -4,17 +4,28 @@
 // Included only by fsm/session_machine.cpp. The MPL size limits it needs (the table has more
 // than 20 rows) are set for the fsm library in fsm/CMakeLists.txt.
 //
+// A session's *sink* is what carries its packets to the client: a held long-poll, answered once
+// (`have_request`), or a streaming sink (an SSE response; later a WebSocket), written to many
+// times and attached until its connection closes (`streaming` while idle, `writing` while a
+// write is in flight: one write at a time, packets pushed meanwhile queue up to `max_queue` and
+// go in the next write). The newest sink wins: a stream attached while long-polls are held
+// answers them empty; a request arriving while a stream is attached (the client's messages
+// still come by POST) is answered empty at once.
+//
 // Invariants the tests check after every event:
-//  - at most `hold` requests are held, oldest (lowest id) answered first;
-//  - the die timer is armed exactly while no request is held (entry of `waiting`/`have_packet`
-//    arms it, entry of `have_request` cancels it);
-//  - `have_packet` has a non-empty queue and no held request; `have_request` the reverse;
+//  - at most `hold` requests are held, oldest (lowest id) answered first; none while streaming;
+//  - the die timer is armed exactly while no sink is attached (entry of `waiting`/`have_packet`
+//    arms it, entry of `have_request`/`streaming`/`writing` cancels it); wait timers only for
+//    held long-polls;
+//  - `have_packet` has a non-empty queue and no sink; `have_request` and `streaming` an empty
+//    queue; `writing` a write in flight (its queue waits for the next);
 //  - every pushed packet is answered exactly once, in order, or handed back at close.
 #pragma once
 
 #include "fsm/session_fsm.hpp"
 
 #include <boost/container/small_vector.hpp>
+#include <boost/mpl/insert_range.hpp>
 #include <boost/msm/back/state_machine.hpp>
 #include <boost/msm/front/functor_row.hpp>
 #include <boost/msm/front/state_machine_def.hpp>
@@ -58,6 +69,27 @@ struct have_request : msmf::state<> {
 struct have_packet : msmf::state<> {
     static constexpr std::string_view name = "have_packet";
     static constexpr std::string_view entry = "";
+};
+
+/// A streaming sink is attached and idle; nothing queued. No die timer, no wait timer.
+struct streaming : msmf::state<> {
+    static constexpr std::string_view name = "streaming";
+    static constexpr std::string_view entry = "cancel die timer";
+    template <class Event, class Fsm>
+    void on_entry(const Event&, Fsm& fsm) {
+        fsm.effects_->cancel_die_timer();
+    }
+};
+
+/// A streaming sink is attached and writing; packets pushed meanwhile are queued for its next
+/// write. No die timer, no wait timer.
+struct writing : msmf::state<> {
+    static constexpr std::string_view name = "writing";
+    static constexpr std::string_view entry = "cancel die timer";
+    template <class Event, class Fsm>
+    void on_entry(const Event&, Fsm& fsm) {
+        fsm.effects_->cancel_die_timer();
+    }
 };
 
 /// The session has ended; every later event is ignored (its rows below say so). Not MSM's
@@ -145,6 +177,55 @@ struct is_not_held {
     template <class Event, class Fsm, class S, class T>
     bool operator()(const Event& e, Fsm& fsm, S&, T&) const {
         return !fsm.is_held(e.id);
+    }
+};
+
+/// The event names the streaming sink.
+struct is_stream {
+    static constexpr std::string_view name = "it is the stream";
+    template <class Event, class Fsm, class S, class T>
+    bool operator()(const Event& e, Fsm&, S&, T&) const {
+        return e.id == stream_sink_id;
+    }
+};
+
+struct is_not_stream {
+    static constexpr std::string_view name = "it is not the stream (stale)";
+    template <class Event, class Fsm, class S, class T>
+    bool operator()(const Event& e, Fsm&, S&, T&) const {
+        return e.id != stream_sink_id;
+    }
+};
+
+struct is_stream_nothing_queued {
+    static constexpr std::string_view name = "it is the stream, nothing queued";
+    template <class Event, class Fsm, class S, class T>
+    bool operator()(const Event& e, Fsm& fsm, S&, T&) const {
+        return e.id == stream_sink_id && fsm.queue_.empty();
+    }
+};
+
+struct is_stream_packets_queued {
+    static constexpr std::string_view name = "it is the stream, packets queued";
+    template <class Event, class Fsm, class S, class T>
+    bool operator()(const Event& e, Fsm& fsm, S&, T&) const {
+        return e.id == stream_sink_id && !fsm.queue_.empty();
+    }
+};
+
+struct nothing_queued {
+    static constexpr std::string_view name = "nothing queued";
+    template <class Event, class Fsm, class S, class T>
+    bool operator()(const Event&, Fsm& fsm, S&, T&) const {
+        return fsm.queue_.empty();
+    }
+};
+
+struct packets_queued {
+    static constexpr std::string_view name = "packets queued";
+    template <class Event, class Fsm, class S, class T>
+    bool operator()(const Event&, Fsm& fsm, S&, T&) const {
+        return !fsm.queue_.empty();
     }
 };
 
@@ -239,6 +320,52 @@ struct forget_request {
     }
 };
 
+/// The stream's first write (it opens the stream) or its next one: every queued packet.
+struct write_queue_to_stream {
+    static constexpr std::string_view name = "write all queued to the stream";
+    template <class Event, class Fsm, class S, class T>
+    void operator()(const Event&, Fsm& fsm, S&, T&) const {
+        fsm.effects_->respond(stream_sink_id, std::exchange(fsm.queue_, {}), answer_kind::data);
+    }
+};
+
+/// A stream replaces the held long-polls: each is answered empty, then the stream opens.
+struct release_held_then_stream {
+    static constexpr std::string_view name = "answer all held empty, open the stream";
+    template <class Fsm, class S, class T>
+    void operator()(const stream_opened& e, Fsm& fsm, S& s, T& t) const {
+        while (!fsm.held_.empty())
+            fsm.answer_oldest({});
+        write_queue_to_stream{}(e, fsm, s, t);
+    }
+};
+
+struct write_packet_to_stream {
+    static constexpr std::string_view name = "write it to the stream";
+    template <class Fsm, class S, class T>
+    void operator()(const packet_pushed& e, Fsm& fsm, S&, T&) const {
+        std::vector<packet> one;
+        one.push_back(e.data);
+        fsm.effects_->respond(stream_sink_id, std::move(one), answer_kind::data);
+    }
+};
+
+/// The stream's connection closed: it is forgotten; queued data stays queued.
+struct forget_stream {
+    static constexpr std::string_view name = "forget the stream";
+    template <class Fsm, class S, class T>
+    void operator()(const connection_closed&, Fsm&, S&, T&) const {}
+};
+
+/// The same, into `have_packet`: the die timer starts (it does not run while a sink is attached).
+struct forget_stream_arm_die {
+    static constexpr std::string_view name = "forget the stream, arm die timer";
+    template <class Fsm, class S, class T>
+    void operator()(const connection_closed&, Fsm& fsm, S&, T&) const {
+        fsm.effects_->arm_die_timer();
+    }
+};
+
 struct close_inactive {
     static constexpr std::string_view name = "close: inactivity";
     template <class Event, class Fsm, class S, class T>
@@ -253,6 +380,25 @@ struct close_overflowing {
     void operator()(const packet_pushed& e, Fsm& fsm, S&, T&) const {
         fsm.queue_.push_back(e.data); // handed back with the rest, not dropped
         fsm.close(close_reason::queue_overflow);
+    }
+};
+
+/// The same while a stream is attached: its pending packets are handed back with the rest.
+struct close_stream_overflowing {
+    static constexpr std::string_view name = "end the stream, close: queue overflow";
+    template <class Fsm, class S, class T>
+    void operator()(const packet_pushed& e, Fsm& fsm, S&, T&) const {
+        fsm.queue_.push_back(e.data);
+        fsm.close(close_reason::queue_overflow, /*stream=*/true);
+    }
+};
+
+/// Terminate while a stream is attached: the stream is ended (as closing), then the session.
+struct close_stream_as_asked {
+    static constexpr std::string_view name = "end the stream, close";
+    template <class Fsm, class S, class T>
+    void operator()(const terminate_session& e, Fsm& fsm, S&, T&) const {
+        fsm.close(e.reason, /*stream=*/true);
     }
 };
 
@@ -281,47 +427,83 @@ struct session_machine_def : msmf::state_machine_def<session_machine_def> {
     using initial_state = waiting;
 
     // clang-format off
-    struct transition_table : mpl::vector<
+    // More rows than one mpl::vector holds (50): two parts, joined below.
+    using long_poll_rows = mpl::vector<
     //    Start          Event               Next           Action                     Guard
-    //  +--------------+-------------------+--------------+--------------------------+----------------------+
-    Row < waiting      , request_arrived   , have_request , hold_request             , may_hold             >,
-    Row < waiting      , request_arrived   , waiting      , answer_empty_now         , answer_now           >,
-    Row < waiting      , packet_pushed     , have_packet  , enqueue_packet           , none                 >,
-    Row < waiting      , die_expired       , closed       , close_inactive           , none                 >,
-    Row < waiting      , terminate_session , closed       , close_as_asked           , none                 >,
-    Row < waiting      , wait_expired      , none         , none                     , none                 >,
-    Row < waiting      , connection_closed , none         , none                     , none                 >,
-    //  +--------------+-------------------+--------------+--------------------------+----------------------+
-    Row < have_request , request_arrived   , none         , hold_request             , hold_not_full        >,
-    Row < have_request , request_arrived   , none         , release_oldest_then_hold , hold_full            >,
-    Row < have_request , request_arrived   , none         , answer_empty_now         , answer_now           >,
-    Row < have_request , packet_pushed     , waiting      , answer_oldest_with_packet, one_held             >,
-    Row < have_request , packet_pushed     , none         , answer_oldest_with_packet, several_held         >,
-    Row < have_request , wait_expired      , waiting      , answer_expired_empty     , is_only_held         >,
-    Row < have_request , wait_expired      , none         , answer_expired_empty     , is_held_among_others >,
-    Row < have_request , wait_expired      , none         , none                     , is_not_held          >,
-    Row < have_request , connection_closed , waiting      , forget_request           , is_only_held         >,
-    Row < have_request , connection_closed , none         , forget_request           , is_held_among_others >,
-    Row < have_request , connection_closed , none         , none                     , is_not_held          >,
-    Row < have_request , terminate_session , closed       , close_as_asked           , none                 >,
-    Row < have_request , die_expired       , none         , none                     , none                 >,
-    //  +--------------+-------------------+--------------+--------------------------+----------------------+
-    Row < have_packet  , request_arrived   , waiting      , answer_with_queue        , none                 >,
-    Row < have_packet  , packet_pushed     , none         , enqueue_packet           , queue_has_room       >,
-    Row < have_packet  , packet_pushed     , closed       , close_overflowing        , queue_full           >,
-    Row < have_packet  , die_expired       , closed       , close_inactive           , none                 >,
-    Row < have_packet  , terminate_session , closed       , close_as_asked           , none                 >,
-    Row < have_packet  , wait_expired      , none         , none                     , none                 >,
-    Row < have_packet  , connection_closed , none         , none                     , none                 >,
-    //  +--------------+-------------------+--------------+--------------------------+----------------------+
-    Row < closed       , request_arrived   , none         , none                     , none                 >,
-    Row < closed       , packet_pushed     , none         , none                     , none                 >,
-    Row < closed       , wait_expired      , none         , none                     , none                 >,
-    Row < closed       , die_expired       , none         , none                     , none                 >,
-    Row < closed       , connection_closed , none         , none                     , none                 >,
-    Row < closed       , terminate_session , none         , none                     , none                 >
-    //  +--------------+-------------------+--------------+--------------------------+----------------------+
-    > {};
+    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
+    Row < waiting      , request_arrived   , have_request , hold_request             , may_hold                   >,
+    Row < waiting      , request_arrived   , waiting      , answer_empty_now         , answer_now                 >,
+    Row < waiting      , packet_pushed     , have_packet  , enqueue_packet           , none                       >,
+    Row < waiting      , die_expired       , closed       , close_inactive           , none                       >,
+    Row < waiting      , terminate_session , closed       , close_as_asked           , none                       >,
+    Row < waiting      , wait_expired      , none         , none                     , none                       >,
+    Row < waiting      , connection_closed , none         , none                     , none                       >,
+    Row < waiting      , stream_opened     , writing      , write_queue_to_stream    , none                       >,
+    Row < waiting      , stream_written    , none         , none                     , none                       >,
+    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
+    Row < have_request , request_arrived   , none         , hold_request             , hold_not_full              >,
+    Row < have_request , request_arrived   , none         , release_oldest_then_hold , hold_full                  >,
+    Row < have_request , request_arrived   , none         , answer_empty_now         , answer_now                 >,
+    Row < have_request , packet_pushed     , waiting      , answer_oldest_with_packet, one_held                   >,
+    Row < have_request , packet_pushed     , none         , answer_oldest_with_packet, several_held               >,
+    Row < have_request , wait_expired      , waiting      , answer_expired_empty     , is_only_held               >,
+    Row < have_request , wait_expired      , none         , answer_expired_empty     , is_held_among_others       >,
+    Row < have_request , wait_expired      , none         , none                     , is_not_held                >,
+    Row < have_request , connection_closed , waiting      , forget_request           , is_only_held               >,
+    Row < have_request , connection_closed , none         , forget_request           , is_held_among_others       >,
+    Row < have_request , connection_closed , none         , none                     , is_not_held                >,
+    Row < have_request , terminate_session , closed       , close_as_asked           , none                       >,
+    Row < have_request , die_expired       , none         , none                     , none                       >,
+    Row < have_request , stream_opened     , writing      , release_held_then_stream , none                       >,
+    Row < have_request , stream_written    , none         , none                     , none                       >,
+    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
+    Row < have_packet  , request_arrived   , waiting      , answer_with_queue        , none                       >,
+    Row < have_packet  , packet_pushed     , none         , enqueue_packet           , queue_has_room             >,
+    Row < have_packet  , packet_pushed     , closed       , close_overflowing        , queue_full                 >,
+    Row < have_packet  , die_expired       , closed       , close_inactive           , none                       >,
+    Row < have_packet  , terminate_session , closed       , close_as_asked           , none                       >,
+    Row < have_packet  , wait_expired      , none         , none                     , none                       >,
+    Row < have_packet  , connection_closed , none         , none                     , none                       >,
+    Row < have_packet  , stream_opened     , writing      , write_queue_to_stream    , none                       >,
+    Row < have_packet  , stream_written    , none         , none                     , none                       >,
+    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
+    Row < closed       , request_arrived   , none         , none                     , none                       >,
+    Row < closed       , packet_pushed     , none         , none                     , none                       >,
+    Row < closed       , wait_expired      , none         , none                     , none                       >,
+    Row < closed       , die_expired       , none         , none                     , none                       >,
+    Row < closed       , connection_closed , none         , none                     , none                       >,
+    Row < closed       , terminate_session , none         , none                     , none                       >,
+    Row < closed       , stream_opened     , none         , none                     , none                       >,
+    Row < closed       , stream_written    , none         , none                     , none                       >
+    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
+    >;
+    using stream_rows = mpl::vector<
+    Row < streaming    , request_arrived   , none         , answer_empty_now         , none                       >,
+    Row < streaming    , packet_pushed     , writing      , write_packet_to_stream   , none                       >,
+    Row < streaming    , stream_opened     , writing      , write_queue_to_stream    , none                       >,
+    Row < streaming    , connection_closed , waiting      , forget_stream            , is_stream                  >,
+    Row < streaming    , connection_closed , none         , none                     , is_not_stream              >,
+    Row < streaming    , terminate_session , closed       , close_stream_as_asked         , none                       >,
+    Row < streaming    , wait_expired      , none         , none                     , none                       >,
+    Row < streaming    , die_expired       , none         , none                     , none                       >,
+    Row < streaming    , stream_written    , none         , none                     , none                       >,
+    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
+    Row < writing      , request_arrived   , none         , answer_empty_now         , none                       >,
+    Row < writing      , packet_pushed     , none         , enqueue_packet           , queue_has_room             >,
+    Row < writing      , packet_pushed     , closed       , close_stream_overflowing       , queue_full                 >,
+    Row < writing      , stream_written    , streaming    , none                     , nothing_queued             >,
+    Row < writing      , stream_written    , none         , write_queue_to_stream    , packets_queued             >,
+    Row < writing      , stream_opened     , none         , write_queue_to_stream    , none                       >,
+    Row < writing      , connection_closed , waiting      , forget_stream            , is_stream_nothing_queued   >,
+    Row < writing      , connection_closed , have_packet  , forget_stream_arm_die    , is_stream_packets_queued   >,
+    Row < writing      , connection_closed , none         , none                     , is_not_stream              >,
+    Row < writing      , terminate_session , closed       , close_stream_as_asked         , none                       >,
+    Row < writing      , wait_expired      , none         , none                     , none                       >,
+    Row < writing      , die_expired       , none         , none                     , none                       >
+    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
+    >;
+    struct transition_table
+        : mpl::insert_range<long_poll_rows, mpl::end<long_poll_rows>::type, stream_rows>::type {};
     // clang-format on
 
     /// An event with no row: loud, never silent (MSM's default asserts or does nothing).
@@ -352,13 +534,16 @@ struct session_machine_def : msmf::state_machine_def<session_machine_def> {
         effects_->respond(oldest, std::move(packets), answer_kind::data);
     }
 
-    void close(close_reason why) {
+    /// Ends the session; `stream`: a streaming sink is attached, and is ended too.
+    void close(close_reason why, bool stream = false) {
         effects_->cancel_die_timer();
         for (request_id id : held_) {
             effects_->cancel_wait_timer(id);
             effects_->respond(id, {}, answer_kind::closing);
         }
         held_.clear();
+        if (stream)
+            effects_->respond(stream_sink_id, {}, answer_kind::closing);
         effects_->session_closed(why, std::exchange(queue_, {}));
     }
 

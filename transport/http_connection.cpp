@@ -38,6 +38,8 @@ std::string_view content_type(content_kind k) noexcept {
         return "image/png";
     case content_kind::binary:
         return "application/octet-stream";
+    case content_kind::event_stream:
+        return "text/event-stream";
     }
     return "application/octet-stream";
 }
@@ -331,7 +333,8 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
                 exchange{weak_from_this(), ++seq_},
                 nullptr,
                 tls_ ? nullptr : static_cast<connection_transfer*>(this),
-                options_.internal};
+                options_.internal,
+                nullptr};
     parser_.reset();
     if (options_.access_log)
         access_ = std::make_unique<access_state>(
@@ -347,14 +350,22 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
 
     counted_ = true;
     handler_.exchange_started();
+    stream_.reset();
     handler_.handle(in);
+    // A stream may have opened inside handle() already: its first write completes later.
+    if (in.on_written && awaiting_) {
+        if (!stream_)
+            stream_ = std::make_unique<stream_state>();
+        stream_->on_written = std::move(in.on_written);
+    }
     // While a request waits for its answer the connection keeps no buffers (a held long-poll
     // costs no more); one answered at once keeps them for the next exchange, unless a large
     // request grew the read buffer.
     if (buffer_.size() == 0 && (awaiting_ || buffer_.capacity() > 512))
         buffer_.shrink_to_fit();
     if (awaiting_) {
-        std::string().swap(head_);
+        if (!(stream_ && stream_->writing))
+            std::string().swap(head_); // (a stream's head may be being written already)
         on_lost_ = std::move(in.on_lost);
         // Over TLS, bytes the handshake or the last read left inside the TLS stream (a
         // close_notify right behind the request) would never wake the socket: look first.
@@ -480,6 +491,12 @@ void http_connection::do_watch() {
 void http_connection::on_watch(std::uint32_t seq, beast::error_code ec, std::size_t) {
     if (seq != seq_ || !awaiting_ || ec == net::error::operation_aborted)
         return;
+    if (tls_ && stream_ && stream_->writing) {
+        // still_there() reads through TLS, which must not run during the stream's write (one
+        // TLS state): it runs when the write completes (on_stream_write).
+        stream_->watch_due = true;
+        return;
+    }
     // Data, end of stream or an error: still_there() reads what there is and tells which.
     if (!ec && still_there())
         return do_watch();
@@ -531,6 +548,19 @@ void http_connection::deliver(std::uint32_t seq, response r) {
 void http_connection::on_deliver(std::uint32_t seq, response r) {
     if (seq != seq_ || !awaiting_)
         return; // answered already, or the connection was lost: the cache keeps the answer
+    if (r.stream && !(stream_ && stream_->open)) {
+        // A stream opens: the exchange stays outstanding and the readiness watch goes on (a
+        // client that leaves is still noticed at once); the body ends with the connection.
+        if (!stream_)
+            stream_ = std::make_unique<stream_state>();
+        stream_->open = true;
+        stream_->writing = true;
+        stream_->current = {};
+        stream_->heartbeat = r.heartbeat;
+        stream_->heartbeat_every = r.heartbeat_every;
+        keep_alive_ = false;
+        return do_write(std::move(r));
+    }
     awaiting_ = false;
     on_lost_ = nullptr;
     // Stop watching: the pending wait is aborted and its handler returns early.
@@ -555,9 +585,13 @@ void http_connection::do_write(response r) {
     head_ += status_text(answer_.status);
     head_ += "\r\nContent-Type: ";
     head_ += answer_.content_type ? answer_.content_type.view() : content_type(answer_.kind);
-    head_ += "\r\nContent-Length: ";
-    head_ += std::to_string(answer_.body.size());
-    head_ += "\r\nCache-Control: no-store\r\n";
+    if (answer_.stream) {
+        head_ += "\r\n"; // no length: the body ends with the connection; `headers` say the rest
+    } else {
+        head_ += "\r\nContent-Length: ";
+        head_ += std::to_string(answer_.body.size());
+        head_ += "\r\nCache-Control: no-store\r\n";
+    }
     if (!origin_.empty() && origin_allowed(options_.cors_origins, origin_)) {
         head_ += "Access-Control-Allow-Origin: ";
         const bool any = std::find(options_.cors_origins.begin(), options_.cors_origins.end(),
@@ -587,6 +621,8 @@ void http_connection::do_write(response r) {
 }
 
 void http_connection::on_write(beast::error_code ec, std::size_t bytes) {
+    if (stream_ && stream_->open)
+        return on_stream_write(ec, bytes); // the head of a stream, with its first bytes
     if (options_.access_log && access_) {
         options_.access_log({remote_, access_->method, access_->target, answer_.status, bytes,
                              clock::now() - access_->start});
@@ -607,6 +643,113 @@ void http_connection::on_write(beast::error_code ec, std::size_t bytes) {
     if (ec || !keep_alive_)
         return do_close();
     do_read();
+}
+
+void http_connection::write(std::uint32_t seq, packet body, bool last, std::int64_t pushed_at_ns) {
+    // From any thread: run on this connection's executor (inline when already there).
+    net::dispatch(socket_.get_executor(),
+                  beast::bind_front_handler(&http_connection::on_stream_piece, shared_from_this(),
+                                            seq,
+                                            stream_piece{std::move(body), pushed_at_ns, last}));
+}
+
+void http_connection::on_stream_piece(std::uint32_t seq, stream_piece piece) {
+    if (seq != seq_ || !awaiting_ || !stream_ || !stream_->open)
+        return; // the stream ended, or its client left: the session hears of it by on_lost
+    if (stream_->writing)
+        return stream_->pending.push_back(std::move(piece)); // behind a heartbeat, or the end
+    do_stream_write(std::move(piece));
+}
+
+void http_connection::do_stream_write(stream_piece piece) {
+    stream_->writing = true;
+    stream_->current = std::move(piece);
+    // A client that does not read for write_timeout is cut off (its session keeps the data).
+    set_deadline(options_.write_timeout);
+    const packet& body = stream_->current.body;
+    with_stream([&](auto& stream) {
+        net::async_write(
+            stream, net::buffer(body.view().data(), body.size()),
+            beast::bind_front_handler(&http_connection::on_stream_write, shared_from_this()));
+    });
+}
+
+void http_connection::on_stream_write(beast::error_code ec, std::size_t bytes) {
+    stream_state& st = *stream_;
+    st.writing = false;
+    if (options_.access_log && access_) {
+        // The stream is logged once, when its head is out (its duration: until then).
+        options_.access_log({remote_, access_->method, access_->target, answer_.status, bytes,
+                             clock::now() - access_->start});
+        access_.reset();
+    }
+    const std::int64_t pushed_at =
+        answer_.pushed_at_ns != 0 ? answer_.pushed_at_ns : st.current.pushed_at_ns;
+    if (metrics_block* m = current_metrics) {
+        m->bytes_out.add(bytes);
+        if (!ec && pushed_at != 0) {
+            const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                         std::chrono::steady_clock::now().time_since_epoch())
+                                         .count();
+            m->push_latency.observe_ns(
+                static_cast<std::uint64_t>(std::max<std::int64_t>(0, now - pushed_at)));
+        }
+    }
+    answer_ = {};
+    std::string().swap(head_);
+    const stream_piece done = std::exchange(st.current, {});
+    if (!awaiting_)
+        return; // its client left (on_watch closed it): nothing more to do
+    if (ec)
+        return stream_lost();
+    if (done.last) {
+        // The stream ended: the connection goes with it (its body is delimited by the close).
+        awaiting_ = false;
+        on_lost_ = nullptr;
+        finish_exchange();
+        return do_close();
+    }
+    if (!st.pending.empty()) {
+        stream_piece next = std::move(st.pending.front());
+        st.pending.erase(st.pending.begin());
+        do_stream_write(std::move(next));
+    } else {
+        arm_heartbeat();
+    }
+    if (st.watch_due && !st.writing) {
+        st.watch_due = false;
+        on_watch(seq_, {}); // (TLS) the readiness watch that fired during the write
+        if (!awaiting_)
+            return;
+    }
+    if (done.reported && st.on_written)
+        st.on_written(); // the writer may give the next piece now (inline)
+}
+
+void http_connection::stream_lost() {
+    awaiting_ = false;
+    if (auto lost = std::exchange(on_lost_, nullptr))
+        lost();
+    finish_exchange();
+    do_close();
+}
+
+void http_connection::arm_heartbeat() {
+    if (stream_->heartbeat_every.count() <= 0) {
+        clear_deadline();
+        return;
+    }
+    deadline_kind_.reset();
+    timed_out_ = false;
+    deadlines_->arm(*this, stream_->heartbeat_every, &http_connection::on_heartbeat);
+}
+
+void http_connection::on_heartbeat(deadline& d) {
+    auto& self = static_cast<http_connection&>(d);
+    // Idle for heartbeat_every: a few bytes keep proxies (and the client) from timing it out.
+    if (!self.awaiting_ || !self.stream_ || !self.stream_->open || self.stream_->writing)
+        return;
+    self.do_stream_write({self.stream_->heartbeat, 0, false, false});
 }
 
 void http_connection::do_close() {

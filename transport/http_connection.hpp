@@ -128,6 +128,10 @@ struct incoming {
     connection_transfer* transfer = nullptr;
     /// It came through the internal listener (http_options::internal), not a public one.
     bool internal = false;
+    /// Set by the handler when the answer may be a stream (response::stream): called on the
+    /// connection's thread each time a piece of it (the head with its first bytes, then each
+    /// exchange::write but the last) has been written whole. Heartbeats are not reported.
+    std::function<void()> on_written;
 };
 
 class request_handler {
@@ -164,6 +168,7 @@ public:
     void prime(std::string_view bytes);
     void start();
     void deliver(std::uint32_t seq, response r) override;
+    void write(std::uint32_t seq, packet body, bool last, std::int64_t pushed_at_ns) override;
     bool transfer(const http::request<http::string_body>& request, const sender& send) override;
     bool move_to(net::io_context& target, const http::request<http::string_body>& request) override;
 
@@ -189,6 +194,21 @@ private:
     void on_deliver(std::uint32_t seq, response r);
     void do_write(response r);
     void on_write(beast::error_code ec, std::size_t bytes);
+    // A streamed answer (response::stream): one piece written at a time, the rest waits.
+    struct stream_piece {
+        packet body;
+        std::int64_t pushed_at_ns = 0;
+        bool last = false;
+        bool reported = true; // on_written after it (heartbeats are not)
+    };
+    void on_stream_piece(std::uint32_t seq, stream_piece piece);
+    void do_stream_write(stream_piece piece);
+    void on_stream_write(beast::error_code ec, std::size_t bytes);
+    /// The stream's client is gone (a write failed or timed out): as a lost held request.
+    void stream_lost();
+    /// An idle stream writes its heartbeat after heartbeat_every.
+    void arm_heartbeat();
+    static void on_heartbeat(deadline& d);
     void do_close();
     void finish_exchange() noexcept;
     /// transfer() and move_to(): the request as it came, re-framed with Content-Length (the
@@ -237,6 +257,19 @@ private:
     };
     std::unique_ptr<access_state> access_;
     std::shared_ptr<std::atomic<std::size_t>> open_;
+    // Only for an exchange whose handler set on_written (a stream may follow): long-polls pay
+    // one pointer for it.
+    struct stream_state {
+        std::function<void()> on_written;
+        bool open = false;      // the answer is a stream: its head is written or being written
+        bool writing = false;   // a piece (or the head) is being written
+        bool watch_due = false; // TLS: the readiness watch fired during a write (see on_watch)
+        stream_piece current;   // being written
+        std::vector<stream_piece> pending;
+        packet heartbeat;
+        std::chrono::milliseconds heartbeat_every{0};
+    };
+    std::unique_ptr<stream_state> stream_;
 };
 
 /// Accepts connections on one endpoint and spreads them over io_contexts.

@@ -55,7 +55,8 @@ public:
     //----------------------------------------------------------------------------------------------
     // What was called
 
-    /// Every call in order, one line each: "respond 3 [a,b] data", "arm_wait 3", "cancel_wait 3",
+    /// Every call in order, one line each: "respond 3 [a,b] data" ("respond stream [a] data":
+    /// a write on the streaming sink), "arm_wait 3", "cancel_wait 3",
     /// "arm_die", "cancel_die", "session_closed queue_overflow [a,b,c]".
     std::vector<std::string> log;
     std::vector<response> responses;
@@ -98,8 +99,9 @@ public:
     // session_effects
 
     void respond(request_id id, std::vector<packet> packets, answer_kind kind) override {
-        std::string line = "respond " + std::to_string(id) + ' ' + packets_text(packets) + ' ' +
-                           std::string(to_string(kind));
+        std::string line = "respond " +
+                           (id == stream_sink_id ? std::string("stream") : std::to_string(id)) +
+                           ' ' + packets_text(packets) + ' ' + std::string(to_string(kind));
         ++answer_count[id];
         responses.push_back({id, std::move(packets), kind});
         record(std::move(line));
@@ -153,7 +155,7 @@ private:
 // Events as values, so tables and random sequences can hold them.
 
 using any_event = std::variant<request_arrived, packet_pushed, wait_expired, die_expired,
-                               connection_closed, terminate_session>;
+                               connection_closed, terminate_session, stream_opened, stream_written>;
 
 inline any_event req(request_id id) {
     return request_arrived{id, false};
@@ -176,6 +178,15 @@ inline any_event conn_closed(request_id id) {
 inline any_event terminate(close_reason why) {
     return terminate_session{why};
 }
+inline any_event open_stream() {
+    return stream_opened{};
+}
+inline any_event written() {
+    return stream_written{};
+}
+inline any_event stream_closed() {
+    return connection_closed{stream_sink_id};
+}
 
 inline std::string describe(const any_event& e) {
     struct {
@@ -190,8 +201,11 @@ inline std::string describe(const any_event& e) {
         }
         std::string operator()(const die_expired&) const { return "die_expired"; }
         std::string operator()(const connection_closed& e) const {
-            return "connection_closed(" + std::to_string(e.id) + ")";
+            return "connection_closed(" +
+                   (e.id == stream_sink_id ? std::string("stream") : std::to_string(e.id)) + ")";
         }
+        std::string operator()(const stream_opened&) const { return "stream_opened"; }
+        std::string operator()(const stream_written&) const { return "stream_written"; }
         std::string operator()(const terminate_session& e) const {
             return "terminate_session(" + std::string(megaphone::to_string(e.reason)) + ")";
         }

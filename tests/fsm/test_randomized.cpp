@@ -35,6 +35,8 @@ struct model {
     std::set<request_id> forgotten;    // held requests whose connection closed
     request_id next_id = 1000;
     int next_packet = 0;
+    bool in_flight = false;   // the attached stream is writing (a stream_written will come)
+    std::string stream_error; // a write on the stream while one was in flight
 };
 
 /// The first broken invariant, or "".
@@ -65,10 +67,18 @@ std::string check_invariants(const session_fsm& fsm, const recording_effects& fx
     if (held.size() != fsm.held().size() || !std::is_sorted(fsm.held().begin(), fsm.held().end()))
         why << "held ids not unique and in id order\n";
 
-    // Timers.
-    if (fx.die_armed != (held.empty() && !is_closed))
+    // Timers: the die timer runs exactly while no sink (held request, stream) is attached.
+    const bool streaming = state == fsm_state::streaming || state == fsm_state::writing;
+    if (fx.die_armed != (held.empty() && !streaming && !is_closed))
         why << "die timer " << (fx.die_armed ? "armed" : "not armed") << " in " << to_string(state)
             << " with " << held.size() << " held\n";
+    if (streaming != fsm.streaming())
+        why << "streaming() disagrees with the state\n";
+    if (!m.stream_error.empty())
+        why << m.stream_error << '\n';
+    if ((state == fsm_state::writing) != m.in_flight)
+        why << (m.in_flight ? "a stream write in flight in " : "no stream write in flight in ")
+            << to_string(state) << '\n';
     if (fx.armed_wait != held)
         why << "wait timers armed for " << fx.armed_wait.size() << " ids, " << held.size()
             << " held\n";
@@ -77,6 +87,8 @@ std::string check_invariants(const session_fsm& fsm, const recording_effects& fx
 
     // Requests: answered at most once; otherwise held or forgotten.
     for (const auto& [id, count] : fx.answer_count) {
+        if (id == stream_sink_id)
+            continue; // written to many times (one write at a time: checked above)
         if (count > 1)
             why << "request " << id << " answered " << count << " times\n";
         if (std::find(m.arrived.begin(), m.arrived.end(), id) == m.arrived.end())
@@ -109,6 +121,14 @@ std::string check_invariants(const session_fsm& fsm, const recording_effects& fx
         if (!held.empty() || !queue_empty)
             why << "closed with something held or queued\n";
         break;
+    case fsm_state::streaming:
+        if (!held.empty() || !queue_empty)
+            why << "streaming with something held or queued\n";
+        break;
+    case fsm_state::writing:
+        if (!held.empty())
+            why << "writing with something held\n";
+        break;
     }
     if (fsm.queued().size() > m.params.max_queue)
         why << fsm.queued().size() << " queued, max_queue is " << m.params.max_queue << '\n';
@@ -134,14 +154,22 @@ any_event random_event(std::mt19937& rng, const session_fsm& fsm, model& m) {
         return m.next_id + 500; // never used
     };
     const int roll = std::uniform_int_distribution<int>(0, 99)(rng);
-    if (roll < 32)
+    if (roll < 26)
         return request_arrived{m.next_id++, chance(15)};
-    if (roll < 64)
+    if (roll < 54)
         return push("p" + std::to_string(m.next_packet++));
-    if (roll < 80)
+    if (roll < 64)
         return wait_exp(some_id());
-    if (roll < 93)
-        return conn_closed(some_id());
+    if (roll < 74)
+        return conn_closed(chance(40) ? stream_sink_id : some_id());
+    if (roll < 78)
+        return open_stream();
+    if (roll < 90) {
+        // The session passes on only the attached stream's completions; elsewhere a stale one.
+        if (fsm.state() != fsm_state::writing || m.in_flight)
+            return written();
+        return push("p" + std::to_string(m.next_packet++));
+    }
     if (roll < 97)
         return die();
     constexpr std::array reasons = {close_reason::client_terminate, close_reason::server_terminate,
@@ -156,7 +184,7 @@ any_event random_event(std::mt19937& rng, const session_fsm& fsm, model& m) {
 TEST_CASE("session machine: random event sequences keep every invariant", "[fsm][random]") {
     long steps = 0;
     // How often each state x event pair was exercised, so the run shows it reached them all.
-    std::array<std::array<long, std::variant_size_v<any_event>>, 4> seen{};
+    std::array<std::array<long, std::variant_size_v<any_event>>, 6> seen{};
     int overflows = 0;
 
     const char* only = std::getenv("MEGAPHONE_FSM_SEED");
@@ -200,8 +228,29 @@ TEST_CASE("session machine: random event sequences keep every invariant", "[fsm]
                 }
             }
 
+            // One write at a time on the stream: a stream write now needs none in flight (a new
+            // stream starts with none: the old one's write is not its own).
+            const bool open_now = before != fsm_state::closed;
+            if (open_now && std::holds_alternative<stream_written>(e))
+                m.in_flight = false;
+            if (open_now && std::holds_alternative<stream_opened>(e))
+                m.in_flight = false;
+            if (const auto* c = std::get_if<connection_closed>(&e);
+                open_now && c && c->id == stream_sink_id)
+                m.in_flight = false;
+            const std::size_t responses_before = fx.responses.size();
             deliver(fsm, fx, e);
             ++steps;
+            for (std::size_t r = responses_before; r < fx.responses.size(); ++r) {
+                if (fx.responses[r].id != stream_sink_id ||
+                    fx.responses[r].kind != answer_kind::data)
+                    continue;
+                if (m.in_flight)
+                    m.stream_error = "a stream write while another was in flight";
+                m.in_flight = true;
+            }
+            if (fsm.state() == fsm_state::closed)
+                m.in_flight = false;
             if (fx.closed && fx.closed->why == close_reason::queue_overflow &&
                 before != fsm_state::closed)
                 ++overflows;

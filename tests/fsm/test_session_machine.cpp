@@ -39,7 +39,7 @@ std::vector<request_id> held_ids(const session_fsm& fsm) {
 void check_timers(const session_fsm& fsm, const recording_effects& fx) {
     const std::set<request_id> held(fsm.held().begin(), fsm.held().end());
     CHECK(fx.armed_wait == held);
-    CHECK(fx.die_armed == (held.empty() && fsm.state() != fsm_state::closed));
+    CHECK(fx.die_armed == (held.empty() && !fsm.streaming() && fsm.state() != fsm_state::closed));
 }
 
 struct table_case {
@@ -58,6 +58,8 @@ constexpr auto W = fsm_state::waiting;
 constexpr auto R = fsm_state::have_request;
 constexpr auto P = fsm_state::have_packet;
 constexpr auto C = fsm_state::closed;
+constexpr auto ST = fsm_state::streaming;
+constexpr auto WR = fsm_state::writing;
 using S = std::vector<std::string>;
 using H = std::vector<request_id>;
 
@@ -268,6 +270,115 @@ const std::vector<table_case>& table_cases() {
         {"closed(by inactivity) + packet_pushed -> closed, ignored",
          params(1), {die()}, C, push("a"), C,
          S{}, H{}, S{}},
+        {"closed + stream_opened -> closed, ignored",
+         params(1), {terminate(close_reason::client_terminate)}, C, open_stream(), C,
+         S{}, H{}, S{}},
+        {"closed + stream_written -> closed, ignored",
+         params(1), {open_stream(), terminate(close_reason::client_terminate)}, C, written(), C,
+         S{}, H{}, S{}},
+
+        //------------------------------------------------------------------------------------------
+        // the streaming sink attaching to the long-poll states
+        {"waiting + stream_opened -> writing, opens the stream (nothing to write)",
+         params(1), {}, W, open_stream(), WR,
+         S{"respond stream [] data", "cancel_die"}, H{}, S{}},
+        {"waiting + stream_written(stale) -> waiting, ignored",
+         params(1), {open_stream(), stream_closed()}, W, written(), W,
+         S{}, H{}, S{}},
+        {"have_request(1 held) + stream_opened -> writing, answers it empty, opens the stream",
+         params(1), {req(1)}, R, open_stream(), WR,
+         S{"cancel_wait 1", "respond 1 [] data", "respond stream [] data", "cancel_die"}, H{}, S{}},
+        {"have_request(2 held) + stream_opened -> writing, answers both empty in id order, opens "
+         "the stream",
+         params(2), {req(1), req(2)}, R, open_stream(), WR,
+         S{"cancel_wait 1", "respond 1 [] data", "cancel_wait 2", "respond 2 [] data",
+           "respond stream [] data", "cancel_die"}, H{}, S{}},
+        {"have_request(1 held) + stream_written(stale) -> have_request, ignored",
+         params(1), {open_stream(), stream_closed(), req(1)}, R, written(), R,
+         S{}, H{1}, S{}},
+        {"have_packet + stream_opened -> writing, opens the stream with the queue",
+         params(1, 3), {push("a"), push("b")}, P, open_stream(), WR,
+         S{"respond stream [a,b] data", "cancel_die"}, H{}, S{}},
+        {"have_packet + stream_written(stale) -> have_packet, ignored",
+         params(1, 3), {open_stream(), stream_closed(), push("a")}, P, written(), P,
+         S{}, H{}, S{"a"}},
+
+        //------------------------------------------------------------------------------------------
+        // streaming: a stream attached, idle
+        {"streaming + request_arrived -> streaming, answers it empty (messages come by POST)",
+         params(1), {open_stream(), written()}, ST, req(1), ST,
+         S{"respond 1 [] data"}, H{}, S{}},
+        {"streaming + request_arrived(answer_now) -> streaming, answers it empty",
+         params(1), {open_stream(), written()}, ST, req_now(1), ST,
+         S{"respond 1 [] data"}, H{}, S{}},
+        {"streaming + packet_pushed -> writing, writes it to the stream",
+         params(1), {open_stream(), written()}, ST, push("a"), WR,
+         S{"respond stream [a] data", "cancel_die"}, H{}, S{}},
+        {"streaming + wait_expired(stale) -> streaming, ignored",
+         params(1), {req(1), open_stream(), written()}, ST, wait_exp(1), ST,
+         S{}, H{}, S{}},
+        {"streaming + die_expired(stale) -> streaming, ignored",
+         params(1), {open_stream(), written()}, ST, die(), ST,
+         S{}, H{}, S{}},
+        {"streaming + connection_closed(the stream) -> waiting, forgets it",
+         params(1), {open_stream(), written()}, ST, stream_closed(), W,
+         S{"arm_die"}, H{}, S{}},
+        {"streaming + connection_closed(stale request) -> streaming, ignored",
+         params(1), {req(1), open_stream(), written()}, ST, conn_closed(1), ST,
+         S{}, H{}, S{}},
+        {"streaming + terminate_session -> closed, ends the stream",
+         params(1), {open_stream(), written()}, ST, terminate(close_reason::client_terminate), C,
+         S{"cancel_die", "respond stream [] closing", "session_closed client_terminate []"}, H{},
+         S{}},
+        {"streaming + stream_opened -> writing, opens the new stream (nothing to write)",
+         params(1), {open_stream(), written()}, ST, open_stream(), WR,
+         S{"respond stream [] data", "cancel_die"}, H{}, S{}},
+        {"streaming + stream_written(stale) -> streaming, ignored",
+         params(1), {open_stream(), written()}, ST, written(), ST,
+         S{}, H{}, S{}},
+
+        //------------------------------------------------------------------------------------------
+        // writing: a stream attached, a write in flight
+        {"writing + request_arrived -> writing, answers it empty",
+         params(1), {open_stream()}, WR, req(1), WR,
+         S{"respond 1 [] data"}, H{}, S{}},
+        {"writing + packet_pushed(room) -> writing, queues it for the next write",
+         params(1, 3), {open_stream()}, WR, push("a"), WR,
+         S{}, H{}, S{"a"}},
+        {"writing + packet_pushed(queue full, max_queue=1) -> closed, queue_overflow, ends the "
+         "stream, hands back all",
+         params(1, 1), {open_stream(), push("a")}, WR, push("b"), C,
+         S{"cancel_die", "respond stream [] closing", "session_closed queue_overflow [a,b]"}, H{},
+         S{}},
+        {"writing + stream_written(nothing queued) -> streaming",
+         params(1, 3), {open_stream()}, WR, written(), ST,
+         S{"cancel_die"}, H{}, S{}},
+        {"writing + stream_written(packets queued) -> writing, writes them all",
+         params(1, 3), {open_stream(), push("a"), push("b")}, WR, written(), WR,
+         S{"respond stream [a,b] data"}, H{}, S{}},
+        {"writing + stream_opened -> writing, opens the new stream with the queue",
+         params(1, 3), {open_stream(), push("a")}, WR, open_stream(), WR,
+         S{"respond stream [a] data"}, H{}, S{}},
+        {"writing + connection_closed(the stream, nothing queued) -> waiting, forgets it",
+         params(1, 3), {open_stream()}, WR, stream_closed(), W,
+         S{"arm_die"}, H{}, S{}},
+        {"writing + connection_closed(the stream, packets queued) -> have_packet, forgets it, "
+         "arms the die timer",
+         params(1, 3), {open_stream(), push("a")}, WR, stream_closed(), P,
+         S{"arm_die"}, H{}, S{"a"}},
+        {"writing + connection_closed(stale request) -> writing, ignored",
+         params(1, 3), {req(1), open_stream()}, WR, conn_closed(1), WR,
+         S{}, H{}, S{}},
+        {"writing + terminate_session -> closed, ends the stream, hands back the queue",
+         params(1, 3), {open_stream(), push("a")}, WR, terminate(close_reason::server_terminate), C,
+         S{"cancel_die", "respond stream [] closing", "session_closed server_terminate [a]"}, H{},
+         S{}},
+        {"writing + wait_expired(stale) -> writing, ignored",
+         params(1, 3), {req(1), open_stream()}, WR, wait_exp(1), WR,
+         S{}, H{}, S{}},
+        {"writing + die_expired(stale) -> writing, ignored",
+         params(1, 3), {open_stream()}, WR, die(), WR,
+         S{}, H{}, S{}},
         // clang-format on
     };
     return cases;
@@ -306,7 +417,7 @@ TEST_CASE("session machine: the table cases cover every state x event pair", "[f
     std::set<std::pair<fsm_state, std::size_t>> covered;
     for (const table_case& c : table_cases())
         covered.insert({c.from, c.event.index()});
-    for (fsm_state s : {W, R, P, C})
+    for (fsm_state s : {W, R, P, C, ST, WR})
         for (std::size_t e = 0; e < std::variant_size_v<any_event>; ++e) {
             INFO(to_string(s) << " x event #" << e);
             CHECK(covered.count({s, e}) == 1);

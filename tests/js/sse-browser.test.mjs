@@ -1,0 +1,100 @@
+// Server-Sent Events in a real browser: Chromium's native EventSource (Debian's /usr/bin/chromium
+// driven by playwright-core; never a downloaded browser) against the real `megaphone` binary.
+// Run: MEGAPHONE_BIN=build/bin/megaphone node --test tests/js/sse-browser.test.mjs
+//      (or through ctest -R js.sse_browser)
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { startServer, repoRoot } from './server.mjs';
+
+const CHROMIUM = process.env.MEGAPHONE_CHROMIUM || '/usr/bin/chromium';
+const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const T = { timeout: 60000 };
+
+let server;
+let browser;
+
+before(async () => {
+    let chromium;
+    try {
+        ({ chromium } = await import('playwright-core'));
+    } catch (err) {
+        throw new Error('playwright-core is missing (node_modules/playwright-core): run scripts/setup, ' +
+            `or PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci, in ${repoRoot}. (${err.message})`);
+    }
+    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium`);
+    server = await startServer('megaphone', [
+        '--static-dir', 'web', '--wait', '10', '--inactivity', '20', '--threads', '2',
+    ]);
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000 });
+});
+
+after(async () => {
+    if (browser) await browser.close().catch(() => {});
+    if (server) await server.stop();
+});
+
+async function publish(channel, data) {
+    const res = await fetch(`${server.internalUrl}/publish/${channel}`, { method: 'POST', body: JSON.stringify(data) });
+    assert.equal(res.status, 200);
+}
+
+/** The page's EventSource record: {opens, errors, events: [{id, data}]}. */
+const recordOf = (page) => page.evaluate(() => window.rec);
+
+async function waitEvents(page, n) {
+    await page.waitForFunction((count) => window.rec.events.length >= count, n, { timeout: 15000 });
+}
+
+test('Chromium\'s EventSource: events with ids, a reconnect with Last-Event-ID, every message once', T, async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    // Same origin as the stream (a static page of the server): the EventSource as an app uses it.
+    await page.goto(`${server.url}/megaphone.js`);
+    const sid = await page.evaluate(async () => {
+        const res = await fetch('/comet', {
+            method: 'POST',
+            body: JSON.stringify({ rid: 100, wait: 10, messages: [{ subscribe: 'browser.sse' }] }),
+        });
+        const { sid } = await res.json();
+        window.rec = { opens: 0, errors: 0, events: [] };
+        const es = new EventSource(`/comet/events?sid=${sid}`);
+        es.onopen = () => { window.rec.opens += 1; };
+        es.onerror = () => { window.rec.errors += 1; };
+        es.onmessage = (e) => window.rec.events.push({ id: e.lastEventId, data: JSON.parse(e.data).data });
+        window.es = es;
+        return sid;
+    });
+    await page.waitForFunction(() => window.rec.opens === 1);
+    await publish('browser.sse', 1);
+    await publish('browser.sse', 2);
+    await waitEvents(page, 2);
+
+    // Another stream of the session (the newest wins) ends the browser's: it reconnects by itself
+    // after `retry:`, sending Last-Event-ID. This one leaves at once, and what is published
+    // meanwhile goes to the queue or into the replay window: either way the browser gets it once.
+    const controller = new AbortController();
+    const other = await fetch(`${server.url}/comet/events?sid=${sid}`, {
+        headers: { 'Last-Event-ID': '2' }, signal: controller.signal,
+    });
+    assert.equal(other.status, 200);
+    await publish('browser.sse', 3);
+    controller.abort();
+    await publish('browser.sse', 4);
+    await page.waitForFunction(() => window.rec.opens === 2, null, { timeout: 15000 });
+    await publish('browser.sse', 5);
+    await waitEvents(page, 5);
+
+    const rec = await recordOf(page);
+    assert.deepEqual(rec.events.map((e) => e.data), [1, 2, 3, 4, 5]);
+    assert.deepEqual(rec.events.map((e) => e.id), ['1', '2', '3', '4', '5']);
+    assert.equal(rec.opens, 2);
+
+    // The session ends: the browser's EventSource is told, reconnects, gets 204 and stops.
+    await page.evaluate(async (s) => {
+        await fetch('/comet', { method: 'POST', body: JSON.stringify({ sid: s, rid: 101, type: 'terminate' }) });
+    }, sid);
+    await page.waitForFunction(() => window.es.readyState === EventSource.CLOSED, null, { timeout: 15000 });
+    await context.close();
+});

@@ -1,0 +1,14 @@
+// The browser side (lib "dom"): the real fetch fits the `fetch` option, and listeners may use the
+// page. Checked with tsconfig.json here only (the scratch project checks the package without DOM).
+import { connect } from 'megaphone-client';
+
+const client = connect(new URL('/comet', location.href).href, {
+    fetch: window.fetch.bind(window),
+    headers: { 'X-Megaphone-Token': sessionStorage.getItem('token') ?? '' },
+});
+client.on('message', (message) => {
+    const li = document.createElement('li');
+    li.textContent = JSON.stringify(message);
+    document.body.append(li);
+});
+window.addEventListener('beforeunload', () => client.close());
