@@ -219,6 +219,7 @@ nlohmann::json admin_console::snapshot() {
         {"states", std::move(states)},
         {"sessions", now->live_sessions()},
         {"held", std::max<std::int64_t>(0, now->held)},
+        {"streams", std::max<std::int64_t>(0, now->streams)},
         {"transitions", std::move(transitions)},
         {"transitions_total", now->transitions_total()},
         {"transitions_per_second", rate_total},

@@ -632,8 +632,13 @@ void server::handle_stream_request(incoming& in, const stream_transport& transpo
     if (!req)
         return in.ex.reply(transport.refusal());
     const auto index = engine::shard_of(req->sid);
-    // A session of another node: a stream cannot be relayed by forwarding (one answer), so the
-    // client is told to start over (docs/PROTOCOL.md: route <mount>/<node id>/events instead).
+    // A session of another node: a stream cannot be relayed by forwarding (one answer). A
+    // process of this machine (--reuse-port) gets the connection itself; otherwise the client is
+    // told to start over (docs/PROTOCOL.md: route <mount>/<node id>/events instead).
+    if (const std::string_view node = std::string_view(req->sid).substr(0, req->sid.find('-'));
+        index && node != options_.engine.node_id && !forwarded(in.request) && router_ &&
+        router_->hand_over(in, node))
+        return;
     if (!index || *index >= shards_.size() ||
         std::string_view(req->sid).substr(0, req->sid.find('-')) != options_.engine.node_id)
         return in.ex.reply(transport.refusal());

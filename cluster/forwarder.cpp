@@ -460,11 +460,7 @@ public:
             return false;
         }
         // The owner is a process of this machine: it gets the connection itself.
-        if (handover_sender* sender = s->sender.load(std::memory_order_acquire);
-            sender && in.transfer &&
-            in.transfer->transfer(in.request, [sender, node](int fd, std::string_view bytes) {
-                return sender->send(node, fd, bytes);
-            }))
+        if (hand_over(in, node))
             return true;
         if (s->options.cluster_key.empty() || !s->started)
             return false;
@@ -494,6 +490,14 @@ public:
             s->begin(p, node, std::move(out));
         });
         return true;
+    }
+
+    bool hand_over(incoming& in, std::string_view node) override {
+        handover_sender* sender = state_->sender.load(std::memory_order_acquire);
+        return sender && in.transfer && plausible_node(node) &&
+               in.transfer->transfer(in.request, [sender, node](int fd, std::string_view bytes) {
+                   return sender->send(node, fd, bytes);
+               });
     }
 
     void refused() noexcept override { state_->stats->refused.fetch_add(1); }

@@ -71,6 +71,14 @@ public:
     /// it answers through `in.ex` (it may set `in.on_lost`); false: it cannot (forwarding is
     /// off), the caller answers item-not-found. Any server thread, during handle().
     virtual bool route(incoming& in, std::string_view node, const session_codec& codec) = 0;
+    /// `in` opens a stream (SSE) of a session of `node`. A stream cannot be forwarded (it is not
+    /// one answer), only handed over: true when the owner is a process of this machine and took
+    /// the connection (in.transfer); false: the caller refuses the stream. Any server thread,
+    /// during handle(). By default: never.
+    virtual bool hand_over(incoming& in, std::string_view node) {
+        (void)in, (void)node;
+        return false;
+    }
     /// A request refused with 403 by check_internal(), for the metrics.
     virtual void refused() noexcept {}
     /// The cluster's live nodes (this one included), sorted by id; `done` runs later on the

@@ -20,7 +20,7 @@ if (given.has('token')) {
 }
 const token = sessionStorage.getItem(TOKEN_KEY) || '';
 const headers = { 'X-Megaphone-Token': token };
-const STATES = ['waiting', 'have_request', 'have_packet'];
+const STATES = ['waiting', 'have_request', 'have_packet', 'streaming', 'writing'];
 const SVG_NS = 'http://www.w3.org/2000/svg';
 const PAGE_SIZE = 20;
 
@@ -91,6 +91,7 @@ function show(stats) {
     }
     $('stat-sessions').textContent = stats.sessions;
     $('stat-held').textContent = stats.held;
+    $('stat-streams').textContent = stats.streams ?? 0;
     $('stat-rate').textContent = stats.transitions_per_second.toFixed(1);
     $('stat-transitions').textContent = stats.transitions_total;
     $('stat-created').textContent = stats.created;

@@ -63,6 +63,14 @@ void wait_registered(const redis_server& redis) {
     }
 }
 
+/// Nodes "a" and "b" on one port and one Redis, both registered.
+struct two_nodes {
+    redis_server redis;
+    test_server a{shared_port_node(redis, "a", 0)};
+    test_server b{shared_port_node(redis, "b", a.port())};
+    two_nodes() { wait_registered(redis); }
+};
+
 } // namespace
 
 TEST_CASE("reuse-port: two nodes on one port, every request of every session is served, "
@@ -135,11 +143,9 @@ TEST_CASE("reuse-port: two nodes on one port, every request of every session is 
 
 TEST_CASE("reuse-port: a connection handed over stays with the session's node: its next "
           "requests are not handed over again") {
-    redis_server redis;
-    test_server a{shared_port_node(redis, "a", 0)};
-    test_server b{shared_port_node(redis, "b", a.port())};
+    two_nodes nodes;
+    test_server &a = nodes.a, &b = nodes.b;
     const unsigned short port = a.port();
-    wait_registered(redis);
 
     http_client creator{port};
     const http_reply created =
@@ -189,4 +195,58 @@ TEST_CASE("reuse-port: a connection handed over stays with the session's node: i
     CHECK(got);
     CHECK(sample(other, handed_out) == out_before);
     CHECK(sample(owner, handed_in) == in_before);
+}
+
+TEST_CASE("reuse-port: a stream (SSE) that lands on the other process is handed over to the "
+          "session's node, and carries what is published") {
+    two_nodes nodes;
+    test_server &a = nodes.a, &b = nodes.b;
+    const unsigned short port = a.port();
+
+    http_client creator{port};
+    const http_reply created = creator.post_json(
+        "/comet",
+        {{"rid", 1},
+         {"messages", json::array({{{"subscribe", "live"}, {"recover", json::object()}}})}});
+    REQUIRE(created.status == 200);
+    const std::string sid = created.json().at("sid");
+    test_server& owner = sid.starts_with("a-") ? a : b;
+    test_server& other = sid.starts_with("a-") ? b : a;
+
+    // New connections until the kernel gives one to the other node (each one: 1/2). One that
+    // lands on the owner opens the stream there directly: it is closed, and the next one
+    // replaces it (the newest stream wins).
+    const std::string request = "GET /comet/events?sid=" + sid +
+                                " HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\n\r\n";
+    auto read_until = [](fd_stream& s, std::string& got, std::string_view what) {
+        char buf[4096];
+        while (got.find(what) == std::string::npos) {
+            beast::error_code ec;
+            const std::size_t n = s.read_some(net::buffer(buf), ec);
+            if (ec)
+                return false;
+            got.append(buf, n);
+        }
+        return true;
+    };
+    std::optional<fd_stream> stream;
+    std::string got;
+    for (int attempt = 0; attempt < 40 && !stream; ++attempt) {
+        const double before = sample(other, handed_out);
+        fd_stream s = connect_loopback(port, 5s);
+        net::write(s, net::buffer(request));
+        std::string head;
+        REQUIRE(read_until(s, head, "retry:"));
+        CHECK(head.starts_with("HTTP/1.1 200"));
+        if (sample(other, handed_out) == before + 1) {
+            got = std::move(head);
+            stream.emplace(std::move(s));
+        }
+    }
+    REQUIRE(stream); // 2^-40 to fail by chance
+    CHECK(sample(owner, handed_in) >= 1);
+
+    http_client publisher{owner.internal_port()};
+    REQUIRE(publisher.post("/publish/live", "\"over the stream\"").status == 200);
+    CHECK(read_until(*stream, got, "over the stream"));
 }

@@ -312,3 +312,36 @@ TEST_CASE("tls: bad handshakes and silent clients harm no other session") {
     CHECK_NOTHROW(create_session(fresh, 600));
     CHECK_FALSE(ts.app().snapshot().close_reason_of(s.sid).has_value());
 }
+
+TEST_CASE("tls: a Server-Sent Events stream over HTTPS: its head at once, then each publish") {
+    tls_server ts;
+    http_client c = ts.https(), backend = ts.https();
+    const auto s = create_session(c, 100, {{"messages", subscribe("ch")}});
+    REQUIRE(ts.app().wait_messages(s.sid, 1));
+
+    c.send_raw("GET /comet/events?sid=" + s.sid +
+               " HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n");
+    std::string got;
+    const auto read_until = [&](std::string_view what) {
+        char buf[4096];
+        while (got.find(what) == std::string::npos) {
+            boost::beast::error_code ec;
+            const std::size_t n = c.stream().read_some(boost::asio::buffer(buf), ec);
+            if (ec)
+                return false;
+            got.append(buf, n);
+        }
+        return true;
+    };
+    // The head and the opening are flushed through TLS before anything is published.
+    REQUIRE(read_until("retry: 2000\n\n"));
+    CHECK(got.starts_with("HTTP/1.1 200"));
+    CHECK(got.find("Content-Type: text/event-stream") != std::string::npos);
+
+    CHECK(publish(backend, "ch", {{"n", 1}}) == 1);
+    REQUIRE(read_until("\"n\":1"));
+    CHECK(got.find("id: 1\n") != std::string::npos);
+    CHECK(publish(backend, "ch", {{"n", 2}}) == 1);
+    REQUIRE(read_until("\"n\":2"));
+    CHECK(got.find("id: 2\n") != std::string::npos);
+}

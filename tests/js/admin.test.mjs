@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import http from 'node:http';
 import { join } from 'node:path';
 import { connect } from '../../web/megaphone.js';
 import { startServer, repoRoot } from './server.mjs';
@@ -26,6 +27,7 @@ let server;
 let browser;
 const clients = [];
 let publisher = null;
+const streams = []; // SSE requests (node:http), ended after the tests
 
 before(async () => {
     let chromium;
@@ -45,6 +47,7 @@ before(async () => {
 
 after(async () => {
     if (publisher) clearInterval(publisher);
+    for (const r of streams) r.destroy();
     await Promise.all(clients.splice(0).map(async (c) => {
         if (c.state !== 'closed') {
             const closed = nextEvent(c, 'close', { pred: (i) => !i.reconnecting, timeout: 3000 }).catch(() => {});
@@ -129,6 +132,18 @@ test('the dashboard draws live counts on the machine diagram and lists sessions'
             .map((s) => Number(document.querySelector(`#count-${s} text`).textContent))
             .reduce((a, b) => a + b, 0) >= n + 15, before);
 
+        // Three sessions on Server-Sent Events streams: the diagram's streaming states count
+        // them, the summary too.
+        for (let i = 0; i < 3; i++) {
+            const created = await (await fetch(`${server.url}/comet`, { method: 'POST', body: '{"rid":1}' })).json();
+            const req = http.get(`${server.url}/comet/events?sid=${created.sid}`, (res) => res.resume());
+            req.on('error', () => {});
+            streams.push(req);
+        }
+        await page.waitForFunction(() => ['streaming', 'writing']
+            .map((s) => Number(document.querySelector(`#count-${s} text`)?.textContent || 0))
+            .reduce((a, b) => a + b, 0) >= 3 && Number(document.querySelector('#stat-streams').textContent) >= 3);
+
         // The sessions table: a full first page, with states, ages and addresses.
         // The table refreshes every 2 s: wait until it has counted the 15 new sessions too.
         await page.waitForFunction((n) => {
@@ -139,7 +154,7 @@ test('the dashboard draws live counts on the machine diagram and lists sessions'
         for (const [sid, transport, state, age, queued, held, address] of rows) {
             assert.match(sid, /^n0-/);
             assert.match(transport, /^(json|bosh)$/);
-            assert.match(state, /^(waiting|have_request|have_packet)$/);
+            assert.match(state, /^(waiting|have_request|have_packet|streaming|writing)$/);
             assert.ok(Number(age) >= 0 && Number(queued) >= 0 && Number(held) >= 0);
             assert.match(address, /^127\.0\.0\.1:\d+$/);
         }
