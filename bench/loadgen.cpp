@@ -117,9 +117,10 @@ void print_help() {
         "              created by POST /comet, then GET /comet/events?sid=S on the same\n"
         "              connection; nchan: GET /es/CH (nchan_subscriber eventsource). Each\n"
         "              data: line is parsed for messages; Megaphone's id: must go up by one\n"
-        "  ws          WebSocket (RFC 6455): megaphone: POST /comet, then GET /comet?sid=S with\n"
-        "              Upgrade: websocket and Sec-WebSocket-Protocol: megaphone on the same\n"
-        "              connection (101, then {\"type\":\"ready\"}, {\"id\":N,\"messages\":[...]}\n"
+        "  ws          WebSocket (RFC 6455): megaphone: POST /comet (Connection: close), then\n"
+        "              GET /comet?sid=S on a new connection (as a browser opens one) with\n"
+        "              Upgrade: websocket and Sec-WebSocket-Protocol: megaphone (101, then\n"
+        "              {\"type\":\"ready\"}, {\"id\":N,\"messages\":[...]}\n"
         "              batches); nchan: GET /ws/CH (nchan_subscriber websocket: one text frame\n"
         "              per message). The handshake's Sec-WebSocket-Accept is checked; server\n"
         "              frames must be unmasked; pings are answered with masked pongs, a close\n"
@@ -1358,6 +1359,14 @@ private:
                "\r\n\r\n" + body;
     }
 
+    /// The session is created on a connection of its own (Connection: close), its polls or stream
+    /// on a second: --poll-connection, and always before a Megaphone WebSocket, which a browser
+    /// opens on a new connection (and the server may upgrade only a connection's first request).
+    bool own_creation() const noexcept {
+        return o_.poll_connection ||
+               (o_.target == target_kind::megaphone && o_.transport == transport_kind::ws);
+    }
+
     u64 fresh_rid() { return 1'000'000'000'000 + rng_() % 4'000'000'000'000; }
 
     void build_create(conn& c) {
@@ -1370,8 +1379,7 @@ private:
             body += ",\"wait\":" + std::to_string(static_cast<long>(o_.wait)) +
                     ",\"hold\":1,\"messages\":[{\"subscribe\":\"" + channel(c.index) + "\"}]}";
         // --fresh-connections, --poll-connection: the creation has a connection of its own.
-        c.out =
-            comet_post(body, (c.kind == role::plain && o_.fresh_connections) || o_.poll_connection);
+        c.out = comet_post(body, (c.kind == role::plain && o_.fresh_connections) || own_creation());
         c.st = stage::creating;
     }
 
@@ -1822,7 +1830,7 @@ private:
                 build_poll(c);
             else
                 build_stream(c); // on the same connection (--poll-connection: a second one)
-            if (o_.poll_connection)
+            if (own_creation())
                 close_conn(c); // (closed already when the server closed first) polls connect
             if (!stopping_)
                 send(c);
