@@ -2110,6 +2110,10 @@ private:
                       std::to_string(ready) + " of " + std::to_string(o_.total) + " ready");
             expected_ = ready;
             setup_s_ = static_cast<double>(now - t0_) / s_ns;
+            if (ready == 0 && o_.mode == mode_kind::fanout) {
+                error("setup: no subscriber ready: nothing to publish to");
+                return finish(now); // (a fan-out to nobody would time nothing)
+            }
             // nchan registers a subscriber some time after its GET is on the wire: for one
             // channel ask it (its count is per worker process, so at most for a second),
             // otherwise give it a moment.
