@@ -64,10 +64,14 @@ i64 now_ns() noexcept {
 
 enum class target_kind { megaphone, nchan };
 enum class mode_kind { hold, fanout, throughput, rate, empty };
+// How a subscriber receives: long-polls (one answer per request), or one stream per subscriber:
+// Server-Sent Events (an EventSource's GET) or a WebSocket (RFC 6455, text frames).
+enum class transport_kind { long_poll, sse, ws };
 
 struct options {
     target_kind target = target_kind::megaphone;
     mode_kind mode = mode_kind::hold;
+    transport_kind transport = transport_kind::long_poll;
     std::string host = "127.0.0.1";
     unsigned port = 0;
     unsigned publish_port = 0; // 0: --port
@@ -106,6 +110,22 @@ void print_help() {
     std::printf(
         "megaphone-loadgen: load generator for Megaphone (JSON transport) and nginx+nchan.\n\n"
         "Usage: megaphone-loadgen --target megaphone|nchan --port N --mode MODE [options]\n\n"
+        "Transports (--transport, modes hold, fanout, throughput and rate):\n"
+        "  long-poll   megaphone: a session polled with POST /comet; nchan: GET /sub/CH with\n"
+        "              If-Modified-Since/If-None-Match [the default]\n"
+        "  sse         Server-Sent Events, one stream per subscriber. megaphone: the session is\n"
+        "              created by POST /comet, then GET /comet/events?sid=S on the same\n"
+        "              connection; nchan: GET /es/CH (nchan_subscriber eventsource). Each\n"
+        "              data: line is parsed for messages; Megaphone's id: must go up by one\n"
+        "  ws          WebSocket (RFC 6455): megaphone: POST /comet (Connection: close), then\n"
+        "              GET /comet?sid=S on a new connection (as a browser opens one) with\n"
+        "              Upgrade: websocket and Sec-WebSocket-Protocol: megaphone (101, then\n"
+        "              {\"type\":\"ready\"}, {\"id\":N,\"messages\":[...]}\n"
+        "              batches); nchan: GET /ws/CH (nchan_subscriber websocket: one text frame\n"
+        "              per message). The handshake's Sec-WebSocket-Accept is checked; server\n"
+        "              frames must be unmasked; pings are answered with masked pongs, a close\n"
+        "              with a masked close. An upgrade answered with anything but 101 gives the\n"
+        "              subscriber up at once (counted in ws_refused)\n\n"
         "Modes:\n"
         "  hold        open C subscribers and keep a long-poll held for --duration seconds\n"
         "  fanout      C subscribers on one channel; --publishes P one after another, each once\n"
@@ -126,6 +146,7 @@ void print_help() {
         "                      public port only so; without one, point --publish-port at\n"
         "                      its internal door) [none]\n"
         "  --mode M            hold, fanout, throughput, rate, empty [hold]\n"
+        "  --transport T       long-poll, sse or ws (see above) [long-poll]\n"
         "  --connections C     subscribers (or request loops) of this process [100]\n"
         "  --first I           global index of this process's first subscriber [0]\n"
         "  --total N           subscribers over all processes of the run [C]\n"
@@ -250,6 +271,15 @@ options parse_options(int argc, char** argv) {
                 o.mode = mode_kind::empty;
             else
                 die("--mode is hold, fanout, throughput, rate or empty");
+        } else if (a == "--transport") {
+            if (v == "long-poll" || v == "longpoll")
+                o.transport = transport_kind::long_poll;
+            else if (v == "sse")
+                o.transport = transport_kind::sse;
+            else if (v == "ws")
+                o.transport = transport_kind::ws;
+            else
+                die("--transport is long-poll, sse or ws");
         } else if (a == "--host")
             o.host = v;
         else if (a == "--port")
@@ -347,6 +377,8 @@ options parse_options(int argc, char** argv) {
     if (o.poll_connection && o.mode != mode_kind::empty && o.mode != mode_kind::hold &&
         o.mode != mode_kind::fanout)
         die("--poll-connection is an option of --mode empty, hold and fanout");
+    if (o.transport != transport_kind::long_poll && o.mode == mode_kind::empty)
+        die("--transport sse|ws is for --mode hold, fanout, throughput and rate");
     if (o.gate && o.mode != mode_kind::fanout)
         die("--gate is an option of --mode fanout");
     if (o.fresh_connections && o.poll_connection)
@@ -747,6 +779,84 @@ void put_digits(char* at, u64 v, int width) noexcept {
 }
 
 //--------------------------------------------------------------------------------------------------
+// WebSocket handshake (RFC 6455 §4): Sec-WebSocket-Accept = base64(SHA-1(key + GUID)).
+
+std::array<std::uint8_t, 20> sha1(std::string_view text) {
+    std::uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+    std::string m(text);
+    const u64 bits = u64{text.size()} * 8;
+    m += '\x80';
+    while (m.size() % 64 != 56)
+        m += '\0';
+    for (int i = 7; i >= 0; --i)
+        m += static_cast<char>((bits >> (i * 8)) & 0xff);
+    auto rol = [](std::uint32_t x, int n) { return (x << n) | (x >> (32 - n)); };
+    for (std::size_t blk = 0; blk < m.size(); blk += 64) {
+        std::uint32_t w[80];
+        for (int i = 0; i < 16; ++i)
+            w[i] = static_cast<std::uint32_t>(static_cast<std::uint8_t>(m[blk + 4 * i])) << 24 |
+                   static_cast<std::uint32_t>(static_cast<std::uint8_t>(m[blk + 4 * i + 1])) << 16 |
+                   static_cast<std::uint32_t>(static_cast<std::uint8_t>(m[blk + 4 * i + 2])) << 8 |
+                   static_cast<std::uint32_t>(static_cast<std::uint8_t>(m[blk + 4 * i + 3]));
+        for (int i = 16; i < 80; ++i)
+            w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+        std::uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+        for (int i = 0; i < 80; ++i) {
+            std::uint32_t f = 0, k = 0;
+            if (i < 20) {
+                f = (b & c) | (~b & d);
+                k = 0x5A827999;
+            } else if (i < 40) {
+                f = b ^ c ^ d;
+                k = 0x6ED9EBA1;
+            } else if (i < 60) {
+                f = (b & c) | (b & d) | (c & d);
+                k = 0x8F1BBCDC;
+            } else {
+                f = b ^ c ^ d;
+                k = 0xCA62C1D6;
+            }
+            const std::uint32_t t = rol(a, 5) + f + e + k + w[i];
+            e = d;
+            d = c;
+            c = rol(b, 30);
+            b = a;
+            a = t;
+        }
+        h[0] += a;
+        h[1] += b;
+        h[2] += c;
+        h[3] += d;
+        h[4] += e;
+    }
+    std::array<std::uint8_t, 20> out{};
+    for (int i = 0; i < 20; ++i)
+        out[static_cast<std::size_t>(i)] =
+            static_cast<std::uint8_t>(h[i / 4] >> (24 - 8 * (i % 4)));
+    return out;
+}
+
+std::string base64(const std::uint8_t* p, std::size_t n) {
+    static constexpr char abc[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    std::string out;
+    for (std::size_t i = 0; i < n; i += 3) {
+        const u32 v = u32{p[i]} << 16 | (i + 1 < n ? u32{p[i + 1]} << 8 : 0) |
+                      (i + 2 < n ? u32{p[i + 2]} : 0);
+        out += abc[(v >> 18) & 63];
+        out += abc[(v >> 12) & 63];
+        out += i + 1 < n ? abc[(v >> 6) & 63] : '=';
+        out += i + 2 < n ? abc[v & 63] : '=';
+    }
+    return out;
+}
+
+std::string websocket_accept(std::string_view key) {
+    const auto d = sha1(std::string(key) + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    return base64(d.data(), d.size());
+}
+
+//--------------------------------------------------------------------------------------------------
 // The message: {"t":"<19 digits: send time, ns>","s":"<10 digits: seq>","p":"xxx..."}. Strings,
 // so the fixed-width digits may have leading zeros; Megaphone re-serializes the object (its keys
 // come out sorted) and nchan passes it verbatim, so receivers look for the markers, not offsets.
@@ -779,7 +889,9 @@ struct message_template {
 // Connections
 
 enum class role : std::uint8_t { subscriber, publisher, plain };
-enum class stage : std::uint8_t { idle, creating, polling };
+// opening: a stream's request (SSE GET or WebSocket upgrade) is out, its answer's head not in yet;
+// streaming: the stream is open, every byte that comes is events or frames.
+enum class stage : std::uint8_t { idle, creating, polling, opening, streaming };
 
 struct conn {
     int fd = -1;
@@ -792,6 +904,7 @@ struct conn {
     bool dead = false;      // gave up after repeated failures
     bool info = false;      // publisher: the outstanding request asks nchan for channel info
     bool reconnect_queued = false;
+    bool frag_open = false; // ws: a fragmented message is being received
     std::uint8_t failures = 0;
     u32 id = 0;    // index in loadgen::conns_
     u32 gen = 0;   // incremented by every new socket
@@ -800,12 +913,15 @@ struct conn {
     std::size_t rid_pos = 0; // megaphone: where the rid's digits sit in `out`
     u64 rid = 0;
     u64 seq = 0;
+    u64 last_id = 0; // megaphone streams: the last event id (SSE) or batch id (ws) received
     i64 sent_ns = 0;
     std::string out;
     std::string in;
     std::string sid;
     std::string last_modified;
     std::string etag;
+    std::string frag; // ws: the fragments of a message so far
+    std::string ctl;  // ws: client frames not yet taken by the socket (pongs, close)
     response_parser parser;
 };
 
@@ -843,6 +959,13 @@ public:
         pub_host_header_ = "Host: " + o_.host + ":" + std::to_string(o_.publish_port) + "\r\n";
         std::random_device rd;
         rng_.seed(rd());
+        if (o_.transport == transport_kind::ws) {
+            std::array<std::uint8_t, 16> nonce{};
+            for (auto& b : nonce)
+                b = static_cast<std::uint8_t>(rng_());
+            ws_key_ = base64(nonce.data(), nonce.size()); // one per process: a load generator
+            ws_accept_ = websocket_accept(ws_key_);
+        }
 
         const u32 subs = o_.connections;
         const u32 pubs = static_cast<u32>(o_.publishers);
@@ -1018,7 +1141,12 @@ private:
         c.out_armed = false;
         c.in.clear();
         c.parser.reset();
+        c.ctl.clear();
+        c.frag.clear();
+        c.frag_open = false;
         --open_;
+        if (c.st == stage::streaming)
+            build_stream(c); // a retry opens it again (Megaphone SSE: from Last-Event-ID)
     }
 
     void connect_failed(conn& c, const std::string& why) {
@@ -1124,6 +1252,10 @@ private:
             write_out(c);
             if (c.fd < 0)
                 return;
+        } else if ((ev & EPOLLOUT) && !c.ctl.empty()) {
+            flush_ctl(c);
+            if (c.fd < 0)
+                return;
         }
         if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
             on_readable(c);
@@ -1166,6 +1298,18 @@ private:
     /// Handles every complete response in `c.in`; false when the connection went meanwhile.
     bool drain(conn& c, bool eof) {
         while (!c.in.empty() && c.fd >= 0) {
+            if (c.st == stage::streaming)
+                return o_.transport == transport_kind::ws ? ws_data(c) : sse_data(c);
+            if (c.st == stage::opening && c.kind == role::subscriber) {
+                const opened o = open_stream(c);
+                if (o == opened::more)
+                    return true;
+                if (o == opened::gone)
+                    return false;
+                if (o == opened::stream)
+                    continue;
+                // opened::plain: not a stream; the answer is read as any other.
+            }
             response r;
             const auto res = c.parser.parse(c.in, eof, r);
             if (res == response_parser::result::more)
@@ -1215,10 +1359,19 @@ private:
                "\r\n\r\n" + body;
     }
 
+    /// The session is created on a connection of its own (Connection: close), its polls or stream
+    /// on a second: --poll-connection, and always before a Megaphone WebSocket, which a browser
+    /// opens on a new connection (and the server may upgrade only a connection's first request).
+    bool own_creation() const noexcept {
+        return o_.poll_connection ||
+               (o_.target == target_kind::megaphone && o_.transport == transport_kind::ws);
+    }
+
     u64 fresh_rid() { return 1'000'000'000'000 + rng_() % 4'000'000'000'000; }
 
     void build_create(conn& c) {
         c.rid = fresh_rid();
+        c.last_id = 0; // a new session's stream starts at id 1
         std::string body = "{\"rid\":" + std::to_string(c.rid);
         if (c.kind == role::plain)
             body += ",\"wait\":0,\"hold\":0}"; // a polling session: every poll answered at once
@@ -1226,8 +1379,7 @@ private:
             body += ",\"wait\":" + std::to_string(static_cast<long>(o_.wait)) +
                     ",\"hold\":1,\"messages\":[{\"subscribe\":\"" + channel(c.index) + "\"}]}";
         // --fresh-connections, --poll-connection: the creation has a connection of its own.
-        c.out =
-            comet_post(body, (c.kind == role::plain && o_.fresh_connections) || o_.poll_connection);
+        c.out = comet_post(body, (c.kind == role::plain && o_.fresh_connections) || own_creation());
         c.st = stage::creating;
     }
 
@@ -1285,8 +1437,10 @@ private:
         }
         if (o_.target == target_kind::megaphone)
             build_create(c);
-        else
+        else if (o_.transport == transport_kind::long_poll)
             build_nchan_get(c);
+        else
+            build_stream(c);
         send(c);
     }
 
@@ -1306,6 +1460,344 @@ private:
     }
 
     //----------------------------------------------------------------------------------------------
+    // Streams: Server-Sent Events and WebSocket
+
+    /// The stream's request: Megaphone's on the session (its sid), nchan's on the channel.
+    void build_stream(conn& c) {
+        const bool ws = o_.transport == transport_kind::ws;
+        const bool mp = o_.target == target_kind::megaphone;
+        c.out = "GET ";
+        if (mp)
+            c.out += (ws ? "/comet?sid=" : "/comet/events?sid=") + c.sid;
+        else
+            c.out += (ws ? "/ws/" : "/es/") + channel(c.index);
+        c.out += " HTTP/1.1\r\n" + host_header_;
+        if (ws) {
+            c.out += "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: " + ws_key_ +
+                     "\r\nSec-WebSocket-Version: 13\r\n";
+            if (mp)
+                c.out += "Sec-WebSocket-Protocol: megaphone\r\n";
+        } else {
+            c.out += "Accept: text/event-stream\r\nCache-Control: no-cache\r\n";
+            if (mp && c.last_id > 0) // a reconnect resumes after the last event it has
+                c.out += "Last-Event-ID: " + std::to_string(c.last_id) + "\r\n";
+        }
+        c.out += "\r\n";
+        c.st = stage::opening;
+    }
+
+    enum class opened { more, stream, plain, gone };
+
+    /// The head of a stream's answer: SSE 200 text/event-stream, or WebSocket 101 with the right
+    /// Sec-WebSocket-Accept (and protocol). `plain` when it is another answer (read as one).
+    opened open_stream(conn& c) {
+        const auto end = c.in.find("\r\n\r\n");
+        if (end == std::string::npos)
+            return c.in.size() > 65536 ? opened::plain : opened::more;
+        const std::string_view head(c.in.data(), end + 2);
+        const auto eol = head.find("\r\n");
+        const std::string_view line = head.substr(0, eol);
+        unsigned status = 0;
+        if (line.size() < 12 || !line.starts_with("HTTP/1.") ||
+            std::from_chars(line.data() + 9, line.data() + 12, status).ec != std::errc{})
+            return opened::plain; // the parser says it is bad
+        const bool ws = o_.transport == transport_kind::ws;
+        if (status != (ws ? 101u : 200u))
+            return opened::plain;
+        std::string_view type, upgrade, accept, protocol, encoding;
+        for (std::size_t p = eol + 2; p < head.size();) {
+            const auto e = head.find("\r\n", p);
+            const std::string_view h = head.substr(p, e - p);
+            p = e == std::string_view::npos ? head.size() : e + 2;
+            const auto colon = h.find(':');
+            if (colon == std::string_view::npos)
+                continue;
+            const std::string_view name = h.substr(0, colon), value = trim(h.substr(colon + 1));
+            if (iequals(name, "content-type"))
+                type = value;
+            else if (iequals(name, "upgrade"))
+                upgrade = value;
+            else if (iequals(name, "sec-websocket-accept"))
+                accept = value;
+            else if (iequals(name, "sec-websocket-protocol"))
+                protocol = value;
+            else if (iequals(name, "transfer-encoding"))
+                encoding = value;
+        }
+        std::string bad;
+        if (ws) {
+            if (!iequals(upgrade, "websocket"))
+                bad = "websocket: 101 without Upgrade: websocket";
+            else if (accept != ws_accept_)
+                bad = "websocket: wrong Sec-WebSocket-Accept";
+            else if (o_.target == target_kind::megaphone && protocol != "megaphone")
+                bad = "websocket: the server did not take Sec-WebSocket-Protocol megaphone";
+        } else if (!type.starts_with("text/event-stream")) {
+            bad = "event stream: 200 with Content-Type " + std::string(type.substr(0, 60));
+        } else if (!encoding.empty()) {
+            bad = "event stream: Transfer-Encoding " + std::string(encoding) + " (not read here)";
+        }
+        if (!bad.empty()) {
+            error(bad);
+            give_up(c);
+            return opened::gone;
+        }
+        c.in.erase(0, end + 4);
+        c.parser.reset();
+        c.st = stage::streaming;
+        c.failures = 0;
+        ++stream_opens_;
+        mark_ready(c); // its stream is open: what is published from now on reaches it
+        return opened::stream;
+    }
+
+    /// A stream's request answered with something else than a stream.
+    void stream_refused(conn& c, const response& r) {
+        const std::string what =
+            std::to_string(r.status) + " " + std::string(r.body.substr(0, 100));
+        if (o_.transport == transport_kind::ws) {
+            ++ws_refused_; // no WebSocket here: not worth retrying
+            error("websocket upgrade answered " + what);
+            return give_up(c);
+        }
+        if (o_.target == target_kind::megaphone && r.status == 204) {
+            // The session is unknown or ended: an EventSource stops; the client starts anew.
+            error("event stream answered 204: the session is gone");
+            ++recreated_;
+            if (++c.failures > 5)
+                return give_up(c);
+            build_create(c);
+            if (!stopping_)
+                send(c);
+            return;
+        }
+        error("event stream answered " + what);
+        give_up(c);
+    }
+
+    /// Megaphone ended the session while its stream was open: say so, start a new one.
+    bool session_ended(conn& c, std::string_view text) {
+        error("stream: the session ended: " + std::string(text.substr(0, 120)));
+        ++recreated_;
+        c.st = stage::idle;
+        close_conn(c);
+        if (++c.failures > 5) {
+            give_up(c);
+            return false;
+        }
+        build_create(c);
+        if (!stopping_)
+            send(c);
+        return false;
+    }
+
+    /// Server-Sent Events: every complete line in `c.in`. False when the connection went.
+    bool sse_data(conn& c) {
+        const i64 now = now_ns();
+        const bool mp = o_.target == target_kind::megaphone;
+        std::size_t p = 0;
+        for (;;) {
+            const auto e = c.in.find('\n', p);
+            if (e == std::string::npos)
+                break;
+            std::string_view line(c.in.data() + p, e - p);
+            p = e + 1;
+            if (!line.empty() && line.back() == '\r')
+                line.remove_suffix(1);
+            if (line.starts_with("data:")) {
+                ++events_;
+                if (mp && line.find("\"type\":\"terminate\"") != std::string_view::npos)
+                    return session_ended(c, line);
+                count_messages(c, line, now);
+            } else if (mp && line.starts_with("id:")) {
+                // Megaphone numbers a session's stream 1, 2, 3, ...: one more each event.
+                const std::string_view v = trim(line.substr(3));
+                u64 id = 0;
+                std::from_chars(v.data(), v.data() + v.size(), id);
+                if (id != c.last_id + 1)
+                    error("event stream: id " + std::to_string(id) + " after " +
+                          std::to_string(c.last_id));
+                c.last_id = id;
+            }
+        }
+        c.in.erase(0, p);
+        if (c.in.size() > (1u << 20)) {
+            error("event stream: a line over 1 MiB");
+            lost(c, "unreadable event stream");
+            return false;
+        }
+        return true;
+    }
+
+    /// WebSocket frames (RFC 6455 §5): every complete frame in `c.in`. False when it went.
+    bool ws_data(conn& c) {
+        std::size_t p = 0;
+        for (;;) {
+            const std::size_t avail = c.in.size() - p;
+            if (avail < 2)
+                break;
+            const auto b0 = static_cast<std::uint8_t>(c.in[p]);
+            const auto b1 = static_cast<std::uint8_t>(c.in[p + 1]);
+            const char* bad = (b1 & 0x80)   ? "websocket: a masked frame from the server"
+                              : (b0 & 0x70) ? "websocket: RSV bits set (no extension agreed)"
+                                            : nullptr;
+            u64 len = b1 & 0x7fu;
+            std::size_t hdr = 2;
+            if (len == 126) {
+                if (avail < 4)
+                    break;
+                len = u64{static_cast<std::uint8_t>(c.in[p + 2])} << 8 |
+                      static_cast<std::uint8_t>(c.in[p + 3]);
+                hdr = 4;
+            } else if (len == 127) {
+                if (avail < 10)
+                    break;
+                len = 0;
+                for (int i = 0; i < 8; ++i)
+                    len = len << 8 | static_cast<std::uint8_t>(c.in[p + 2 + i]);
+                hdr = 10;
+            }
+            if (!bad && len > (16u << 20))
+                bad = "websocket: a frame over 16 MiB";
+            const int op = b0 & 0x0f;
+            if (!bad && op >= 8 && (len > 125 || !(b0 & 0x80)))
+                bad = "websocket: a control frame fragmented or over 125 bytes";
+            if (bad) {
+                error(bad);
+                lost(c, "bad websocket frame");
+                return false;
+            }
+            if (avail < hdr + len)
+                break;
+            const std::string_view pl(c.in.data() + p + hdr, len);
+            const bool fin = b0 & 0x80;
+            p += hdr + len;
+            ++frames_;
+            switch (op) {
+            case 0x1:
+            case 0x2:
+                if (c.frag_open)
+                    error("websocket: a new message before the last one's final fragment");
+                if (fin) {
+                    c.frag_open = false;
+                    if (!ws_message(c, pl))
+                        return false;
+                } else {
+                    c.frag.assign(pl);
+                    c.frag_open = true;
+                }
+                break;
+            case 0x0:
+                if (!c.frag_open) {
+                    error("websocket: a continuation frame with no message begun");
+                    break;
+                }
+                c.frag.append(pl);
+                if (fin) {
+                    const std::string m = std::move(c.frag);
+                    c.frag.clear();
+                    c.frag_open = false;
+                    if (!ws_message(c, m))
+                        return false;
+                }
+                break;
+            case 0x8: // close: answer with a close (its status code echoed), then the TCP end
+                ws_send(c, 0x8, pl.substr(0, std::min<std::size_t>(2, pl.size())));
+                ++ws_closes_;
+                if (stopping_) {
+                    close_conn(c);
+                    return false;
+                }
+                error("websocket: closed by the server");
+                lost(c, "websocket close");
+                return false;
+            case 0x9:
+                ++pings_;
+                ws_send(c, 0xA, pl);
+                if (c.fd < 0)
+                    return false;
+                break;
+            case 0xA:
+                break;
+            default:
+                error("websocket: unknown opcode " + std::to_string(op));
+                lost(c, "bad websocket frame");
+                return false;
+            }
+        }
+        c.in.erase(0, p);
+        return c.fd >= 0;
+    }
+
+    /// One whole message (text frame): Megaphone's batch or control, or nchan's message.
+    bool ws_message(conn& c, std::string_view m) {
+        const i64 now = now_ns();
+        if (o_.target == target_kind::megaphone) {
+            if (m.find("\"type\":\"terminate\"") != std::string_view::npos)
+                return session_ended(c, m);
+            if (m.find("\"messages\"") == std::string_view::npos) {
+                ++ws_control_; // {"type":"ready",...}, {"type":"ping"}
+                return true;
+            }
+            // {"id":<last id>,"messages":[...]}: ids go up, batch after batch.
+            const i64 id = json_number(m, "id");
+            if (id >= 0) {
+                if (static_cast<u64>(id) <= c.last_id && c.last_id > 0)
+                    error("websocket: batch id " + std::to_string(id) + " after " +
+                          std::to_string(c.last_id));
+                c.last_id = static_cast<u64>(id);
+            }
+        }
+        count_messages(c, m, now);
+        return true;
+    }
+
+    /// Sends a client frame (RFC 6455 §5.3: masked with a fresh key).
+    void ws_send(conn& c, int op, std::string_view payload) {
+        std::string f;
+        f += static_cast<char>(0x80 | op);
+        if (payload.size() < 126) {
+            f += static_cast<char>(0x80 | payload.size());
+        } else if (payload.size() < 65536) {
+            f += static_cast<char>(0x80 | 126);
+            f += static_cast<char>(payload.size() >> 8);
+            f += static_cast<char>(payload.size() & 0xff);
+        } else {
+            f += static_cast<char>(0x80 | 127);
+            for (int i = 7; i >= 0; --i)
+                f += static_cast<char>((u64{payload.size()} >> (8 * i)) & 0xff);
+        }
+        const u32 key = static_cast<u32>(rng_());
+        char mask[4];
+        std::memcpy(mask, &key, 4);
+        f.append(mask, 4);
+        for (std::size_t i = 0; i < payload.size(); ++i)
+            f += static_cast<char>(payload[i] ^ mask[i % 4]);
+        c.ctl += f;
+        flush_ctl(c);
+    }
+
+    void flush_ctl(conn& c) {
+        while (!c.ctl.empty()) {
+            const ssize_t n = ::send(c.fd, c.ctl.data(), c.ctl.size(), MSG_NOSIGNAL);
+            if (n > 0) {
+                c.ctl.erase(0, static_cast<std::size_t>(n));
+                continue;
+            }
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                if (!c.out_armed)
+                    set_events(c, true);
+                return;
+            }
+            return lost(c, n < 0 ? std::strerror(errno) : "send");
+        }
+        if (c.out_armed)
+            set_events(c, false);
+    }
+
+    //----------------------------------------------------------------------------------------------
     // Answers
 
     void on_response(conn& c, const response& r) {
@@ -1322,6 +1814,8 @@ private:
 
     void megaphone_answer(conn& c, const response& r) {
         const i64 now = now_ns();
+        if (c.st == stage::opening)
+            return stream_refused(c, r);
         if (c.st == stage::creating) {
             const auto sid = json_string(r.body, "sid");
             if (r.status != 200 || sid.empty()) {
@@ -1332,8 +1826,11 @@ private:
             c.failures = 0;
             c.sid = sid;
             count_messages(c, r.body, now);
-            build_poll(c);
-            if (o_.poll_connection)
+            if (o_.transport == transport_kind::long_poll)
+                build_poll(c);
+            else
+                build_stream(c); // on the same connection (--poll-connection: a second one)
+            if (own_creation())
                 close_conn(c); // (closed already when the server closed first) polls connect
             if (!stopping_)
                 send(c);
@@ -1361,6 +1858,8 @@ private:
 
     void nchan_answer(conn& c, const response& r) {
         const i64 now = now_ns();
+        if (c.st == stage::opening)
+            return stream_refused(c, r);
         if (r.status == 200) {
             c.failures = 0;
             ++answers_;
@@ -1583,8 +2082,10 @@ private:
     void resend_setup(conn& c) {
         if (o_.target == target_kind::megaphone || c.kind == role::plain)
             build_create(c);
-        else
+        else if (o_.transport == transport_kind::long_poll)
             build_nchan_get(c);
+        else
+            build_stream(c);
         send(c);
     }
 
@@ -1609,6 +2110,10 @@ private:
                       std::to_string(ready) + " of " + std::to_string(o_.total) + " ready");
             expected_ = ready;
             setup_s_ = static_cast<double>(now - t0_) / s_ns;
+            if (ready == 0 && o_.mode == mode_kind::fanout) {
+                error("setup: no subscriber ready: nothing to publish to");
+                return finish(now); // (a fan-out to nobody would time nothing)
+            }
             // nchan registers a subscriber some time after its GET is on the wire: for one
             // channel ask it (its count is per worker process, so at most for a second),
             // otherwise give it a moment.
@@ -1990,6 +2495,18 @@ private:
         field("reconnects", whole(reconnects_));
         field("recreated", whole(recreated_));
         field("answers", whole(answers_));
+        field("transport", quote(o_.transport == transport_kind::sse  ? "sse"
+                                 : o_.transport == transport_kind::ws ? "ws"
+                                                                      : "long-poll"));
+        if (o_.transport != transport_kind::long_poll) {
+            field("streams_opened", whole(stream_opens_));
+            field("events", whole(events_));
+            field("frames", whole(frames_));
+            field("ws_control", whole(ws_control_));
+            field("pings", whole(pings_));
+            field("ws_closes", whole(ws_closes_));
+            field("ws_refused", whole(ws_refused_));
+        }
         field("setup_s", num(setup_s_));
         field("window_s", num(window));
         field("elapsed_s", num(static_cast<double>(now_ns() - t0_) / s_ns));
@@ -2129,6 +2646,9 @@ private:
     u64 expected_ = 0, received_ = 0, received_window_ = 0, sent_ = 0, publish_answers_ = 0;
     u64 channel_rr_ = 0, late_ = 0, issued_ = 0, requests_window_ = 0, error_total_ = 0;
     u64 last_progress_count_ = 0;
+    u64 stream_opens_ = 0, events_ = 0, frames_ = 0, ws_control_ = 0, pings_ = 0;
+    u64 ws_closes_ = 0, ws_refused_ = 0;
+    std::string ws_key_, ws_accept_; // ws: the handshake's key and the answer it must get
     double setup_s_ = 0;
     std::map<std::string, u64> errors_;
     std::map<unsigned, u64> statuses_;
