@@ -247,7 +247,7 @@ TEST_CASE("upgrade: a stream_ack hands back what the dead stream never delivered
     CHECK(next.target->pieces.back() == "id: 4\ndata: 6\n\n");
 }
 
-TEST_CASE("upgrade: a stream_ack lets a half-open stream go; its unacknowledged tail goes first") {
+TEST_CASE("upgrade: a stream_ack lets a half-open stream go, its unacknowledged tail goes first") {
     quiet_app app;
     harness h{app};
     auto& c = h.connect();
@@ -271,7 +271,7 @@ TEST_CASE("upgrade: a stream_ack lets a half-open stream go; its unacknowledged 
     CHECK(texts(poll) == strings{"\"d\""});
 }
 
-TEST_CASE("upgrade: streaming requests are answered at once and empty; the queue stays for the "
+TEST_CASE("upgrade: streaming requests are answered at once and empty, the queue stays for the "
           "stream") {
     quiet_app app;
     harness h{app};
@@ -354,7 +354,7 @@ TEST_CASE("upgrade: a request sent before the stream opened but processed after 
     CHECK(texts(back) == strings{"\"b\""});
 }
 
-TEST_CASE("upgrade: a stream its client gave up before it arrived is refused; the session goes "
+TEST_CASE("upgrade: a stream its client gave up before it arrived is refused, the session goes "
           "on") {
     quiet_app app;
     harness h{app};

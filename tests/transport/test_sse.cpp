@@ -30,7 +30,7 @@ TEST_CASE("sse: packets are events numbered from the first id, one data line per
 }
 
 TEST_CASE("sse: the opening is a 200 event stream with its fields, a comment, retry, ready, the "
-          "events; the heartbeat is a ping event",
+          "events, and the heartbeat is a ping event",
           "[transport][sse]") {
     sse_options o;
     o.retry = std::chrono::milliseconds(1500);
