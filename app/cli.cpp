@@ -172,7 +172,7 @@ std::vector<option_spec> make_table() {
         "inactivity", "a session with no request held this long is closed",
         [](auto& o) -> auto& { return o.engine.inactivity; }));
     t.push_back(seconds_option(
-        "heartbeat", "a comment on an idle Server-Sent Events stream every this many seconds",
+        "heartbeat", "a ping event on an idle Server-Sent Events stream every this many seconds",
         [](auto& o) -> auto& { return o.sse.heartbeat; }));
     t.push_back(seconds_option(
         "polling",

@@ -217,7 +217,7 @@ void engine::open_stream(const stream_request& req, const stream_transport& tran
     // BOSH sessions stay long-poll (XEP-0124); an unknown sid learns nothing more than 204.
     if (!s || s->kind() != content_kind::json)
         return ex.reply(transport.refusal());
-    s->attach_stream(transport, req.last_id, std::move(ex));
+    s->attach_stream(transport, req.last_id, req.rid, std::move(ex));
 }
 
 void engine::stream_written(std::string_view sid, const exchange& ex) {

@@ -269,7 +269,7 @@ void session::on_request(client_request&& req, exchange ex) {
             return reply(ex, body);
         }
         outstanding_.push_back({rid, std::move(ex)});
-        fsm_.process(request_arrived{rid});
+        fsm_.process(request_arrived{rid, false, expects_stream(req)});
         return;
     }
     count_refusal(refusal::rid_out_of_window);
@@ -295,6 +295,11 @@ void session::process(client_request&& req, exchange ex) {
         last_empty_poll_ = {};
     }
 
+    // A client back from a stream: what the stream never delivered goes first, before what the
+    // messages below may push.
+    if (req.stream_ack && !rewind_stream(req, ex))
+        return;
+
     // XEP-0206: a stream restart comes before the payloads (it normally has none).
     if (req.bosh && req.bosh->restart)
         call_app([&] { app_.on_stream_restart(*this); });
@@ -318,7 +323,33 @@ void session::process(client_request&& req, exchange ex) {
             }
     }
     outstanding_.push_back({req.rid, std::move(ex)});
-    fsm_.process(request_arrived{req.rid});
+    fsm_.process(request_arrived{req.rid, false, expects_stream(req)});
+}
+
+bool session::expects_stream(const client_request& req) const noexcept {
+    // Asked for, or sent before the attached stream opened (the rid fence): either way what is
+    // queued is the stream's, and the answer must carry nothing newer than what it wrote.
+    return req.streaming || (stream_ && req.rid <= stream_->fence());
+}
+
+bool session::rewind_stream(const client_request& req, const exchange& ex) {
+    if (bosh_)
+        return true; // BOSH sessions have no streams
+    if (!stream_)
+        stream_ = std::make_unique<stream_sink>(settings_.max_queue);
+    // A request sent before the latest stream opened knows less than that stream's position.
+    if (req.rid <= stream_->fence())
+        return true;
+    auto back = stream_->rewind(*req.stream_ack, req.rid);
+    if (!back) {
+        // As for a stream's Last-Event-ID: a position the window cannot serve exactly ends the
+        // session; the client starts a new one and recovers its channels from their history.
+        count_refusal(refusal::rid_out_of_window);
+        fail(protocol_error::item_not_found, ex);
+        return false;
+    }
+    fsm_.process(stream_rewound{std::move(*back)});
+    return true;
 }
 
 bool session::bosh_checks_pass(const client_request& req, const exchange& ex) {
@@ -401,19 +432,25 @@ void session::drain_early() {
 }
 
 void session::attach_stream(const stream_transport& transport, std::optional<std::uint64_t> last_id,
-                            exchange ex) {
+                            std::optional<request_id> fence, exchange ex) {
     if (closed_)
         return ex.reply(transport.refusal());
     if (!stream_)
         stream_ = std::make_unique<stream_sink>(settings_.max_queue);
-    if (!stream_->attach(transport, last_id, ex)) {
-        // The client's position is out of the replay window: it cannot go on exactly. Like a
-        // rid out of the window, the session ends; its client starts a new one and recovers.
-        count_refusal(refusal::rid_out_of_window);
-        end(close_reason::item_not_found);
+    switch (stream_->attach(transport, last_id, fence, ex)) {
+    case stream_sink::attach_result::attached:
+        return fsm_.process(stream_opened{});
+    case stream_sink::attach_result::stale:
+        // Its client gave it up before it arrived and long-polls: the session goes on.
         return ex.reply(transport.refusal());
+    case stream_sink::attach_result::unservable:
+        break;
     }
-    fsm_.process(stream_opened{});
+    // The client's position is out of the replay window: it cannot go on exactly. Like a rid
+    // out of the window, the session ends; its client starts a new one and recovers.
+    count_refusal(refusal::rid_out_of_window);
+    end(close_reason::item_not_found);
+    ex.reply(transport.refusal());
 }
 
 void session::on_stream_written(const exchange& ex) {

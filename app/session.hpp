@@ -139,10 +139,11 @@ private:
     void on_request(client_request&& req, exchange ex);
     void on_connection_lost(request_id rid, const exchange& ex);
     /// A stream of `transport` opens (the newest sink wins) from the client's position
-    /// `last_id`; one the session cannot serve exactly ends the session, and gets the
-    /// transport's refusal.
+    /// `last_id`, after the client's request `fence`; one the session cannot serve exactly ends
+    /// the session, and gets the transport's refusal, as does a stale one (its client gave it
+    /// up already: the session goes on).
     void attach_stream(const stream_transport& transport, std::optional<std::uint64_t> last_id,
-                       exchange ex);
+                       std::optional<request_id> fence, exchange ex);
     /// The attached stream `ex` wrote its last piece whole.
     void on_stream_written(const exchange& ex);
     void end(close_reason why);
@@ -159,6 +160,11 @@ private:
     /// Answers `ex` with `body`, in this session's content type.
     void reply(const exchange& ex, packet body, unsigned status = 200) const;
     bool bosh_checks_pass(const client_request& req, const exchange& ex);
+    /// The request's `stream_ack`: the stream it gave up is rewound (app/stream_sink.hpp). False
+    /// when the position cannot be served and the request was answered (the session ended).
+    bool rewind_stream(const client_request& req, const exchange& ex);
+    /// The request must be answered at once and empty: its client has or opens a stream.
+    bool expects_stream(const client_request& req) const noexcept;
     /// A refresh (`req.token`) replaces the claims; an expired token without one ends the
     /// session. False when the request was answered (not-authorized).
     bool token_checks_pass(const client_request& req, const exchange& ex);

@@ -179,6 +179,16 @@ request& client::send_as(request_id rid, std::vector<nlohmann::json> messages) {
     return issue(std::move(req));
 }
 
+request& client::send_json(nlohmann::json body) {
+    body["sid"] = sid_;
+    if (!body.contains("rid"))
+        body["rid"] = next_rid_;
+    auto decoded = decode_json_request(body.dump());
+    if (!std::holds_alternative<client_request>(decoded))
+        throw std::invalid_argument("testing::client: malformed JSON request: " + body.dump());
+    return issue(std::move(std::get<client_request>(decoded)));
+}
+
 request& client::resend(const request& original) {
     client_request req;
     req.rid = original.rid();

@@ -86,6 +86,10 @@ public:
     /// Sends a request with an explicit rid (to test early or out-of-window rids). Later
     /// send()s continue after the highest rid sent.
     request& send_as(request_id rid, std::vector<nlohmann::json> messages = {});
+    /// Sends the JSON request `body` as the transport decodes it (its `sid` is set; `rid`
+    /// defaults to the next one): for fields send() does not write, such as the upgrade's
+    /// `stream_ack` and `streaming`. A rid already sent is sent again.
+    request& send_json(nlohmann::json body);
     /// The rid the next send() uses.
     request_id next_rid() const noexcept { return next_rid_; }
     /// Ends the session from the client's side.

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 namespace megaphone {
 
@@ -35,10 +36,13 @@ enum class close_reason : std::uint8_t {
 std::string_view to_string(close_reason) noexcept;
 
 /// A client request arrives. `answer_now` asks for an immediate answer (session creation, a
-/// pause): such a request is never held.
+/// pause): such a request is never held. `expects_stream`: the client has a stream, or is opening
+/// one (JSON `"streaming": true`, or a request sent before the attached stream opened): it is
+/// answered at once and empty, and what is queued stays for the stream.
 struct request_arrived {
     request_id id;
     bool answer_now = false;
+    bool expects_stream = false;
     static constexpr std::string_view name = "request_arrived";
 };
 
@@ -75,6 +79,15 @@ struct stream_opened {
 /// The streaming sink has written everything it was given: it may take the next batch.
 struct stream_written {
     static constexpr std::string_view name = "stream_written";
+};
+
+/// The client's stream is gone (its long-poll says so with `stream_ack`): `packets`, what was
+/// written on a stream after the position the client acknowledged and never reached it, go back
+/// to the front of the queue, in order, before anything queued since. A stream still attached has
+/// been let go by the session (its sink ended it) and is forgotten.
+struct stream_rewound {
+    std::vector<packet> packets;
+    static constexpr std::string_view name = "stream_rewound";
 };
 
 /// The session is ended, by the client or by the server.

@@ -86,9 +86,9 @@ constexpr std::size_t status_index(unsigned status) noexcept {
 }
 
 /// The session machine's events, in the order of `fsm_event_index` (fsm/session_machine.cpp).
-inline constexpr std::array<std::string_view, 8> fsm_event_names{
-    "request_arrived",   "packet_pushed",     "wait_expired",  "die_expired",
-    "connection_closed", "terminate_session", "stream_opened", "stream_written"};
+inline constexpr std::array<std::string_view, 9> fsm_event_names{
+    "request_arrived",   "packet_pushed", "wait_expired",   "die_expired",   "connection_closed",
+    "terminate_session", "stream_opened", "stream_written", "stream_rewound"};
 inline constexpr std::size_t fsm_state_count = 6; // fsm_state: waiting .. writing
 inline constexpr std::size_t close_reason_count =
     static_cast<std::size_t>(close_reason::not_authorized) + 1;

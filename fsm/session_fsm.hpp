@@ -47,6 +47,7 @@ public:
     void process(const terminate_session& e);
     void process(const stream_opened& e);
     void process(const stream_written& e);
+    void process(const stream_rewound& e);
 
     fsm_state state() const noexcept;
     /// Held requests, oldest (lowest id) first.

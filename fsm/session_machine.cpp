@@ -51,12 +51,15 @@ template <>
 constexpr std::size_t fsm_event_index<stream_opened> = 6;
 template <>
 constexpr std::size_t fsm_event_index<stream_written> = 7;
+template <>
+constexpr std::size_t fsm_event_index<stream_rewound> = 8;
 template <class Event>
 constexpr bool event_named_right = fsm_event_names[fsm_event_index<Event>] == Event::name;
 static_assert(event_named_right<request_arrived> && event_named_right<packet_pushed> &&
               event_named_right<wait_expired> && event_named_right<die_expired> &&
               event_named_right<connection_closed> && event_named_right<terminate_session> &&
-              event_named_right<stream_opened> && event_named_right<stream_written>);
+              event_named_right<stream_opened> && event_named_right<stream_written> &&
+              event_named_right<stream_rewound>);
 
 session_machine& machine(std::byte* storage) {
     return *std::launder(reinterpret_cast<session_machine*>(storage));
@@ -257,6 +260,9 @@ void session_fsm::process(const stream_opened& e) {
     dispatch(e);
 }
 void session_fsm::process(const stream_written& e) {
+    dispatch(e);
+}
+void session_fsm::process(const stream_rewound& e) {
     dispatch(e);
 }
 

@@ -10,7 +10,11 @@
 // write is in flight: one write at a time, packets pushed meanwhile queue up to `max_queue` and
 // go in the next write). The newest sink wins: a stream attached while long-polls are held
 // answers them empty; a request arriving while a stream is attached (the client's messages
-// still come by POST) is answered empty at once.
+// still come by POST) is answered empty at once, as is one whose client expects a stream
+// (`expects_stream`: it is opening one), which leaves the queue to the stream. When the client
+// gives its stream up and long-polls again, `stream_rewound` hands back what the stream wrote
+// that never reached it: those packets go first, before anything queued since (docs/PROTOCOL.md,
+// "Upgrade").
 //
 // Invariants the tests check after every event:
 //  - at most `hold` requests are held, oldest (lowest id) answered first; none while streaming;
@@ -19,7 +23,8 @@
 //    held long-polls;
 //  - `have_packet` has a non-empty queue and no sink; `have_request` and `streaming` an empty
 //    queue; `writing` a write in flight (its queue waits for the next);
-//  - every pushed packet is answered exactly once, in order, or handed back at close.
+//  - every pushed packet is answered exactly once, in order, or handed back at close (a packet
+//    a rewind hands back counts as not yet answered: it is answered again, in its place).
 #pragma once
 
 #include "fsm/session_fsm.hpp"
@@ -103,12 +108,31 @@ struct closed : msmf::state<> {
 //--------------------------------------------------------------------------------------------------
 // Guards (predicates; rows that share a start state and event have mutually exclusive guards)
 
-/// The request must be answered at once: a polling session, or the event asks for it.
+/// The request must be answered at once: a polling session, or the event asks for it (a
+/// creation, a pause, a request of a client that expects a stream).
 struct answer_now {
     static constexpr std::string_view name = "answer now";
     template <class Fsm, class S, class T>
     bool operator()(const request_arrived& e, Fsm& fsm, S&, T&) const {
-        return e.answer_now || fsm.params_.polling || fsm.params_.hold == 0;
+        return e.answer_now || e.expects_stream || fsm.params_.polling || fsm.params_.hold == 0;
+    }
+};
+
+/// The client has a stream, or is opening one: what is queued is for the stream, not for this
+/// answer.
+struct expects_stream {
+    static constexpr std::string_view name = "client expects a stream";
+    template <class Fsm, class S, class T>
+    bool operator()(const request_arrived& e, Fsm&, S&, T&) const {
+        return e.expects_stream;
+    }
+};
+
+struct expects_no_stream {
+    static constexpr std::string_view name = "no stream expected";
+    template <class Fsm, class S, class T>
+    bool operator()(const request_arrived& e, Fsm&, S&, T&) const {
+        return !e.expects_stream;
     }
 };
 
@@ -226,6 +250,47 @@ struct packets_queued {
     template <class Event, class Fsm, class S, class T>
     bool operator()(const Event&, Fsm& fsm, S&, T&) const {
         return !fsm.queue_.empty();
+    }
+};
+
+/// A rewind hands nothing back, and nothing is queued: no packet waits for a sink.
+struct nothing_to_send {
+    static constexpr std::string_view name = "nothing handed back or queued";
+    template <class Fsm, class S, class T>
+    bool operator()(const stream_rewound& e, Fsm& fsm, S&, T&) const {
+        return e.packets.empty() && fsm.queue_.empty();
+    }
+};
+
+struct something_to_send {
+    static constexpr std::string_view name = "packets handed back or queued";
+    template <class Fsm, class S, class T>
+    bool operator()(const stream_rewound& e, Fsm& fsm, S&, T&) const {
+        return !e.packets.empty() || !fsm.queue_.empty();
+    }
+};
+
+struct nothing_rewound {
+    static constexpr std::string_view name = "nothing handed back";
+    template <class Fsm, class S, class T>
+    bool operator()(const stream_rewound& e, Fsm&, S&, T&) const {
+        return e.packets.empty();
+    }
+};
+
+struct rewound_one_held {
+    static constexpr std::string_view name = "packets handed back, one held";
+    template <class Fsm, class S, class T>
+    bool operator()(const stream_rewound& e, Fsm& fsm, S&, T&) const {
+        return !e.packets.empty() && fsm.held_.size() == 1;
+    }
+};
+
+struct rewound_several_held {
+    static constexpr std::string_view name = "packets handed back, several held";
+    template <class Fsm, class S, class T>
+    bool operator()(const stream_rewound& e, Fsm& fsm, S&, T&) const {
+        return !e.packets.empty() && fsm.held_.size() > 1;
     }
 };
 
@@ -353,8 +418,8 @@ struct write_packet_to_stream {
 /// The stream's connection closed: it is forgotten; queued data stays queued.
 struct forget_stream {
     static constexpr std::string_view name = "forget the stream";
-    template <class Fsm, class S, class T>
-    void operator()(const connection_closed&, Fsm&, S&, T&) const {}
+    template <class Event, class Fsm, class S, class T>
+    void operator()(const Event&, Fsm&, S&, T&) const {}
 };
 
 /// The same, into `have_packet`: the die timer starts (it does not run while a sink is attached).
@@ -363,6 +428,36 @@ struct forget_stream_arm_die {
     template <class Fsm, class S, class T>
     void operator()(const connection_closed&, Fsm& fsm, S&, T&) const {
         fsm.effects_->arm_die_timer();
+    }
+};
+
+/// What the dead stream never delivered goes before what was queued since.
+struct requeue_rewound {
+    static constexpr std::string_view name = "put them back first in the queue";
+    template <class Fsm, class S, class T>
+    void operator()(const stream_rewound& e, Fsm& fsm, S&, T&) const {
+        fsm.queue_.insert(fsm.queue_.begin(), e.packets.begin(), e.packets.end());
+    }
+};
+
+/// The same, leaving a stream (its sink already let it go): the die timer starts, as in
+/// `forget_stream_arm_die`.
+struct forget_stream_requeue_rewound {
+    static constexpr std::string_view name =
+        "forget the stream, put them back first, arm die timer";
+    template <class Fsm, class S, class T>
+    void operator()(const stream_rewound& e, Fsm& fsm, S& s, T& t) const {
+        requeue_rewound{}(e, fsm, s, t);
+        fsm.effects_->arm_die_timer();
+    }
+};
+
+/// A long-poll is held (an older one than the request that told of the rewind): it carries them.
+struct answer_oldest_with_rewound {
+    static constexpr std::string_view name = "answer oldest with them";
+    template <class Fsm, class S, class T>
+    void operator()(const stream_rewound& e, Fsm& fsm, S&, T&) const {
+        fsm.answer_oldest(e.packets);
     }
 };
 
@@ -427,80 +522,92 @@ struct session_machine_def : msmf::state_machine_def<session_machine_def> {
     using initial_state = waiting;
 
     // clang-format off
-    // More rows than one mpl::vector holds (50): two parts, joined below.
+    // More rows than one mpl::vector holds (50): two parts, joined below (each at most 50).
     using long_poll_rows = mpl::vector<
-    //    Start          Event               Next           Action                     Guard
-    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
-    Row < waiting      , request_arrived   , have_request , hold_request             , may_hold                   >,
-    Row < waiting      , request_arrived   , waiting      , answer_empty_now         , answer_now                 >,
-    Row < waiting      , packet_pushed     , have_packet  , enqueue_packet           , none                       >,
-    Row < waiting      , die_expired       , closed       , close_inactive           , none                       >,
-    Row < waiting      , terminate_session , closed       , close_as_asked           , none                       >,
-    Row < waiting      , wait_expired      , none         , none                     , none                       >,
-    Row < waiting      , connection_closed , none         , none                     , none                       >,
-    Row < waiting      , stream_opened     , writing      , write_queue_to_stream    , none                       >,
-    Row < waiting      , stream_written    , none         , none                     , none                       >,
-    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
-    Row < have_request , request_arrived   , none         , hold_request             , hold_not_full              >,
-    Row < have_request , request_arrived   , none         , release_oldest_then_hold , hold_full                  >,
-    Row < have_request , request_arrived   , none         , answer_empty_now         , answer_now                 >,
-    Row < have_request , packet_pushed     , waiting      , answer_oldest_with_packet, one_held                   >,
-    Row < have_request , packet_pushed     , none         , answer_oldest_with_packet, several_held               >,
-    Row < have_request , wait_expired      , waiting      , answer_expired_empty     , is_only_held               >,
-    Row < have_request , wait_expired      , none         , answer_expired_empty     , is_held_among_others       >,
-    Row < have_request , wait_expired      , none         , none                     , is_not_held                >,
-    Row < have_request , connection_closed , waiting      , forget_request           , is_only_held               >,
-    Row < have_request , connection_closed , none         , forget_request           , is_held_among_others       >,
-    Row < have_request , connection_closed , none         , none                     , is_not_held                >,
-    Row < have_request , terminate_session , closed       , close_as_asked           , none                       >,
-    Row < have_request , die_expired       , none         , none                     , none                       >,
-    Row < have_request , stream_opened     , writing      , release_held_then_stream , none                       >,
-    Row < have_request , stream_written    , none         , none                     , none                       >,
-    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
-    Row < have_packet  , request_arrived   , waiting      , answer_with_queue        , none                       >,
-    Row < have_packet  , packet_pushed     , none         , enqueue_packet           , queue_has_room             >,
-    Row < have_packet  , packet_pushed     , closed       , close_overflowing        , queue_full                 >,
-    Row < have_packet  , die_expired       , closed       , close_inactive           , none                       >,
-    Row < have_packet  , terminate_session , closed       , close_as_asked           , none                       >,
-    Row < have_packet  , wait_expired      , none         , none                     , none                       >,
-    Row < have_packet  , connection_closed , none         , none                     , none                       >,
-    Row < have_packet  , stream_opened     , writing      , write_queue_to_stream    , none                       >,
-    Row < have_packet  , stream_written    , none         , none                     , none                       >,
-    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
-    Row < closed       , request_arrived   , none         , none                     , none                       >,
-    Row < closed       , packet_pushed     , none         , none                     , none                       >,
-    Row < closed       , wait_expired      , none         , none                     , none                       >,
-    Row < closed       , die_expired       , none         , none                     , none                       >,
-    Row < closed       , connection_closed , none         , none                     , none                       >,
-    Row < closed       , terminate_session , none         , none                     , none                       >,
-    Row < closed       , stream_opened     , none         , none                     , none                       >,
-    Row < closed       , stream_written    , none         , none                     , none                       >
-    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
+    //    Start          Event               Next           Action                          Guard
+    //  +--------------+-------------------+--------------+-------------------------------+--------------------------+
+    Row < waiting      , request_arrived   , have_request , hold_request                  , may_hold                 >,
+    Row < waiting      , request_arrived   , waiting      , answer_empty_now              , answer_now               >,
+    Row < waiting      , packet_pushed     , have_packet  , enqueue_packet                , none                     >,
+    Row < waiting      , die_expired       , closed       , close_inactive                , none                     >,
+    Row < waiting      , terminate_session , closed       , close_as_asked                , none                     >,
+    Row < waiting      , wait_expired      , none         , none                          , none                     >,
+    Row < waiting      , connection_closed , none         , none                          , none                     >,
+    Row < waiting      , stream_opened     , writing      , write_queue_to_stream         , none                     >,
+    Row < waiting      , stream_written    , none         , none                          , none                     >,
+    Row < waiting      , stream_rewound    , none         , none                          , nothing_to_send          >,
+    Row < waiting      , stream_rewound    , have_packet  , requeue_rewound               , something_to_send        >,
+    //  +--------------+-------------------+--------------+-------------------------------+--------------------------+
+    Row < have_request , request_arrived   , none         , hold_request                  , hold_not_full            >,
+    Row < have_request , request_arrived   , none         , release_oldest_then_hold      , hold_full                >,
+    Row < have_request , request_arrived   , none         , answer_empty_now              , answer_now               >,
+    Row < have_request , packet_pushed     , waiting      , answer_oldest_with_packet     , one_held                 >,
+    Row < have_request , packet_pushed     , none         , answer_oldest_with_packet     , several_held             >,
+    Row < have_request , wait_expired      , waiting      , answer_expired_empty          , is_only_held             >,
+    Row < have_request , wait_expired      , none         , answer_expired_empty          , is_held_among_others     >,
+    Row < have_request , wait_expired      , none         , none                          , is_not_held              >,
+    Row < have_request , connection_closed , waiting      , forget_request                , is_only_held             >,
+    Row < have_request , connection_closed , none         , forget_request                , is_held_among_others     >,
+    Row < have_request , connection_closed , none         , none                          , is_not_held              >,
+    Row < have_request , terminate_session , closed       , close_as_asked                , none                     >,
+    Row < have_request , die_expired       , none         , none                          , none                     >,
+    Row < have_request , stream_opened     , writing      , release_held_then_stream      , none                     >,
+    Row < have_request , stream_written    , none         , none                          , none                     >,
+    Row < have_request , stream_rewound    , none         , none                          , nothing_rewound          >,
+    Row < have_request , stream_rewound    , waiting      , answer_oldest_with_rewound    , rewound_one_held         >,
+    Row < have_request , stream_rewound    , none         , answer_oldest_with_rewound    , rewound_several_held     >,
+    //  +--------------+-------------------+--------------+-------------------------------+--------------------------+
+    Row < have_packet  , request_arrived   , waiting      , answer_with_queue             , expects_no_stream        >,
+    Row < have_packet  , request_arrived   , none         , answer_empty_now              , expects_stream           >,
+    Row < have_packet  , packet_pushed     , none         , enqueue_packet                , queue_has_room           >,
+    Row < have_packet  , packet_pushed     , closed       , close_overflowing             , queue_full               >,
+    Row < have_packet  , die_expired       , closed       , close_inactive                , none                     >,
+    Row < have_packet  , terminate_session , closed       , close_as_asked                , none                     >,
+    Row < have_packet  , wait_expired      , none         , none                          , none                     >,
+    Row < have_packet  , connection_closed , none         , none                          , none                     >,
+    Row < have_packet  , stream_opened     , writing      , write_queue_to_stream         , none                     >,
+    Row < have_packet  , stream_written    , none         , none                          , none                     >,
+    Row < have_packet  , stream_rewound    , none         , requeue_rewound               , none                     >,
+    //  +--------------+-------------------+--------------+-------------------------------+--------------------------+
+    Row < closed       , request_arrived   , none         , none                          , none                     >,
+    Row < closed       , packet_pushed     , none         , none                          , none                     >,
+    Row < closed       , wait_expired      , none         , none                          , none                     >,
+    Row < closed       , die_expired       , none         , none                          , none                     >,
+    Row < closed       , connection_closed , none         , none                          , none                     >,
+    Row < closed       , terminate_session , none         , none                          , none                     >,
+    Row < closed       , stream_opened     , none         , none                          , none                     >,
+    Row < closed       , stream_written    , none         , none                          , none                     >,
+    Row < closed       , stream_rewound    , none         , none                          , none                     >
+    //  +--------------+-------------------+--------------+-------------------------------+--------------------------+
     >;
     using stream_rows = mpl::vector<
-    Row < streaming    , request_arrived   , none         , answer_empty_now         , none                       >,
-    Row < streaming    , packet_pushed     , writing      , write_packet_to_stream   , none                       >,
-    Row < streaming    , stream_opened     , writing      , write_queue_to_stream    , none                       >,
-    Row < streaming    , connection_closed , waiting      , forget_stream            , is_stream                  >,
-    Row < streaming    , connection_closed , none         , none                     , is_not_stream              >,
-    Row < streaming    , terminate_session , closed       , close_stream_as_asked         , none                       >,
-    Row < streaming    , wait_expired      , none         , none                     , none                       >,
-    Row < streaming    , die_expired       , none         , none                     , none                       >,
-    Row < streaming    , stream_written    , none         , none                     , none                       >,
-    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
-    Row < writing      , request_arrived   , none         , answer_empty_now         , none                       >,
-    Row < writing      , packet_pushed     , none         , enqueue_packet           , queue_has_room             >,
-    Row < writing      , packet_pushed     , closed       , close_stream_overflowing       , queue_full                 >,
-    Row < writing      , stream_written    , streaming    , none                     , nothing_queued             >,
-    Row < writing      , stream_written    , none         , write_queue_to_stream    , packets_queued             >,
-    Row < writing      , stream_opened     , none         , write_queue_to_stream    , none                       >,
-    Row < writing      , connection_closed , waiting      , forget_stream            , is_stream_nothing_queued   >,
-    Row < writing      , connection_closed , have_packet  , forget_stream_arm_die    , is_stream_packets_queued   >,
-    Row < writing      , connection_closed , none         , none                     , is_not_stream              >,
-    Row < writing      , terminate_session , closed       , close_stream_as_asked         , none                       >,
-    Row < writing      , wait_expired      , none         , none                     , none                       >,
-    Row < writing      , die_expired       , none         , none                     , none                       >
-    //  +--------------+-------------------+--------------+--------------------------+----------------------------+
+    Row < streaming    , request_arrived   , none         , answer_empty_now              , none                     >,
+    Row < streaming    , packet_pushed     , writing      , write_packet_to_stream        , none                     >,
+    Row < streaming    , stream_opened     , writing      , write_queue_to_stream         , none                     >,
+    Row < streaming    , connection_closed , waiting      , forget_stream                 , is_stream                >,
+    Row < streaming    , connection_closed , none         , none                          , is_not_stream            >,
+    Row < streaming    , terminate_session , closed       , close_stream_as_asked         , none                     >,
+    Row < streaming    , wait_expired      , none         , none                          , none                     >,
+    Row < streaming    , die_expired       , none         , none                          , none                     >,
+    Row < streaming    , stream_written    , none         , none                          , none                     >,
+    Row < streaming    , stream_rewound    , waiting      , forget_stream                 , nothing_to_send          >,
+    Row < streaming    , stream_rewound    , have_packet  , forget_stream_requeue_rewound , something_to_send        >,
+    //  +--------------+-------------------+--------------+-------------------------------+--------------------------+
+    Row < writing      , request_arrived   , none         , answer_empty_now              , none                     >,
+    Row < writing      , packet_pushed     , none         , enqueue_packet                , queue_has_room           >,
+    Row < writing      , packet_pushed     , closed       , close_stream_overflowing      , queue_full               >,
+    Row < writing      , stream_written    , streaming    , none                          , nothing_queued           >,
+    Row < writing      , stream_written    , none         , write_queue_to_stream         , packets_queued           >,
+    Row < writing      , stream_opened     , none         , write_queue_to_stream         , none                     >,
+    Row < writing      , connection_closed , waiting      , forget_stream                 , is_stream_nothing_queued >,
+    Row < writing      , connection_closed , have_packet  , forget_stream_arm_die         , is_stream_packets_queued >,
+    Row < writing      , connection_closed , none         , none                          , is_not_stream            >,
+    Row < writing      , terminate_session , closed       , close_stream_as_asked         , none                     >,
+    Row < writing      , wait_expired      , none         , none                          , none                     >,
+    Row < writing      , die_expired       , none         , none                          , none                     >,
+    Row < writing      , stream_rewound    , waiting      , forget_stream                 , nothing_to_send          >,
+    Row < writing      , stream_rewound    , have_packet  , forget_stream_requeue_rewound , something_to_send        >
+    //  +--------------+-------------------+--------------+-------------------------------+--------------------------+
     >;
     struct transition_table
         : mpl::insert_range<long_poll_rows, mpl::end<long_poll_rows>::type, stream_rows>::type {};

@@ -73,6 +73,24 @@ public:
         return integer(out, text);
     }
 
+    /// `true` or `false`.
+    bool boolean(bool& out) noexcept {
+        auto word = [this](std::string_view w) {
+            if (static_cast<std::size_t>(end_ - p_) < w.size() ||
+                std::string_view(p_, w.size()) != w)
+                return false;
+            p_ += w.size();
+            return true;
+        };
+        if (word("true"))
+            out = true;
+        else if (word("false"))
+            out = false;
+        else
+            return false;
+        return true;
+    }
+
     /// The whole text is one object with at least one member: for each, `member(key)` is called
     /// after the key and its ':' and reads the value (false: give up). Whitespace may surround
     /// every token; nothing may follow the object.

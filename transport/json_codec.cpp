@@ -145,10 +145,10 @@ nlohmann::json seconds(std::chrono::milliseconds d) {
 }
 
 /// The fast path for the common request shapes: a flat object of sid, rid, ack, type, wait,
-/// hold and an empty (or absent) messages array, with plain ASCII strings and plain integers.
-/// It either decodes the request exactly as the general path would, or gives up (false) and
-/// leaves the body to the general path: anything unusual (escapes, non-ASCII, null, floats,
-/// unknown or repeated keys, messages, errors of any kind) takes the general path, so both
+/// hold, stream_ack, streaming and an empty (or absent) messages array, with plain ASCII strings
+/// and plain integers. It either decodes the request exactly as the general path would, or gives up
+/// (false) and leaves the body to the general path: anything unusual (escapes, non-ASCII, null,
+/// floats, unknown or repeated keys, messages, errors of any kind) takes the general path, so both
 /// accept and refuse the same bodies with the same results.
 class fast_decoder {
 public:
@@ -169,7 +169,8 @@ public:
 
 private:
     static constexpr unsigned sid_bit = 1, rid_bit = 2, ack_bit = 4, type_bit = 8, wait_bit = 16,
-                              hold_bit = 32, messages_bit = 64;
+                              hold_bit = 32, messages_bit = 64, stream_ack_bit = 128,
+                              streaming_bit = 256;
 
     static unsigned key_bit(std::string_view key) noexcept {
         if (key == "sid")
@@ -186,6 +187,10 @@ private:
             return hold_bit;
         if (key == "messages")
             return messages_bit;
+        if (key == "stream_ack")
+            return stream_ack_bit;
+        if (key == "streaming")
+            return streaming_bit;
         return 0;
     }
 
@@ -219,6 +224,13 @@ private:
                 return false;
             (bit == wait_bit ? req.wait : req.hold) = static_cast<std::uint32_t>(n);
             return true;
+        case stream_ack_bit:
+            if (!in_.integer(n))
+                return false;
+            req.stream_ack = n;
+            return true;
+        case streaming_bit:
+            return in_.boolean(req.streaming);
         case messages_bit:
             if (!in_.eat('['))
                 return false;
@@ -295,6 +307,17 @@ std::variant<client_request, protocol_error> decode_json_request_general(std::st
         if (!v || *v > max_rid)
             return protocol_error::bad_request;
         req.ack = *v;
+    }
+    if (const auto* ack = field("stream_ack")) {
+        auto v = unsigned_field(*ack);
+        if (!v || *v > max_rid)
+            return protocol_error::bad_request;
+        req.stream_ack = *v;
+    }
+    if (const auto* streaming = field("streaming")) {
+        if (!streaming->is_boolean())
+            return protocol_error::bad_request;
+        req.streaming = streaming->get<bool>();
     }
     if (const auto* type = field("type")) {
         if (!type->is_string())

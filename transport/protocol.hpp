@@ -68,7 +68,13 @@ struct client_request {
     std::string sid;
     request_id rid = 0;
     std::optional<request_id> ack;
+    /// JSON: the id of the last message the client received on a stream it gave up (it
+    /// long-polls again): what followed is delivered by the long-polls (docs/PROTOCOL.md,
+    /// "Upgrade").
+    std::optional<std::uint64_t> stream_ack;
     bool terminate = false;
+    /// JSON: the client has a stream, or is opening one: answered at once, empty.
+    bool streaming = false;
     std::optional<std::uint32_t> wait; ///< creation only: seconds
     std::optional<std::uint32_t> hold; ///< creation only
     std::vector<message> messages;

@@ -57,8 +57,10 @@ sse_transport::sse_transport(sse_options options)
     : options_{options}
     , headers_{packet::from("Cache-Control: no-cache\r\n"
                             "X-Accel-Buffering: no\r\n")}
-    , heartbeat_{packet::from(":\n\n")}
-    , prelude_{": megaphone\nretry: " + std::to_string(options.retry.count()) + "\n\n"} {}
+    , heartbeat_{packet::from("event: ping\ndata: {}\n\n")}
+    , prelude_{": megaphone\nretry: " + std::to_string(options.retry.count()) +
+               "\n\nevent: ready\ndata: {\"heartbeat\":" +
+               std::to_string(options.heartbeat.count()) + "}\n\n"} {}
 
 bool sse_transport::accepts(const http::request<http::string_body>& request,
                             std::string_view rest) const {
@@ -72,6 +74,11 @@ sse_transport::parse(const http::request<http::string_body>& request) const {
     if (!sid || sid->empty())
         return std::nullopt;
     r.sid = std::move(*sid);
+    if (auto rid = query_parameter(request.target(), "rid"); rid && !rid->empty()) {
+        r.rid = parse_event_id(*rid); // the same form: decimal, at most 2^53 - 1
+        if (!r.rid)
+            return std::nullopt;
+    }
     // The header (an EventSource's reconnect) is the newest word; the query parameter serves a
     // first connect, which cannot set headers.
     if (auto header = request.find("Last-Event-ID"); header != request.end()) {

@@ -1,9 +1,12 @@
 // Server-Sent Events (the WHATWG HTML "server-sent events" section): a session's stream at
 // GET <mount>/events?sid=S (docs/PROTOCOL.md, "Server-Sent Events").
 //
-// The answer is `text/event-stream`, flushed at once with a comment and `retry:`; then each
-// packet is one event, `id: <its position in the session's stream>` and its JSON on `data:`
-// lines; a comment every `heartbeat` keeps proxies from closing an idle stream. The client's
+// The answer is `text/event-stream`, flushed at once with a comment, `retry:` and a `ready` event
+// (`data: {"heartbeat": <ms>}`: the client knows the stream flows, not only that its head
+// arrived); then each packet is one event, `id: <its position in the session's stream>` and its
+// JSON on `data:` lines; a `ping` event (`data: {}`, no id) every `heartbeat` of idleness keeps
+// proxies from closing the stream, and shows the client that it is still alive (an EventSource
+// never surfaces comments, and drops events with empty data). The client's
 // position comes back in the Last-Event-ID header (an EventSource sends it when it
 // reconnects), or in the `lastEventId` query parameter on a first connect. An unknown or ended
 // session gets 204, which makes an EventSource stop reconnecting.
@@ -16,7 +19,7 @@
 namespace megaphone {
 
 struct sse_options {
-    /// A comment is written on a stream that was idle this long: proxies and load balancers
+    /// A `ping` event is written on a stream that was idle this long: proxies and load balancers
     /// close connections idle for 60 s and more; 15 s stays well below (nchan, Mercure: 15-30 s).
     std::chrono::milliseconds heartbeat{std::chrono::seconds(15)};
     /// `retry:` (ms): how soon an EventSource reconnects after a lost stream; well within a
@@ -44,7 +47,7 @@ public:
 private:
     sse_options options_;
     packet headers_;   // the head's own fields
-    packet heartbeat_; // a comment
+    packet heartbeat_; // the ping event, made once
     std::string prelude_;
 };
 

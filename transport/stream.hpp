@@ -28,6 +28,9 @@ struct stream_request {
     /// The id of the last packet the client has (it acknowledges every packet up to it);
     /// nullopt: none (a first connect: everything the session's stream kept is replayed).
     std::optional<std::uint64_t> last_id;
+    /// The rid of the client's latest request when it opened the stream (the fence:
+    /// app/stream_sink.hpp); nullopt: none given.
+    std::optional<std::uint64_t> rid;
 };
 
 class stream_transport {
@@ -45,8 +48,9 @@ public:
     /// The answer when no stream can open: an unknown or ended session, a malformed request
     /// (SSE: 204, which makes an EventSource stop reconnecting).
     virtual response refusal() const = 0;
-    /// The stream's head and its first bytes (flushed at once): `packets`, numbered from
-    /// `first_id` on (a replay and what was queued; possibly none).
+    /// The stream's head and its first bytes (flushed at once, with a sign that the stream is
+    /// flowing: SSE's `ready` event): `packets`, numbered from `first_id` on (a replay and what
+    /// was queued; possibly none).
     virtual response opening(std::uint64_t first_id, std::span<const packet> packets) const = 0;
     /// `packets`, numbered from `first_id` on.
     virtual packet events(std::uint64_t first_id, std::span<const packet> packets) const = 0;

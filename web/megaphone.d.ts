@@ -118,7 +118,45 @@ export interface ClientEventMap<M = unknown> {
      * were missed.
      */
     recovered: RecoveredInfo;
+    /**
+     * The client switched transport (client.transport is now `transport`). Informational: every
+     * message still arrives exactly once and in order.
+     */
+    transport: TransportInfo;
+    /** A probe of a streaming transport started, or failed (never reported as 'error'). */
+    debug: DebugInfo;
 }
+
+/**
+ * How a session's messages reach the client: 'long-poll' (always available: sessions open with
+ * it and fall back to it) or a streaming transport ('sse': Server-Sent Events).
+ */
+export type TransportName = 'long-poll' | 'sse';
+
+/** What a 'transport' listener receives. */
+export interface TransportInfo {
+    /** The transport now in use. */
+    transport: TransportName;
+    /** The one used before. */
+    previous: TransportName;
+    /** Why: 'the stream is ready', 'no event for 4000 ms', 'the stream was lost', … */
+    reason: string;
+}
+
+/** What a 'debug' listener receives. */
+export interface DebugInfo {
+    /** 'probe': a streaming transport is being tried; 'probe-failed': it did not flow. */
+    type: 'probe' | 'probe-failed';
+    transport: TransportName;
+    reason?: string;
+}
+
+/** An EventSource constructor (the browser's, or npm `eventsource`'s in Node). */
+export type EventSourceConstructor = new (url: string) => {
+    readonly readyState: number;
+    close(): void;
+    addEventListener(type: string, listener: (event: { data: string; lastEventId: string }) => void): void;
+};
 
 /** The event names a client emits. */
 export type ClientEvent = keyof ClientEventMap;
@@ -206,6 +244,18 @@ export interface ConnectOptions {
     getToken?: () => string | PromiseLike<string>;
     /** Ms before the token's `exp` to call getToken; default 60000. */
     refreshBefore?: number;
+    /**
+     * The transports to use, in order of preference; default ['long-poll', 'sse'] (['long-poll']
+     * when `headers` is given: an EventSource cannot send headers). Sessions always open with a
+     * long-poll, then probe the first streaming transport listed on the same session.
+     */
+    transports?: TransportName[];
+    /** The EventSource constructor for 'sse'; default globalThis.EventSource (Node: npm `eventsource`). */
+    EventSource?: EventSourceConstructor;
+    /** Ms a probed stream has to send its `ready` event before it is given up; default 5000. */
+    probeTimeout?: number;
+    /** Ms after a failed probe or a lost stream before the next probe; default 10000. */
+    upgradeRetry?: number;
 }
 
 /**
@@ -224,6 +274,8 @@ export class Client<M = unknown> {
     readonly session: SessionInfo | null;
     /** The current token (options.token or getToken's last), or null. */
     readonly token: string | null;
+    /** How the session's messages come now: 'long-poll' or 'sse'. */
+    readonly transport: TransportName;
 
     /** Adds a listener; returns the client, so calls chain. */
     on<E extends ClientEvent>(event: E, fn: ClientListener<E, M>): this;

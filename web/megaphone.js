@@ -45,6 +45,16 @@
  *                the client: 'close' with condition 'not-authorized', no reconnect.
  *     refreshBefore  ms before the token's `exp` to call getToken; default 60000 (at once if the
  *                token is already that close to its end).
+ *     transports  the transports to use, in order of preference: default ['long-poll', 'sse']
+ *                (['long-poll'] when `headers` is given: an EventSource cannot send headers). A
+ *                session always opens with a long-poll (it works everywhere) and falls back to it;
+ *                a streaming transport in the list ('sse') is probed on the same session once it
+ *                is open (see "Upgrade" below).
+ *     EventSource the EventSource constructor for 'sse'; default globalThis.EventSource (in Node,
+ *                pass npm `eventsource`'s). Without one, 'sse' is skipped.
+ *     probeTimeout  ms a probed stream has to show it flows (its `ready` event) before the client
+ *                gives it up and stays on long-polling; default 5000.
+ *     upgradeRetry  ms after a failed probe or a lost stream before the next probe; default 10000.
  *
  * client.on(event, fn) / client.off(event, fn)   (on returns the client, so calls chain)
  *   'open'     fn(session): a session opened; session = {sid, wait, hold, requests, inactivity,
@@ -61,6 +71,11 @@
  *   'error'    fn(error): a request failed and will be retried (network error, 5xx, timeout), or
  *              the server answered something that is not the protocol, or getToken failed.
  *              Informational.
+ *   'transport' fn({transport, previous, reason}): the client switched transport ('long-poll' or
+ *              'sse'; client.transport tells the current one). Informational: messages go on
+ *              exactly once and in order across a switch.
+ *   'debug'    fn({type, transport, reason}): a probe started ('probe') or failed ('probe-failed':
+ *              no `ready` within probeTimeout, refused, cut). Never reported as 'error'.
  *   'recovered' fn({channel, recovered, epoch, offset}): a new session (after a reconnect: the old
  *              one expired, its server died or restarted) has resumed `channel` from the last
  *              message received on it. recovered true: every message published meanwhile follows
@@ -85,6 +100,7 @@
  * client.state                     'connecting' | 'open' | 'closing' | 'closed'
  * client.session                   the current session info (as given to 'open'), or null.
  * client.token                     the current token (options.token or getToken's last), or null.
+ * client.transport                 'long-poll' | 'sse': how the session's messages come now.
  *
  * How it works. The session's creation request carries no messages (its answer may be lost, and
  * the copy sent again creates another session): they go in the first request with the sid.
@@ -101,6 +117,19 @@
  * ignored. If the copy we wait on is itself replaced (a copy we did not send, e.g. a proxy's,
  * took its place), the rid is sent again.
  * In a polling session (hold 0) empty requests are spaced by the session's `polling` interval.
+ *
+ * Upgrade (docs/PROTOCOL.md, "Upgrade"). Once a session is open, the first streaming transport
+ * of `transports` is probed on the same sid, with `rid` = the latest rid sent (the fence) and
+ * the last stream id received. From then on no request is kept held: requests (sends, acks) are
+ * POSTed with `streaming: true` and answered at once, empty. The stream's messages are delivered
+ * only after every answer up to the fence (a held request answered while switching carries what
+ * came before the stream, and is delivered first, once). The client switches ('transport') when
+ * the stream's `ready` event arrives; without it within probeTimeout, or when the stream errs,
+ * ends, or shows no event (message, ready or ping) for 2 heartbeats + 2 s, the stream is closed
+ * and long-polling resumes on the same session, each request carrying `stream_ack` = the last
+ * stream id received: the server hands back, first, whatever the stream wrote after it. A new
+ * probe follows after upgradeRetry. A stream transport is one object of STREAM_TRANSPORTS
+ * ({name, available(options), open(ctx, sink)}); the switching logic does not depend on which.
  */
 
 const DEFAULTS = {
@@ -111,6 +140,8 @@ const DEFAULTS = {
     timeout: 10000,
     closeOnUnload: true,
     refreshBefore: 60000,
+    probeTimeout: 5000,
+    upgradeRetry: 10000,
 };
 // How many not-authorized answers in a row (no session opened between them) before giving up.
 const MAX_AUTH_FAILURES = 3;
@@ -120,6 +151,86 @@ const CONTENT_TYPE = 'text/plain;charset=UTF-8';
 // The condition an error status stands for when its answer carries none (docs/PROTOCOL.md, Errors).
 const STATUS_CONDITIONS = { 400: 'bad-request', 401: 'not-authorized', 403: 'policy-violation', 404: 'item-not-found', 413: 'policy-violation' };
 const MAX_RID = 2 ** 53 - 1;
+// A stream shows no event for 2 heartbeats + this: it is taken for dead (half-open, buffered).
+const LIVENESS_MARGIN = 2000;
+
+/**
+ * Streaming transports, each one object of the same shape, so that the switching logic (Client:
+ * _probe, _onStream*, _streamFailed) never names one:
+ *   name                  as in the `transports` option and client.transport
+ *   available(options)    whether it can run here with these options
+ *   open(ctx, sink)       opens a stream; returns {close()} (no sink call after close()).
+ *     ctx   {url, sid, rid, lastId, options}: the endpoint, the session, the fence (the latest
+ *           rid sent), the last stream id received (0: none)
+ *     sink  ready({heartbeat}) once the stream flows; message(id, data) per message, in order;
+ *           ping() per heartbeat; terminate(info) when the server ends the session on it;
+ *           fail(reason) when it errs or ends (then nothing more).
+ */
+const STREAM_TRANSPORTS = {
+    sse: {
+        name: 'sse',
+        available(options) {
+            return !options.headers && typeof (options.EventSource || globalThis.EventSource) === 'function';
+        },
+        open(ctx, sink) {
+            const Source = ctx.options.EventSource || globalThis.EventSource;
+            const query = `sid=${encodeURIComponent(ctx.sid)}&rid=${ctx.rid}&lastEventId=${ctx.lastId}`;
+            const es = new Source(`${ctx.url.replace(/\/+$/, '')}/events?${query}`);
+            let last = ctx.lastId;
+            let closed = false;
+            const fail = (reason) => {
+                if (closed) return;
+                closed = true;
+                es.close();
+                sink.fail(reason);
+            };
+            const parse = (e) => {
+                try {
+                    return JSON.parse(e.data);
+                } catch (err) {
+                    fail('an event that is not JSON');
+                    return undefined;
+                }
+            };
+            es.addEventListener('ready', (e) => {
+                if (closed) return;
+                const info = parse(e);
+                if (info !== undefined) sink.ready({ heartbeat: info && typeof info.heartbeat === 'number' ? info.heartbeat : 0 });
+            });
+            es.addEventListener('ping', () => {
+                if (!closed) sink.ping();
+            });
+            es.addEventListener('message', (e) => {
+                if (closed) return;
+                const data = parse(e);
+                if (data === undefined) return;
+                const id = e.lastEventId === '' ? NaN : Number(e.lastEventId);
+                if (id > last) {
+                    last = id;
+                    sink.message(id, data);
+                } else if (data !== null && typeof data === 'object' && data.type === 'terminate') {
+                    // The one event without an id: the session ended.
+                    closed = true;
+                    es.close();
+                    sink.terminate(data);
+                }
+            });
+            es.addEventListener('error', () => {
+                // CLOSED: refused (204: the session ended) or not an event stream; otherwise
+                // the connection was lost. Either way the client goes back to long-polling,
+                // whose answer tells whether the session is still there.
+                fail(es.readyState === 2 ? 'the stream was refused or ended' : 'the stream was lost');
+            });
+            return {
+                close() {
+                    if (closed) return;
+                    closed = true;
+                    es.close();
+                },
+            };
+        },
+    },
+};
 
 function randomRid() {
     // A random first rid in [2^20, 2^20 + 2^44): large, and far from 2^53 − 1.
@@ -195,6 +306,14 @@ class Client {
         this._refreshTimer = null;
         this._refreshing = null;      // the getToken promise in flight
         this._authFailures = 0;
+        // The streaming transports to probe, in order; 'long-poll' opens sessions and is the
+        // fallback whatever the list says.
+        const transports = this.options.transports || (this.options.headers ? ['long-poll'] : ['long-poll', 'sse']);
+        this._streamTransports = transports
+            .filter((name) => Object.prototype.hasOwnProperty.call(STREAM_TRANSPORTS, name))
+            .map((name) => STREAM_TRANSPORTS[name])
+            .filter((t) => t.available(this.options));
+        this.transport = 'long-poll';
         this._installUnload();
         this._scheduleRefresh();
         const needToken = !this.token && typeof this.options.getToken === 'function';
@@ -270,6 +389,7 @@ class Client {
         const s = this._s;
         if (s && !s.ended) {
             s.ended = true;
+            this._closeStream(s);
             for (const req of s.pending.values()) {
                 this._cancel(req.timer);
                 this._cancel(req.retryTimer);
@@ -427,6 +547,11 @@ class Client {
             ended: false,
             recovering: new Set(),
             url: null,          // where its requests go once open (routeByNode)
+            stream: null,       // the stream open or being probed: {transport, fence, handle, ready, timer}
+            streamed: false,    // a stream was tried: long-polls carry stream_ack
+            lastEventId: 0,     // the last stream id received
+            streamQueue: [],    // stream items waiting for the answers up to their fence
+            probeTimer: null,
         };
         if (recovering) s.recovering = recovering;
         this._s = s;
@@ -459,7 +584,125 @@ class Client {
         } else {
             this.state = 'open';
             this._emit('open', { ...s.info });
+            this._scheduleProbe(s, 0);
         }
+    }
+
+    // ---- streaming transports (the upgrade) ----------------------------------------------------
+
+    _scheduleProbe(s, delay) {
+        if (!this._streamTransports.length || s.ended || this._s !== s) return;
+        this._cancel(s.probeTimer);
+        s.probeTimer = this._schedule(() => {
+            s.probeTimer = null;
+            this._probe(s);
+        }, delay);
+    }
+
+    /** Opens the preferred stream on session `s`; polling pauses until it flows or fails. */
+    _probe(s) {
+        if (s.ended || this._s !== s || s.stream || this.state !== 'open' || this._closeRequested) return;
+        const transport = this._streamTransports[0];
+        const st = { transport, fence: s.nextRid - 1, handle: null, ready: false, timer: null };
+        s.stream = st;
+        const live = () => this._s === s && !s.ended && s.stream === st;
+        st.timer = this._schedule(() => this._streamFailed(s, st, `no ready event within ${this.options.probeTimeout} ms`),
+            this.options.probeTimeout);
+        this._emit('debug', { type: 'probe', transport: transport.name });
+        try {
+            st.handle = transport.open({
+                url: s.url || this.url,
+                sid: s.sid,
+                rid: st.fence,
+                lastId: s.lastEventId,
+                options: this.options,
+            }, {
+                ready: (info) => live() && this._onStreamReady(s, st, info),
+                message: (id, data) => live() && this._onStreamItem(s, st, { id, data }),
+                ping: () => live() && this._feedStream(s, st),
+                terminate: (info) => live() && this._onStreamItem(s, st, { terminate: info }),
+                fail: (reason) => live() && this._streamFailed(s, st, reason),
+            });
+        } catch (err) {
+            this._streamFailed(s, st, `cannot open: ${err && err.message ? err.message : err}`);
+        }
+    }
+
+    _onStreamReady(s, st, info) {
+        st.ready = true;
+        st.heartbeat = info.heartbeat;
+        this._feedStream(s, st);
+        this._setTransport(st.transport.name, 'the stream is ready');
+    }
+
+    /** Any event of a flowing stream: its liveness watchdog starts again. */
+    _feedStream(s, st) {
+        if (!st.ready) return; // still within probeTimeout
+        this._cancel(st.timer);
+        st.timer = null;
+        if (st.heartbeat > 0) {
+            const limit = 2 * st.heartbeat + LIVENESS_MARGIN;
+            st.timer = this._schedule(() => this._streamFailed(s, st, `no event for ${limit} ms`), limit);
+        }
+    }
+
+    _onStreamItem(s, st, item) {
+        this._feedStream(s, st);
+        item.fence = st.fence;
+        if (item.id !== undefined) s.lastEventId = item.id; // received (delivered in its turn)
+        if (item.terminate) {
+            // Nothing more comes on it (no watchdog); the terminate is told in its turn, and no
+            // long-poll starts meanwhile.
+            this._cancel(st.timer);
+            st.timer = null;
+            st.ready = false;
+        }
+        s.streamQueue.push(item);
+        this._flushStream(s);
+    }
+
+    /** Delivers the stream items whose fence is passed: every answer up to it is processed. */
+    _flushStream(s) {
+        while (!s.ended && this._s === s && s.streamQueue.length && s.streamQueue[0].fence <= s.processed) {
+            const item = s.streamQueue.shift();
+            if (item.terminate) {
+                this._end(s, { condition: item.terminate.condition || 'undefined-condition', reason: 'terminated by the server' });
+            } else {
+                this._deliver(s, item.data);
+            }
+        }
+    }
+
+    /** The stream (probed or flowing) is given up: back to long-polling, from where it stopped. */
+    _streamFailed(s, st, reason) {
+        if (s.stream !== st) return;
+        this._closeStream(s);
+        s.streamed = true;
+        if (this.transport !== 'long-poll') {
+            this._setTransport('long-poll', reason);
+        } else {
+            this._emit('debug', { type: 'probe-failed', transport: st.transport.name, reason });
+        }
+        if (!s.ended && this._s === s) {
+            this._scheduleProbe(s, this.options.upgradeRetry);
+            this._pump();
+        }
+    }
+
+    _closeStream(s) {
+        const st = s.stream;
+        if (!st) return;
+        s.stream = null;
+        this._cancel(st.timer);
+        st.timer = null;
+        if (st.handle) st.handle.close();
+    }
+
+    _setTransport(name, reason) {
+        if (this.transport === name) return;
+        const previous = this.transport;
+        this.transport = name;
+        this._emit('transport', { transport: name, previous, reason });
     }
 
     // ---- requests -------------------------------------------------------------------------------
@@ -493,8 +736,9 @@ class Client {
         if ((this._queue.length || this._tokenToSend) && windowFree()) {
             this._newRequest(s, {}, this._takeQueue());
         }
-        if (s.pending.size === 0 && windowFree()) {
+        if (s.pending.size === 0 && windowFree() && !s.stream) {
             // Nothing out: keep one request held (or, for a polling session, poll in a while).
+            // (Not while a stream carries the session's messages, or is being probed.)
             if (!s.polling) {
                 this._newRequest(s, {}, []);
             } else if (s.pollTimer === null) {
@@ -528,6 +772,13 @@ class Client {
         }
         if (messages.length) body.messages = messages;
         body.ack = s.processed;
+        if (s.stream) {
+            // A stream carries the session's messages (or is being probed): answer at once.
+            body.streaming = true;
+        } else if (s.streamed) {
+            // Back from a stream: what it wrote after the last message received comes first.
+            body.stream_ack = s.lastEventId;
+        }
         this._sendRequest(s, rid, JSON.stringify(body), messages.length > 0);
     }
 
@@ -630,12 +881,16 @@ class Client {
         if (rid <= s.processed) return; // already processed (cannot happen: one record per rid)
         s.answers.set(rid, answer);
         while (!s.ended && s.answers.has(s.processed + 1)) {
+            // A stream's messages come after every answer up to its fence, before later ones.
+            this._flushStream(s);
+            if (s.ended) return;
             const next = s.processed + 1;
             const a = s.answers.get(next);
             s.answers.delete(next);
             s.processed = next;
             this._process(s, next, a);
         }
+        this._flushStream(s);
         if (!s.ended) this._pump();
     }
 
@@ -694,11 +949,19 @@ class Client {
         // Deliver whatever later answers arrived (the session is gone; a lost gap cannot be filled).
         const later = [...s.answers.keys()].sort((a, b) => a - b);
         s.ended = true;
+        this._closeStream(s);
+        const streamed = s.streamQueue.filter((item) => item.data !== undefined);
+        s.streamQueue = [];
         for (const rid of later) {
+            while (streamed.length && streamed[0].fence < rid) this._deliver(s, streamed.shift().data);
             const a = s.answers.get(rid);
             if (a && Array.isArray(a.messages)) for (const m of a.messages) this._deliver(s, m);
         }
+        for (const item of streamed) this._deliver(s, item.data);
         s.answers.clear();
+        this._cancel(s.probeTimer);
+        s.probeTimer = null;
+        this._setTransport('long-poll', 'the session ended');
         for (const req of s.pending.values()) {
             this._cancel(req.timer);
             this._cancel(req.retryTimer);

@@ -2,7 +2,11 @@
 // through the engine with the testing kit's manual clock: the die timer stops while a stream is
 // attached and starts when it closes; one write at a time, pushes meanwhile in the next; ids
 // continue across writes and streams; a reconnect replays exactly what followed its position;
-// --max-queue ends a session whose reader never finishes a write.
+// --max-queue ends a session whose reader never finishes a write. Then the upgrade's rules
+// (docs/PROTOCOL.md, "Upgrade"): a long-poll's `stream_ack` hands back what a dead stream never
+// delivered, first and once; `streaming` requests are answered at once and empty; the rid fence
+// keeps a request older than the stream's opening from rewinding it, and a stream its client gave
+// up before it arrived from taking the session's packets.
 #include "app/session.hpp"
 #include "app/testing.hpp"
 #include "transport/sse.hpp"
@@ -44,9 +48,10 @@ struct test_stream {
 
 const sse_transport sse;
 
-test_stream open(harness& h, const std::string& sid, std::optional<std::uint64_t> last = {}) {
+test_stream open(harness& h, const std::string& sid, std::optional<std::uint64_t> last = {},
+                 std::optional<std::uint64_t> fence = {}) {
     test_stream s;
-    h.engine().open_stream(stream_request{sid, last}, sse, s.ex);
+    h.engine().open_stream(stream_request{sid, last, fence}, sse, s.ex);
     h.settle();
     return s;
 }
@@ -61,7 +66,22 @@ void push(harness& h, const std::string& sid, std::string_view text) {
     h.settle();
 }
 
-const std::string opening = ": megaphone\nretry: 2000\n\n";
+const std::string opening =
+    ": megaphone\nretry: 2000\n\nevent: ready\ndata: {\"heartbeat\":15000}\n\n";
+
+void lose(harness& h, const std::string& sid, const test_stream& s) {
+    h.engine().connection_lost(sid, stream_sink_id, s.ex);
+    h.settle();
+}
+
+/// The messages of an answer, as their text.
+std::vector<std::string> texts(const megaphone::testing::request& r) {
+    std::vector<std::string> out;
+    for (const auto& m : r.messages())
+        out.push_back(m.dump());
+    return out;
+}
+using strings = std::vector<std::string>;
 
 } // namespace
 
@@ -193,4 +213,186 @@ TEST_CASE("stream: an unknown session, or a BOSH one, gets 204") {
     auto bosh = open(h, b.sid());
     CHECK(bosh.target->status == 204);
     CHECK_FALSE(b.closed());
+}
+
+//--------------------------------------------------------------------------------------------------
+// The upgrade and its fallback
+
+TEST_CASE("upgrade: a stream_ack hands back what the dead stream never delivered, first, once") {
+    quiet_app app;
+    harness h{app};
+    auto& c = h.connect();
+    auto s = open(h, c.sid(), {}, c.next_rid() - 1);
+    written(h, c.sid(), s);
+    for (const char* p : {"1", "2", "3"}) {
+        push(h, c.sid(), p);
+        written(h, c.sid(), s);
+    }
+    lose(h, c.sid(), s); // the client received id 1 only
+    push(h, c.sid(), "4");
+    auto& back = c.send_json({{"stream_ack", 1}});
+    REQUIRE(back.answered());
+    CHECK(texts(back) == strings{"2", "3", "4"});
+    // The same position again (every request of the fallback says it): nothing comes twice.
+    auto& again = c.send_json({{"stream_ack", 1}});
+    CHECK_FALSE(again.answered());
+    push(h, c.sid(), "5");
+    CHECK(texts(again) == strings{"5"});
+
+    // A new stream from the client's position: nothing to replay, ids go on.
+    auto next = open(h, c.sid(), 1, c.next_rid() - 1);
+    CHECK(next.target->pieces == strings{opening});
+    written(h, c.sid(), next);
+    push(h, c.sid(), "6");
+    CHECK(next.target->pieces.back() == "id: 4\ndata: 6\n\n");
+}
+
+TEST_CASE("upgrade: a stream_ack lets a half-open stream go, its unacknowledged tail goes first") {
+    quiet_app app;
+    harness h{app};
+    auto& c = h.connect();
+    auto s = open(h, c.sid(), {}, c.next_rid() - 1);
+    written(h, c.sid(), s);
+    push(h, c.sid(), "\"a\"");
+    written(h, c.sid(), s);
+    push(h, c.sid(), "\"b\""); // in flight when the client gives up
+    push(h, c.sid(), "\"c\""); // queued behind it
+    CHECK(c.state() == fsm_state::writing);
+    auto& back = c.send_json({{"stream_ack", 0}});
+    CHECK(s.target->ended);
+    REQUIRE(back.answered());
+    CHECK(texts(back) == strings{"\"a\"", "\"b\"", "\"c\""});
+    // The old stream's late news changes nothing.
+    written(h, c.sid(), s);
+    lose(h, c.sid(), s);
+    CHECK(c.state() == fsm_state::waiting);
+    auto& poll = c.poll();
+    push(h, c.sid(), "\"d\"");
+    CHECK(texts(poll) == strings{"\"d\""});
+}
+
+TEST_CASE("upgrade: streaming requests are answered at once and empty, the queue stays for the "
+          "stream") {
+    quiet_app app;
+    harness h{app};
+    auto& c = h.connect();
+    push(h, c.sid(), "\"a\""); // have_packet: a plain poll would take it
+    auto& r = c.send_json(
+        {{"streaming", true}, {"messages", nlohmann::json::array({nlohmann::json{{"hello", 1}}})}});
+    REQUIRE(r.answered());
+    CHECK(texts(r).empty());
+    CHECK(c.queued() == 1);
+    auto s = open(h, c.sid(), {}, r.rid());
+    CHECK(s.target->pieces == strings{opening + "id: 1\ndata: \"a\"\n\n"});
+}
+
+TEST_CASE("upgrade: a held long-poll released by the stream's opening carries what came before") {
+    quiet_app app;
+    harness h{app};
+    auto& c = h.connect();
+    auto& held = c.poll();
+    push(h, c.sid(), "\"a\""); // answers the held poll
+    CHECK(texts(held) == strings{"\"a\""});
+    auto& held2 = c.poll();
+    auto s = open(h, c.sid(), {}, held2.rid());
+    REQUIRE(held2.answered());
+    CHECK(texts(held2).empty());
+    push(h, c.sid(), "\"b\"");
+    written(h, c.sid(), s);
+    CHECK(s.target->pieces.back() == "id: 1\ndata: \"b\"\n\n");
+}
+
+TEST_CASE("upgrade: a stale retry of a rid older than the stream's opening rewinds nothing") {
+    quiet_app app;
+    harness h{app};
+    auto& c = h.connect();
+    // The client long-polls after an earlier stream (position 0) and then opens a new one.
+    auto& held = c.send_json({{"stream_ack", 0}});
+    auto s = open(h, c.sid(), 0, held.rid());
+    REQUIRE(held.answered());
+    written(h, c.sid(), s);
+    push(h, c.sid(), "\"a\"");
+    written(h, c.sid(), s);
+    // A copy of the held request, sent again by the network (or a slow retry): its cached
+    // answer, and the stream keeps what it wrote.
+    auto& retry = c.send_json({{"rid", held.rid()}, {"stream_ack", 0}});
+    REQUIRE(retry.answered());
+    CHECK(texts(retry).empty());
+    CHECK_FALSE(s.target->ended);
+    CHECK(c.state() == fsm_state::streaming);
+    push(h, c.sid(), "\"b\"");
+    CHECK(s.target->pieces.back() == "id: 2\ndata: \"b\"\n\n");
+}
+
+TEST_CASE("upgrade: a request sent before the stream opened but processed after it is answered "
+          "empty and rewinds nothing") {
+    quiet_app app;
+    harness h{app};
+    auto& c = h.connect();
+    auto& held = c.poll();
+    const request_id late = c.next_rid(); // sent (with a stream_ack) but not arrived yet
+    auto s = open(h, c.sid(), 0, late);
+    REQUIRE(held.answered());
+    written(h, c.sid(), s);
+    push(h, c.sid(), "\"a\"");
+    written(h, c.sid(), s);
+    auto& r = c.send_json({{"rid", late}, {"stream_ack", 0}});
+    REQUIRE(r.answered());
+    CHECK(texts(r).empty());
+    CHECK_FALSE(s.target->ended);
+    CHECK(c.state() == fsm_state::streaming);
+
+    // The stream dies; a request sent before it opened still carries nothing newer than it.
+    lose(h, c.sid(), s);
+    push(h, c.sid(), "\"b\"");
+    auto& again = c.resend(r); // the same rid again: its cached (empty) answer
+    REQUIRE(again.answered());
+    CHECK(texts(again).empty());
+    // The fallback's first request: what the stream did not deliver (nothing: "a" arrived),
+    // then "b".
+    auto& back = c.send_json({{"stream_ack", 1}});
+    CHECK(texts(back) == strings{"\"b\""});
+}
+
+TEST_CASE("upgrade: a stream its client gave up before it arrived is refused, the session goes "
+          "on") {
+    quiet_app app;
+    harness h{app};
+    auto& c = h.connect();
+    auto& held = c.poll();
+    const request_id fence = held.rid();
+    // The probe never got through in time: the client long-polls again, saying where it stands.
+    auto& fallback = c.send_json({{"stream_ack", 0}});
+    CHECK(held.answered()); // hold 1: the newer request takes its place
+    CHECK_FALSE(fallback.answered());
+    auto stale = open(h, c.sid(), {}, fence);
+    CHECK(stale.target->status == 204);
+    CHECK_FALSE(c.closed());
+    CHECK(c.state() == fsm_state::have_request);
+    push(h, c.sid(), "\"x\"");
+    CHECK(texts(fallback) == strings{"\"x\""});
+}
+
+TEST_CASE("upgrade: a stream_ack the window cannot serve ends the session (item-not-found)") {
+    quiet_app app;
+    harness h{app};
+    auto& c = h.connect();
+    auto s = open(h, c.sid(), {}, c.next_rid() - 1);
+    written(h, c.sid(), s);
+    push(h, c.sid(), "1");
+    auto& ahead = c.send_json({{"stream_ack", 7}}); // beyond the last id written
+    REQUIRE(ahead.answered());
+    CHECK(ahead.status() == 404);
+    CHECK(c.closed());
+    CHECK(h.close_reason_of(c.sid()) == close_reason::item_not_found);
+}
+
+TEST_CASE("upgrade: a long-poll session that never streamed ignores stream_ack 0") {
+    quiet_app app;
+    harness h{app};
+    auto& c = h.connect();
+    auto& r = c.send_json({{"stream_ack", 0}});
+    CHECK_FALSE(r.answered());
+    push(h, c.sid(), "\"a\"");
+    CHECK(texts(r) == strings{"\"a\""});
 }

@@ -154,14 +154,26 @@ private:
 //--------------------------------------------------------------------------------------------------
 // Events as values, so tables and random sequences can hold them.
 
-using any_event = std::variant<request_arrived, packet_pushed, wait_expired, die_expired,
-                               connection_closed, terminate_session, stream_opened, stream_written>;
+using any_event =
+    std::variant<request_arrived, packet_pushed, wait_expired, die_expired, connection_closed,
+                 terminate_session, stream_opened, stream_written, stream_rewound>;
 
 inline any_event req(request_id id) {
     return request_arrived{id, false};
 }
 inline any_event req_now(request_id id) {
     return request_arrived{id, true};
+}
+/// A request of a client that has (or opens) a stream: answered at once, empty.
+inline any_event req_streaming(request_id id) {
+    return request_arrived{id, false, true};
+}
+/// The stream was given up; `bytes`: what it had written that never reached the client.
+inline any_event rewound(std::vector<std::string_view> bytes = {}) {
+    stream_rewound e;
+    for (std::string_view b : bytes)
+        e.packets.push_back(packet::from(b));
+    return e;
 }
 inline any_event push(std::string_view bytes) {
     return packet_pushed{packet::from(bytes)};
@@ -191,7 +203,8 @@ inline any_event stream_closed() {
 inline std::string describe(const any_event& e) {
     struct {
         std::string operator()(const request_arrived& e) const {
-            return "request_arrived(" + std::to_string(e.id) + (e.answer_now ? ", now)" : ")");
+            return "request_arrived(" + std::to_string(e.id) + (e.answer_now ? ", now" : "") +
+                   (e.expects_stream ? ", streaming)" : ")");
         }
         std::string operator()(const packet_pushed& e) const {
             return "packet_pushed(" + std::string(e.data.view()) + ")";
@@ -206,6 +219,9 @@ inline std::string describe(const any_event& e) {
         }
         std::string operator()(const stream_opened&) const { return "stream_opened"; }
         std::string operator()(const stream_written&) const { return "stream_written"; }
+        std::string operator()(const stream_rewound& e) const {
+            return "stream_rewound(" + packets_text(e.packets) + ")";
+        }
         std::string operator()(const terminate_session& e) const {
             return "terminate_session(" + std::string(megaphone::to_string(e.reason)) + ")";
         }

@@ -21,9 +21,10 @@ namespace {
 
 constexpr std::array<std::string_view, 6> states = {"waiting", "have_request", "have_packet",
                                                     "closed",  "streaming",    "writing"};
-constexpr std::array<std::string_view, 8> events = {
-    request_arrived::name,   packet_pushed::name,     wait_expired::name,  die_expired::name,
-    connection_closed::name, terminate_session::name, stream_opened::name, stream_written::name};
+constexpr std::array<std::string_view, 9> events = {
+    request_arrived::name, packet_pushed::name,     wait_expired::name,
+    die_expired::name,     connection_closed::name, terminate_session::name,
+    stream_opened::name,   stream_written::name,    stream_rewound::name};
 
 /// The first line where two texts differ, for the failure message.
 std::string first_difference(const std::string& a, const std::string& b) {

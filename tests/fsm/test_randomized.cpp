@@ -1,10 +1,13 @@
 // Random event sequences against the session machine, with the invariants of
 // fsm/session_machine.hpp checked after every step: packets delivered exactly once and in push
-// order (or still queued, or handed back at close), at most `hold` requests held, the die timer
-// armed exactly while nothing is held and the session is open, a wait timer armed exactly for each
-// held request, every request answered at most once and answered unless held or forgotten, and
-// the state agreeing with what is held and queued. Every sequence has its own fixed seed, printed
-// on failure, so a failure reproduces; MEGAPHONE_FSM_SEED=<seed> runs that sequence alone.
+// order (or still queued, or handed back at close; a packet written on a stream counts as
+// delivered once the client has it, and a rewind hands back a random tail of what the stream
+// wrote since the last one, which must then be delivered again, in its place), at most `hold`
+// requests held, the die timer armed exactly while nothing is held and the session is open, a wait
+// timer armed exactly for each held request, every request answered at most once and answered
+// unless held or forgotten, and the state agreeing with what is held and queued. Every sequence has
+// its own fixed seed, printed on failure, so a failure reproduces; MEGAPHONE_FSM_SEED=<seed> runs
+// that sequence alone.
 #include "recording_effects.hpp"
 
 #include <algorithm>
@@ -37,6 +40,11 @@ struct model {
     int next_packet = 0;
     bool in_flight = false;   // the attached stream is writing (a stream_written will come)
     std::string stream_error; // a write on the stream while one was in flight
+    // What the client has, in order: long-poll answers' packets, and stream packets it has
+    // for sure (a later long-poll answer or a rewind settles what the stream delivered).
+    std::vector<std::string> received;
+    std::vector<std::string> on_stream; // written on streams since the last settlement
+    bool rewound = false;               // a rewind happened
 };
 
 /// The first broken invariant, or "".
@@ -46,8 +54,10 @@ std::string check_invariants(const session_fsm& fsm, const recording_effects& fx
     const std::set<request_id> held(fsm.held().begin(), fsm.held().end());
     const bool is_closed = state == fsm_state::closed;
 
-    // Packets: delivered ++ (queued | handed back) == accepted, each exactly once, in order.
-    std::vector<std::string> accounted = fx.delivered();
+    // Packets: received ++ on the stream ++ (queued | handed back) == accepted, each exactly
+    // once, in order.
+    std::vector<std::string> accounted = m.received;
+    accounted.insert(accounted.end(), m.on_stream.begin(), m.on_stream.end());
     for (const packet& p : fsm.queued())
         accounted.emplace_back(p.view());
     if (fx.closed)
@@ -130,7 +140,10 @@ std::string check_invariants(const session_fsm& fsm, const recording_effects& fx
             why << "writing with something held\n";
         break;
     }
-    if (fsm.queued().size() > m.params.max_queue)
+    // A rewind hands back at most a window (max_queue, kept already) in front of the queue: it
+    // may take the queue past max_queue, never past twice it (the next push then overflows).
+    const std::size_t may_queue = m.params.max_queue * (m.rewound ? 2u : 1u);
+    if (fsm.queued().size() > may_queue)
         why << fsm.queued().size() << " queued, max_queue is " << m.params.max_queue << '\n';
     if (fx.session_closed_calls != (is_closed ? 1 : 0))
         why << "session_closed called " << fx.session_closed_calls << " times in "
@@ -155,7 +168,7 @@ any_event random_event(std::mt19937& rng, const session_fsm& fsm, model& m) {
     };
     const int roll = std::uniform_int_distribution<int>(0, 99)(rng);
     if (roll < 26)
-        return request_arrived{m.next_id++, chance(15)};
+        return request_arrived{m.next_id++, chance(15), chance(15)};
     if (roll < 54)
         return push("p" + std::to_string(m.next_packet++));
     if (roll < 64)
@@ -170,8 +183,21 @@ any_event random_event(std::mt19937& rng, const session_fsm& fsm, model& m) {
             return written();
         return push("p" + std::to_string(m.next_packet++));
     }
-    if (roll < 97)
+    if (roll < 95)
         return die();
+    if (roll < 97) {
+        // The client gives its stream up, having received a random part of what streams wrote
+        // since the last settlement; the rest is handed back (the session's sink would).
+        // (The sink's window keeps at most max_queue: a position older than that ends the
+        // session instead, app/stream_sink.hpp.)
+        const std::size_t size = m.on_stream.size();
+        const std::size_t got = std::uniform_int_distribution<std::size_t>(
+            size > m.params.max_queue ? size - m.params.max_queue : 0, size)(rng);
+        stream_rewound e;
+        for (std::size_t i = got; i < m.on_stream.size(); ++i)
+            e.packets.push_back(packet::from(m.on_stream[i]));
+        return e;
+    }
     constexpr std::array reasons = {close_reason::client_terminate, close_reason::server_terminate,
                                     close_reason::item_not_found,   close_reason::policy_violation,
                                     close_reason::bad_request,      close_reason::system_shutdown};
@@ -238,13 +264,34 @@ TEST_CASE("session machine: random event sequences keep every invariant", "[fsm]
             if (const auto* c = std::get_if<connection_closed>(&e);
                 open_now && c && c->id == stream_sink_id)
                 m.in_flight = false;
+            if (const auto* r = std::get_if<stream_rewound>(&e); open_now && r) {
+                // The client has what came before the tail handed back; the stream is let go.
+                m.received.insert(m.received.end(), m.on_stream.begin(),
+                                  m.on_stream.end() -
+                                      static_cast<std::ptrdiff_t>(r->packets.size()));
+                m.on_stream.clear();
+                m.in_flight = false;
+                m.rewound = true;
+            }
             const std::size_t responses_before = fx.responses.size();
             deliver(fsm, fx, e);
             ++steps;
             for (std::size_t r = responses_before; r < fx.responses.size(); ++r) {
-                if (fx.responses[r].id != stream_sink_id ||
-                    fx.responses[r].kind != answer_kind::data)
+                const auto& answer = fx.responses[r];
+                if (answer.id != stream_sink_id) {
+                    // A long-poll answer with packets: the client read the streams before it.
+                    if (!answer.packets.empty()) {
+                        m.received.insert(m.received.end(), m.on_stream.begin(), m.on_stream.end());
+                        m.on_stream.clear();
+                    }
+                    for (const packet& p : answer.packets)
+                        m.received.emplace_back(p.view());
                     continue;
+                }
+                if (answer.kind != answer_kind::data)
+                    continue;
+                for (const packet& p : answer.packets)
+                    m.on_stream.emplace_back(p.view());
                 if (m.in_flight)
                     m.stream_error = "a stream write while another was in flight";
                 m.in_flight = true;

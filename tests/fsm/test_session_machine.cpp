@@ -379,6 +379,56 @@ const std::vector<table_case>& table_cases() {
         {"writing + die_expired(stale) -> writing, ignored",
          params(1, 3), {open_stream()}, WR, die(), WR,
          S{}, H{}, S{}},
+
+        //------------------------------------------------------------------------------------------
+        // the upgrade: requests of a client that expects a stream, and a stream given up
+        {"waiting + request_arrived(expects a stream) -> waiting, answers it empty",
+         params(1), {}, W, req_streaming(1), W,
+         S{"respond 1 [] data", "arm_die"}, H{}, S{}},
+        {"have_request + request_arrived(expects a stream) -> have_request, answers it empty, "
+         "keeps the held one",
+         params(1), {req(1)}, R, req_streaming(2), R,
+         S{"respond 2 [] data"}, H{1}, S{}},
+        {"have_packet + request_arrived(expects a stream) -> have_packet, answers it empty, the "
+         "queue stays for the stream",
+         params(1, 3), {push("a")}, P, req_streaming(1), P,
+         S{"respond 1 [] data"}, H{}, S{"a"}},
+        {"waiting + stream_rewound(nothing) -> waiting, ignored",
+         params(1), {}, W, rewound(), W,
+         S{}, H{}, S{}},
+        {"waiting + stream_rewound(packets) -> have_packet, queues them (the die timer runs on)",
+         params(1, 3), {}, W, rewound({"a", "b"}), P,
+         S{}, H{}, S{"a", "b"}},
+        {"have_request + stream_rewound(nothing) -> have_request, ignored",
+         params(1), {req(1)}, R, rewound(), R,
+         S{}, H{1}, S{}},
+        {"have_request(1 held) + stream_rewound(packets) -> waiting, answers it with them",
+         params(1), {req(1)}, R, rewound({"a", "b"}), W,
+         S{"cancel_wait 1", "respond 1 [a,b] data", "arm_die"}, H{}, S{}},
+        {"have_request(2 held) + stream_rewound(packets) -> have_request, answers the oldest with "
+         "them",
+         params(2), {req(1), req(2)}, R, rewound({"a"}), R,
+         S{"cancel_wait 1", "respond 1 [a] data"}, H{2}, S{}},
+        {"have_packet + stream_rewound(packets) -> have_packet, puts them before the queue",
+         params(1, 5), {push("c")}, P, rewound({"a", "b"}), P,
+         S{}, H{}, S{"a", "b", "c"}},
+        {"closed + stream_rewound -> closed, ignored",
+         params(1), {terminate(close_reason::client_terminate)}, C, rewound({"a"}), C,
+         S{}, H{}, S{}},
+        {"streaming + stream_rewound(nothing) -> waiting, forgets the stream",
+         params(1), {open_stream(), written()}, ST, rewound(), W,
+         S{"arm_die"}, H{}, S{}},
+        {"streaming + stream_rewound(packets) -> have_packet, forgets the stream, queues them, "
+         "arms the die timer",
+         params(1, 3), {open_stream(), written()}, ST, rewound({"a"}), P,
+         S{"arm_die"}, H{}, S{"a"}},
+        {"writing + stream_rewound(nothing, nothing queued) -> waiting, forgets the stream",
+         params(1, 3), {open_stream()}, WR, rewound(), W,
+         S{"arm_die"}, H{}, S{}},
+        {"writing + stream_rewound(packets, packets queued) -> have_packet, the in-flight ones "
+         "first, arms the die timer",
+         params(1, 5), {open_stream(), push("c")}, WR, rewound({"a", "b"}), P,
+         S{"arm_die"}, H{}, S{"a", "b", "c"}},
         // clang-format on
     };
     return cases;

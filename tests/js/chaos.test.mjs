@@ -7,12 +7,17 @@
 //
 // Half the clients use Node's fetch (keep-alive connections, several requests each), half a
 // fetch that opens one connection per request (so that most kills hit a request in flight).
+// Across both, half the sessions upgrade to Server-Sent Events (npm `eventsource`, through the
+// same proxy, which also kills doomed streams while they flow) and fall back to long-polling
+// and upgrade again as their streams die (upgradeRetry 300 ms): the lossless upgrade under
+// chaos, both directions.
 //
 //   MEGAPHONE_CHAOS_SEED=N   the proxy's seed (default below); printed with the figures.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 
+import { EventSource } from 'eventsource';
 import { connect } from '../../web/megaphone.js';
 import { startChaosProxy, prng } from './chaos_proxy.mjs';
 import { waitFor } from './helpers.mjs';
@@ -63,14 +68,16 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 test(`chaos: ${SESSIONS} sessions, ${SESSIONS * (UP + DOWN)} messages, ${KILL_RATE * 100}% of connections killed`, async (t) => {
     const started = Date.now();
-    const server = await startServer('megaphone-chaos-server', ['--wait', '5', '--threads', '2']);
+    const server = await startServer('megaphone-chaos-server', ['--wait', '5', '--threads', '2', '--heartbeat', '1']);
     const proxy = await startChaosProxy({ port: server.port, seed: SEED, killRate: KILL_RATE });
     const clients = [];
     let fetches = 0;
     try {
         const url = `${proxy.url}/comet`;
         for (let i = 0; i < SESSIONS; i++) {
+            const sse = (i >> 1) % 2 === 0; // half of each kind of fetch
             const c = connect(url, {
+                ...(sse ? { EventSource, probeTimeout: 3000, upgradeRetry: 300 } : { transports: ['long-poll'] }),
                 wait: 5,
                 backoff: { initial: 20, max: 200 },
                 timeout: 5000,
@@ -80,7 +87,8 @@ test(`chaos: ${SESSIONS} sessions, ${SESSIONS * (UP + DOWN)} messages, ${KILL_RA
                     return i % 2 ? oneConnectionFetch(u, init) : fetch(u, init);
                 },
             });
-            const rec = { client: c, opens: [], closes: [], messages: [], errors: 0 };
+            const rec = { client: c, sse, opens: [], closes: [], messages: [], errors: 0, switches: [] };
+            c.on('transport', (info) => rec.switches.push(info.transport));
             c.on('open', (s) => rec.opens.push(s.sid));
             c.on('close', (info) => rec.closes.push(info));
             c.on('message', (m) => rec.messages.push(m));
@@ -143,6 +151,9 @@ test(`chaos: ${SESSIONS} sessions, ${SESSIONS * (UP + DOWN)} messages, ${KILL_RA
             resets: proxy.stats.resets,
             retries,
             fetches,
+            streams: proxy.stats.streams,
+            switchesToSse: clients.reduce((a, r) => a + r.switches.filter((x) => x === 'sse').length, 0),
+            fallbacks: clients.reduce((a, r) => a + r.switches.filter((x) => x === 'long-poll').length, 0),
             orphanSessions: orphans.length,
             exchangeSeconds: (finished - opened) / 1000,
             totalSeconds: (finished - started) / 1000,
@@ -171,8 +182,12 @@ test(`chaos: ${SESSIONS} sessions, ${SESSIONS * (UP + DOWN)} messages, ${KILL_RA
         }
         // The chaos really happened, of every kind.
         assert.ok(proxy.stats.killed >= 0.1 * proxy.stats.connections, `kills: ${JSON.stringify(proxy.stats)}`);
-        for (const kind of ['midRequest', 'awaitingResponse', 'midResponse'])
+        for (const kind of ['midRequest', 'awaitingResponse', 'midResponse', 'midStream'])
             assert.ok(proxy.stats.kills[kind] > 0, `no ${kind} kill: ${JSON.stringify(proxy.stats)}`);
+        // Half the sessions streamed, lost streams and came back to them; the others never tried.
+        assert.ok(clients.filter((r) => r.sse).every((r) => r.switches.includes('sse')), 'every SSE client upgraded');
+        assert.ok(figures.fallbacks > 0, 'some streams died and their clients fell back');
+        assert.ok(clients.filter((r) => !r.sse).every((r) => r.switches.length === 0), 'long-poll clients stayed');
     } finally {
         for (const r of clients) r.client._destroy();
         await proxy.close();

@@ -9,7 +9,10 @@
 // doomed (probability killRate) and, if so, where it dies: part way through its k-th request
 // (the server sees a truncated request), after its k-th request reached the server and before
 // any of the answer came back (the server is holding it), or part way through the k-th answer
-// (the client gets a truncated response). k is 1..3. A kill tears both sides down, half of them
+// (the client gets a truncated response). k is 1..3. A doomed connection that carries a
+// Server-Sent Events stream (a `GET .../events?` request: its answer has no length and flows on)
+// is killed 50 to 750 ms after that request instead, with messages on the wire ('midStream').
+// A kill tears both sides down, half of them
 // with a TCP reset and half with a plain close. The proxy frames HTTP/1.1 messages by
 // Content-Length (Megaphone and fetch always send it) to know where a message starts and ends.
 import net from 'node:net';
@@ -113,7 +116,8 @@ export function startChaosProxy({ port, seed = 1, killRate = 0.2, host = '127.0.
         requests: 0,
         doomed: 0,
         killed: 0,
-        kills: { midRequest: 0, awaitingResponse: 0, midResponse: 0, idle: 0 },
+        kills: { midRequest: 0, awaitingResponse: 0, midResponse: 0, midStream: 0, idle: 0 },
+        streams: 0,
         resets: 0,
     };
     const live = new Set();
@@ -136,6 +140,7 @@ export function startChaosProxy({ port, seed = 1, killRate = 0.2, host = '127.0.
 
         const finish = () => {
             if (conn.timer) clearTimeout(conn.timer);
+            if (conn.streamTimer) clearTimeout(conn.streamTimer);
             live.delete(conn);
         };
 
@@ -198,6 +203,14 @@ export function startChaosProxy({ port, seed = 1, killRate = 0.2, host = '127.0.
         };
 
         client.on('data', (chunk) => {
+            if (/^GET [^ ]*\/events\?/.test(chunk.toString('latin1', 0, Math.min(chunk.length, 256)))) {
+                stats.streams++;
+                if (plan && !conn.streamTimer && !conn.dead) {
+                    // A doomed stream dies while it flows (its plan for requests is dropped).
+                    plan.mode = 'midStream';
+                    conn.streamTimer = setTimeout(() => kill('midStream'), 50 + Math.floor(rng() * 700));
+                }
+            }
             const before = requests.index;
             forward(chunk, requests, upstream,
                 () => (plan && plan.mode === 'midRequest' ? partialCut(requests) : null));

@@ -98,3 +98,33 @@ test('Chromium\'s EventSource: events with ids, a reconnect with Last-Event-ID, 
     await page.waitForFunction(() => window.es.readyState === EventSource.CLOSED, null, { timeout: 15000 });
     await context.close();
 });
+
+test('Chromium: web/megaphone.js upgrades to its native EventSource and keeps receiving, every message once', T, async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${server.url}/megaphone.js`);
+    await page.evaluate(async () => {
+        const { connect } = await import('/megaphone.js');
+        const client = connect('/comet', { wait: 10, closeOnUnload: false });
+        window.up = { client, messages: [], transports: [], errors: 0 };
+        client.on('message', (m) => { if (m && m.channel === 'browser.upgrade') window.up.messages.push(m.data); });
+        client.on('transport', (t) => window.up.transports.push(t.transport));
+        client.on('error', () => { window.up.errors += 1; });
+        client.subscribe('browser.upgrade');
+    });
+    // Subscribed (its position came back), and published to before and across the switch.
+    await page.waitForFunction(() => window.up.client.position('browser.upgrade') !== undefined, null, { timeout: 15000 });
+    await publish('browser.upgrade', 1);
+    await page.waitForFunction(() => window.up.client.transport === 'sse', null, { timeout: 15000 });
+    for (let i = 2; i <= 20; i += 1) await publish('browser.upgrade', i);
+    await page.waitForFunction(() => window.up.messages.length >= 20, null, { timeout: 15000 });
+    const up = await page.evaluate(() => ({
+        messages: window.up.messages, transports: window.up.transports, errors: window.up.errors,
+        transport: window.up.client.transport,
+    }));
+    assert.deepEqual(up.messages, Array.from({ length: 20 }, (_, i) => i + 1));
+    assert.deepEqual(up.transports, ['sse']);
+    assert.equal(up.transport, 'sse');
+    assert.equal(up.errors, 0);
+    await context.close();
+});

@@ -65,7 +65,7 @@ function listen(url) {
 const dataOf = (rec) => rec.events.map((e) => e.data.data);
 const idsOf = (rec) => rec.events.map((e) => e.id);
 
-test('a stream answers text/event-stream at once: no-cache, X-Accel-Buffering: no, a comment, retry', async () => {
+test('a stream answers text/event-stream at once: no-cache, X-Accel-Buffering: no, a comment, retry, ready; then ping events', async () => {
     const { sid } = await session('sse.head');
     const controller = new AbortController();
     const res = await fetch(`${server.url}/comet/events?sid=${sid}`, { signal: controller.signal });
@@ -76,12 +76,34 @@ test('a stream answers text/event-stream at once: no-cache, X-Accel-Buffering: n
     assert.equal(res.headers.get('content-encoding'), null, 'never compressed');
     const reader = res.body.getReader();
     let text = '';
-    // The first bytes come without any message (flushed at once), then a heartbeat comment.
-    while (!/^: megaphone\nretry: \d+\n\n/.test(text)) text += new TextDecoder().decode((await reader.read()).value);
+    // The first bytes come without any message (flushed at once): a comment, retry, and the
+    // `ready` event with the heartbeat's period; then, idle, a `ping` event (no id).
+    const head = new RegExp(`^: megaphone\nretry: \\d+\n\nevent: ready\ndata: \\{"heartbeat":${HEARTBEAT * 1000}\\}\n\n`);
+    while (!head.test(text)) text += new TextDecoder().decode((await reader.read()).value);
     const started = Date.now();
-    while (!text.includes('\n:\n\n')) text += new TextDecoder().decode((await reader.read()).value);
+    while (!text.includes('\n\nevent: ping\ndata: {}\n\n')) text += new TextDecoder().decode((await reader.read()).value);
     assert.ok(Date.now() - started < HEARTBEAT * 1000 + 1500, 'a heartbeat within --heartbeat');
     controller.abort();
+});
+
+test('an EventSource sees the ready event, then a ping event each idle heartbeat (no id)', async () => {
+    const { sid } = await session('sse.ping');
+    const es = new EventSource(`${server.url}/comet/events?sid=${sid}`);
+    sources.push(es);
+    const seen = { ready: [], pings: [], ids: [] };
+    es.addEventListener('ready', (e) => seen.ready.push(JSON.parse(e.data)));
+    es.addEventListener('ping', (e) => seen.pings.push(e.data));
+    es.addEventListener('message', (e) => seen.ids.push(e.lastEventId));
+    await waitFor(() => seen.ready.length === 1, { message: 'ready' });
+    assert.deepEqual(seen.ready, [{ heartbeat: HEARTBEAT * 1000 }]);
+    await publish('sse.ping', 'x');
+    await waitFor(() => seen.pings.length >= 2, { timeout: 5000, message: 'two pings' });
+    assert.deepEqual(seen.pings.slice(0, 2), ['{}', '{}']);
+    // Pings are no messages: the next message is the stream's second.
+    await publish('sse.ping', 'y');
+    await waitFor(() => seen.ids.length === 2, { message: 'the second message' });
+    assert.deepEqual(seen.ids, ['1', '2']);
+    es.close();
 });
 
 test('each message is one event: id = its position in the session\'s stream, data = one JSON line', async () => {

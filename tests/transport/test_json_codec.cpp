@@ -200,6 +200,24 @@ TEST_CASE("json codec: decode_json_request accepts valid requests") {
     }
 }
 
+TEST_CASE("json codec: the upgrade's stream_ack and streaming") {
+    auto decoded = decode_json_request(R"({"sid":"s","rid":7,"stream_ack":12,"streaming":true})");
+    auto* req = std::get_if<client_request>(&decoded);
+    REQUIRE(req != nullptr);
+    CHECK(req->stream_ack == 12u);
+    CHECK(req->streaming);
+    decoded = decode_json_request(R"({"sid":"s","rid":7})");
+    req = std::get_if<client_request>(&decoded);
+    REQUIRE(req != nullptr);
+    CHECK_FALSE(req->stream_ack);
+    CHECK_FALSE(req->streaming);
+    for (const char* bad : {R"({"rid":7,"streaming":1})", R"({"rid":7,"stream_ack":"1"})",
+                            R"({"rid":7,"stream_ack":-1})"}) {
+        INFO(bad);
+        CHECK(std::holds_alternative<protocol_error>(decode_json_request(bad)));
+    }
+}
+
 TEST_CASE("json codec: decode_json_request refuses malformed requests with bad_request") {
     const auto c = GENERATE(from_range(malformed_cases()));
     DYNAMIC_SECTION(c.first) {
@@ -225,7 +243,9 @@ std::string describe(const std::variant<client_request, protocol_error>& decoded
            " ack=" + (r.ack ? std::to_string(*r.ack) : "-") +
            " terminate=" + std::to_string(r.terminate) +
            " wait=" + (r.wait ? std::to_string(*r.wait) : "-") +
-           " hold=" + (r.hold ? std::to_string(*r.hold) : "-") + " messages=" + messages.dump();
+           " hold=" + (r.hold ? std::to_string(*r.hold) : "-") +
+           " stream_ack=" + (r.stream_ack ? std::to_string(*r.stream_ack) : "-") +
+           " streaming=" + std::to_string(r.streaming) + " messages=" + messages.dump();
 }
 
 } // namespace
@@ -254,6 +274,15 @@ TEST_CASE("json codec: the fast path decodes exactly as the general decoder") {
         "\xef\xbb\xbf{\"rid\":1}",
         R"({"rid":1,"type":"terminate","type":"terminate"})",
         R"({"rid":1,"extra":2})",
+        R"({"sid":"s","rid":7,"ack":6,"stream_ack":12})",
+        R"({"sid":"s","rid":7,"streaming":true,"ack":6})",
+        R"({"sid":"s","rid":7,"streaming":false})",
+        R"({"rid":7,"streaming":1})",
+        R"({"rid":7,"streaming":"true"})",
+        R"({"rid":7,"streaming":tru})",
+        R"({"rid":7,"streaming":truex})",
+        R"({"rid":7,"stream_ack":-1})",
+        R"({"rid":7,"stream_ack":9007199254740992})",
         R"({"rid":1,"sid":null})",
         R"({"rid":1}  )",
         R"({"rid":1})" + std::string(1, '\0'),

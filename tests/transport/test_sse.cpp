@@ -1,5 +1,6 @@
 // The SSE transport's framing and request reading (transport/sse.hpp): events, ids, data lines,
-// the opening and closing pieces, the refusal, sid and Last-Event-ID from header or query.
+// the opening (with its `ready` event) and closing pieces, the `ping` heartbeat, the refusal, sid,
+// Last-Event-ID from header or query, and the rid fence.
 #include "transport/sse.hpp"
 
 #include <catch2/catch.hpp>
@@ -28,7 +29,8 @@ TEST_CASE("sse: packets are events numbered from the first id, one data line per
     CHECK(sse.events(1, {}).view().empty());
 }
 
-TEST_CASE("sse: the opening is a 200 event stream with its fields, a comment, retry, the events",
+TEST_CASE("sse: the opening is a 200 event stream with its fields, a comment, retry, ready, the "
+          "events, and the heartbeat is a ping event",
           "[transport][sse]") {
     sse_options o;
     o.retry = std::chrono::milliseconds(1500);
@@ -39,9 +41,15 @@ TEST_CASE("sse: the opening is a 200 event stream with its fields, a comment, re
     CHECK(r.status == 200);
     CHECK(r.kind == content_kind::event_stream);
     CHECK(r.stream);
-    CHECK(r.body.view() == ": megaphone\nretry: 1500\n\nid: 5\ndata: 1\n\n");
+    CHECK(r.body.view() == ": megaphone\nretry: 1500\n\n"
+                           "event: ready\ndata: {\"heartbeat\":3000}\n\n"
+                           "id: 5\ndata: 1\n\n");
     CHECK(r.headers.view() == "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n");
-    CHECK(r.heartbeat.view() == ":\n\n");
+    // A named event with data and no id: an EventSource dispatches it (it never surfaces a
+    // comment, nor an event whose data is empty) and keeps its Last-Event-ID.
+    CHECK(r.heartbeat.view() == "event: ping\ndata: {}\n\n");
+    // One packet made once, shared by every stream's heartbeats.
+    CHECK(sse.opening(1, {}).heartbeat.view().data() == r.heartbeat.view().data());
     CHECK(r.heartbeat_every == std::chrono::seconds(3));
 }
 
@@ -89,4 +97,16 @@ TEST_CASE("sse: sid and position from the query, Last-Event-ID header first", "[
     CHECK_FALSE(sse.parse(get("/comet/events?sid=a&lastEventId=9007199254740992")));
     CHECK(sse.parse(get("/comet/events?sid=a&lastEventId=9007199254740991"))->last_id ==
           9007199254740991u);
+}
+
+TEST_CASE("sse: the rid fence from the query", "[transport][sse]") {
+    const sse_transport sse;
+    auto r = sse.parse(get("/comet/events?sid=n0-abc&rid=1048577&lastEventId=3"));
+    REQUIRE(r);
+    CHECK(r->rid == 1048577u);
+    CHECK(r->last_id == 3u);
+    CHECK_FALSE(sse.parse(get("/comet/events?sid=n0-abc"))->rid);
+    CHECK_FALSE(sse.parse(get("/comet/events?sid=n0-abc&rid="))->rid);
+    CHECK_FALSE(sse.parse(get("/comet/events?sid=a&rid=x")));
+    CHECK_FALSE(sse.parse(get("/comet/events?sid=a&rid=9007199254740992")));
 }

@@ -18,6 +18,10 @@ import megaphone, {
     type Position,
     type RecoveredInfo,
     type SessionInfo,
+    type TransportInfo,
+    type TransportName,
+    type DebugInfo,
+    type EventSourceConstructor,
 } from 'megaphone-client';
 
 // A stub fetch, as a test would inject: an answer with status and text() is enough.
@@ -78,7 +82,12 @@ client
     .on('error', (error) => console.log('retrying after', error.message))
     .on('recovered', (info: RecoveredInfo) => {
         if (!info.recovered) console.log('reload', info.channel, 'from', info.epoch, info.offset);
-    });
+    })
+    .on('transport', (info: TransportInfo) => {
+        const now: TransportName = info.transport;
+        console.log('now on', now, 'after', info.previous, 'because', info.reason);
+    })
+    .on('debug', (info: DebugInfo) => console.log(info.type, info.transport, info.reason));
 client.off('open', onOpen).off('message', () => {});
 
 // A listener is called with the client as `this`.
@@ -90,10 +99,23 @@ client.on('close', function (info: CloseInfo) {
 // Typed listeners and payloads from the event map.
 const onRecovered: ClientListener<'recovered'> = (info) => console.log(info.channel);
 client.on('recovered', onRecovered);
-const events: ClientEvent[] = ['open', 'message', 'close', 'forbidden', 'token', 'error', 'recovered'];
+const events: ClientEvent[] = ['open', 'message', 'close', 'forbidden', 'token', 'error', 'recovered',
+    'transport', 'debug'];
 const lastClose: ClientEventMap['close'] | null = null;
 const json: JsonValue = { any: ['json', 1, true, null] };
 void [events, lastClose];
+
+// Transports: the upgrade to Server-Sent Events (an EventSource constructor injected, as in Node).
+declare const NodeEventSource: EventSourceConstructor;
+const streaming = connect('/comet', {
+    transports: ['long-poll', 'sse'],
+    EventSource: NodeEventSource,
+    probeTimeout: 5000,
+    upgradeRetry: 10000,
+});
+const longPollOnly = connect('/comet', { transports: ['long-poll'] });
+const how: TransportName = streaming.transport;
+void [how, longPollOnly];
 
 // Messages typed by the app: connect<M> (not checked at run time).
 const news = connect<ChannelMessage<{ headline: string }>>('/comet');
@@ -131,3 +153,5 @@ sync.close();
 same.close();
 chat.close();
 news.close();
+streaming.close();
+longPollOnly.close();

@@ -12,3 +12,7 @@ client.on('message', (message) => {
     document.body.append(li);
 });
 window.addEventListener('beforeunload', () => client.close());
+
+// The browser's own EventSource fits the `EventSource` option (the default where there is one).
+const streaming = connect('/comet', { EventSource: window.EventSource, transports: ['long-poll', 'sse'] });
+streaming.on('transport', ({ transport }) => document.body.classList.toggle('streaming', transport === 'sse'));

@@ -25,6 +25,10 @@ connect('/comet', { backoff: 250 });
 connect('/comet', { getToken: async () => 42 });
 // @ts-expect-error: headers are strings
 connect('/comet', { headers: { 'X-Count': 1 } });
+// @ts-expect-error: no such transport
+connect('/comet', { transports: ['websockets'] });
+// @ts-expect-error: client.transport is read-only
+client.transport = 'sse';
 // @ts-expect-error: send(undefined) throws
 client.send(undefined);
 // @ts-expect-error: a channel name is a string
