@@ -340,6 +340,11 @@ bool session::rewind_stream(const client_request& req, const exchange& ex) {
     // A request sent before the latest stream opened knows less than that stream's position.
     if (req.rid <= stream_->fence())
         return true;
+    // A client that keeps its stream only acknowledges what it received: the window shrinks.
+    if (req.streaming) {
+        stream_->acknowledge(*req.stream_ack);
+        return true;
+    }
     auto back = stream_->rewind(*req.stream_ack, req.rid);
     if (!back) {
         // As for a stream's Last-Event-ID: a position the window cannot serve exactly ends the

@@ -54,6 +54,14 @@ std::optional<std::vector<packet>> stream_sink::rewind(std::uint64_t acked, requ
     return back;
 }
 
+void stream_sink::acknowledge(std::uint64_t acked) noexcept {
+    const std::uint64_t oldest = next_id_ - sent_.size();
+    if (acked < floor_ || acked >= next_id_ || acked < oldest)
+        return;
+    sent_.erase(sent_.begin(), sent_.begin() + static_cast<std::ptrdiff_t>(acked + 1 - oldest));
+    floor_ = acked;
+}
+
 void stream_sink::record(const std::vector<packet>& packets) {
     sent_.insert(sent_.end(), packets.begin(), packets.end());
     next_id_ += packets.size();

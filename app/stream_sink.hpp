@@ -4,8 +4,9 @@
 // keeps what makes a reconnect exact:
 //
 //  - every packet written gets the next id of the session's outgoing stream (1, 2, 3, ...);
-//  - written packets stay in a replay window until the client acknowledges them by giving a
-//    later position when it reconnects (SSE: Last-Event-ID), at most `keep` of them (the
+//  - written packets stay in a replay window until the client acknowledges them, by giving a
+//    later position when it reconnects (SSE: Last-Event-ID) or in a request that keeps the
+//    stream (`streaming` with `stream_ack`: acknowledge()), at most `keep` of them (the
 //    session's max_queue); a reconnect replays exactly the packets after the client's position,
 //    before anything new;
 //  - a position the window cannot serve (older than its oldest packet, or beyond the last id
@@ -57,6 +58,11 @@ public:
     /// back in order and leave the window. nullopt when `acked` cannot be served exactly
     /// (nothing changed). Call only for `rid` > fence().
     std::optional<std::vector<packet>> rewind(std::uint64_t acked, request_id rid);
+    /// The client, keeping its stream, has every packet up to `acked` (`stream_ack` on a request
+    /// with `streaming`): they leave the window, so that a busy stream keeps only what it wrote
+    /// since. A position outside the window (older than its oldest, beyond the last id written)
+    /// changes nothing.
+    void acknowledge(std::uint64_t acked) noexcept;
     /// One write (the machine's `respond(stream_sink, packets, data)`): the stream's opening
     /// (its head, the replay, then `packets`) the first time, then `packets`.
     void write(std::vector<packet> packets);

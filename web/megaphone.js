@@ -153,6 +153,8 @@ const STATUS_CONDITIONS = { 400: 'bad-request', 401: 'not-authorized', 403: 'pol
 const MAX_RID = 2 ** 53 - 1;
 // A stream shows no event for 2 heartbeats + this: it is taken for dead (half-open, buffered).
 const LIVENESS_MARGIN = 2000;
+/** A flowing stream's acknowledgement (ms): what it received leaves the server's replay window. */
+const STREAM_ACK_DELAY = 1000;
 
 /**
  * Streaming transports, each one object of the same shape, so that the switching logic (Client:
@@ -550,6 +552,8 @@ class Client {
             stream: null,       // the stream open or being probed: {transport, fence, handle, ready, timer}
             streamed: false,    // a stream was tried: long-polls carry stream_ack
             lastEventId: 0,     // the last stream id received
+            ackedEventId: 0,    // the last stream id told to the server (stream_ack)
+            ackTimer: null,     // a stream acknowledgement due
             streamQueue: [],    // stream items waiting for the answers up to their fence
             probeTimer: null,
         };
@@ -649,7 +653,10 @@ class Client {
     _onStreamItem(s, st, item) {
         this._feedStream(s, st);
         item.fence = st.fence;
-        if (item.id !== undefined) s.lastEventId = item.id; // received (delivered in its turn)
+        if (item.id !== undefined) {
+            s.lastEventId = item.id; // received (delivered in its turn)
+            this._scheduleStreamAck(s);
+        }
         if (item.terminate) {
             // Nothing more comes on it (no watchdog); the terminate is told in its turn, and no
             // long-poll starts meanwhile.
@@ -659,6 +666,26 @@ class Client {
         }
         s.streamQueue.push(item);
         this._flushStream(s);
+    }
+
+    /**
+     * A flowing stream is acknowledged within STREAM_ACK_DELAY of a message (a request with
+     * `streaming` and `stream_ack`, unless one went meanwhile), so the server's replay window
+     * holds about a second of it rather than up to `--max-queue` messages.
+     */
+    _scheduleStreamAck(s) {
+        if (s.ackTimer !== null) return;
+        s.ackTimer = this._schedule(() => {
+            s.ackTimer = null;
+            if (this._s !== s || s.ended || !s.stream || !s.stream.ready) return;
+            if (s.lastEventId <= s.ackedEventId) return;
+            const lowest = s.pending.size ? Math.min(...s.pending.keys()) : s.nextRid;
+            if (s.nextRid - lowest < s.info.requests && s.nextRid <= MAX_RID) {
+                this._newRequest(s, {}, this._takeQueue());
+            } else {
+                this._scheduleStreamAck(s); // the rid window is full: next time
+            }
+        }, STREAM_ACK_DELAY);
     }
 
     /** Delivers the stream items whose fence is passed: every answer up to it is processed. */
@@ -775,6 +802,11 @@ class Client {
         if (s.stream) {
             // A stream carries the session's messages (or is being probed): answer at once.
             body.streaming = true;
+            if (s.stream.ready && s.lastEventId > s.ackedEventId) {
+                // What the stream brought: acknowledged (the stream goes on).
+                body.stream_ack = s.lastEventId;
+                s.ackedEventId = s.lastEventId;
+            }
         } else if (s.streamed) {
             // Back from a stream: what it wrote after the last message received comes first.
             body.stream_ack = s.lastEventId;
@@ -961,6 +993,8 @@ class Client {
         s.answers.clear();
         this._cancel(s.probeTimer);
         s.probeTimer = null;
+        this._cancel(s.ackTimer);
+        s.ackTimer = null;
         this._setTransport('long-poll', 'the session ended');
         for (const req of s.pending.values()) {
             this._cancel(req.timer);

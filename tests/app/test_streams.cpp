@@ -396,3 +396,38 @@ TEST_CASE("upgrade: a long-poll session that never streamed ignores stream_ack 0
     push(h, c.sid(), "\"a\"");
     CHECK(texts(r) == strings{"\"a\""});
 }
+
+TEST_CASE("upgrade: a stream_ack on a streaming request only acknowledges: the stream goes on, "
+          "the window keeps what followed") {
+    quiet_app app;
+    harness h{app};
+    auto& c = h.connect();
+    auto s = open(h, c.sid(), {}, c.next_rid() - 1);
+    written(h, c.sid(), s);
+    for (const char* p : {"1", "2", "3"}) {
+        push(h, c.sid(), p);
+        written(h, c.sid(), s);
+    }
+    auto& ack = c.send_json({{"streaming", true}, {"stream_ack", 2}});
+    REQUIRE(ack.answered());
+    CHECK(texts(ack).empty());
+    CHECK_FALSE(s.target->ended);
+    CHECK(c.state() == fsm_state::streaming);
+    push(h, c.sid(), "4");
+    CHECK(s.target->pieces.back() == "id: 4\ndata: 4\n\n");
+    written(h, c.sid(), s);
+    // An acknowledgement from before (a late one), or beyond what was written: no change.
+    CHECK(c.send_json({{"streaming", true}, {"stream_ack", 1}}).answered());
+    CHECK(c.send_json({{"streaming", true}, {"stream_ack", 9}}).answered());
+    CHECK_FALSE(c.closed());
+
+    SECTION("a reconnect from the acknowledged position replays what followed it") {
+        auto next = open(h, c.sid(), 2, c.next_rid() - 1);
+        CHECK(next.target->pieces == strings{opening + "id: 3\ndata: 3\n\nid: 4\ndata: 4\n\n"});
+    }
+    SECTION("a position before it is gone from the window: 204, and the session ends") {
+        auto next = open(h, c.sid(), 1, c.next_rid() - 1);
+        CHECK(next.target->status == 204);
+        CHECK(c.closed());
+    }
+}

@@ -92,6 +92,33 @@ test('the client upgrades to SSE; messages exactly once, in order, with publishe
     assert.equal(rec.errors.length, 0, `no error: ${rec.errors.map(String)}`);
 });
 
+test('a flowing stream is acknowledged within about a second (streaming + stream_ack): the server lets go of what was received', async () => {
+    const bodies = [];
+    const recording = (url, init) => {
+        if (init && typeof init.body === 'string') bodies.push(JSON.parse(init.body));
+        return fetch(url, init);
+    };
+    const { c, rec } = client(undefined, { fetch: recording });
+    await subscribed(c, 'up.ack');
+    await waitFor(() => c.transport === 'sse', { timeout: 10000, message: 'sse' });
+    for (let i = 1; i <= 30; i += 1) await publish('up.ack', i);
+    await waitFor(() => values(rec, 'up.ack').length >= 30, { timeout: 10000, message: '30 messages' });
+    const last = c._s.lastEventId;
+    assert.ok(last >= 30, `stream ids reached ${last}`);
+    // Within STREAM_ACK_DELAY (1 s) of the last message: a request that keeps the stream and
+    // acknowledges everything received, with no other field the application would see.
+    await waitFor(() => bodies.some((b) => b.streaming === true && b.stream_ack === last),
+        { timeout: 3000, message: `an acknowledgement of id ${last}` });
+    const ack = bodies.find((b) => b.streaming === true && b.stream_ack === last);
+    assert.equal(ack.messages, undefined);
+    // The stream goes on: nothing lost, nothing doubled, no fallback.
+    for (let i = 31; i <= 40; i += 1) await publish('up.ack', i);
+    await waitFor(() => values(rec, 'up.ack').length >= 40, { timeout: 10000, message: '40 messages' });
+    assert.deepEqual(values(rec, 'up.ack'), range(1, 40));
+    assert.deepEqual(rec.transports.map((t) => t.transport), ['sse']);
+    assert.equal(rec.errors.length, 0, `no error: ${rec.errors.map(String)}`);
+});
+
 test('a stream cut: back to long-polling, nothing lost or doubled, upgraded again after upgradeRetry', async () => {
     const proxy = await startStreamProxy(server.port);
     proxies.push(proxy);
