@@ -83,6 +83,18 @@ std::vector<std::string> texts(const megaphone::testing::request& r) {
 }
 using strings = std::vector<std::string>;
 
+/// A stream of `c` opened after its latest request, each of `texts` pushed and written on it
+/// (ids 1, 2, ...).
+test_stream flowing(harness& h, megaphone::testing::client& c, const strings& texts) {
+    auto s = open(h, c.sid(), {}, c.next_rid() - 1);
+    written(h, c.sid(), s);
+    for (const std::string& p : texts) {
+        push(h, c.sid(), p);
+        written(h, c.sid(), s);
+    }
+    return s;
+}
+
 } // namespace
 
 TEST_CASE("stream: no inactivity while attached, the die timer starts when it closes") {
@@ -222,12 +234,7 @@ TEST_CASE("upgrade: a stream_ack hands back what the dead stream never delivered
     quiet_app app;
     harness h{app};
     auto& c = h.connect();
-    auto s = open(h, c.sid(), {}, c.next_rid() - 1);
-    written(h, c.sid(), s);
-    for (const char* p : {"1", "2", "3"}) {
-        push(h, c.sid(), p);
-        written(h, c.sid(), s);
-    }
+    auto s = flowing(h, c, {"1", "2", "3"});
     lose(h, c.sid(), s); // the client received id 1 only
     push(h, c.sid(), "4");
     auto& back = c.send_json({{"stream_ack", 1}});
@@ -402,12 +409,7 @@ TEST_CASE("upgrade: a stream_ack on a streaming request only acknowledges: the s
     quiet_app app;
     harness h{app};
     auto& c = h.connect();
-    auto s = open(h, c.sid(), {}, c.next_rid() - 1);
-    written(h, c.sid(), s);
-    for (const char* p : {"1", "2", "3"}) {
-        push(h, c.sid(), p);
-        written(h, c.sid(), s);
-    }
+    auto s = flowing(h, c, {"1", "2", "3"});
     auto& ack = c.send_json({{"streaming", true}, {"stream_ack", 2}});
     REQUIRE(ack.answered());
     CHECK(texts(ack).empty());
