@@ -368,7 +368,6 @@ private:
             why.reason = "replaced";
             break;
         case ws_close::item_not_found:
-        case ws_close::bad_request:
             why.reason = refusal_reason_;
             break;
         default:

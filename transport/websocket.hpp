@@ -36,9 +36,9 @@ enum class ws_close : std::uint16_t {
     normal = 1000,         ///< the session ended: after its terminate frame
     unsupported = 1003,    ///< a binary frame: the protocol is JSON text
     too_big = 1009,        ///< a message over max_message (sent by Beast)
-    bad_request = 4400,    ///< a malformed upgrade (no or bad sid, bad lastEventId)
-    item_not_found = 4404, ///< unknown or ended session, a BOSH session, another node's, or a
-                           ///< lastEventId the replay window cannot serve
+    item_not_found = 4404, ///< no stream can open: an unknown or ended session, a BOSH
+                           ///< session, another node's, no sid, a malformed lastEventId or one
+                           ///< the replay window cannot serve
     replaced = 4409,       ///< a newer stream (SSE or WebSocket) of the session took over
 };
 
