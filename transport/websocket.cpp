@@ -65,11 +65,60 @@ std::int64_t steady_now_ns() noexcept {
 //--------------------------------------------------------------------------------------------------
 // ws_connection
 
+/// RFC 6455 opcodes.
+enum class opcode : std::uint8_t {
+    continuation = 0x0,
+    text = 0x1,
+    binary = 0x2,
+    close = 0x8,
+    ping = 0x9,
+    pong = 0xA,
+};
+
+/// The head of a server frame (never masked): FIN, the opcode, the length in 1, 3 or 9 bytes.
+struct frame_head {
+    std::array<std::uint8_t, 10> bytes{};
+    std::uint8_t size = 0;
+
+    frame_head() = default;
+    frame_head(opcode op, std::size_t length) noexcept {
+        bytes[0] = static_cast<std::uint8_t>(0x80 | static_cast<std::uint8_t>(op));
+        if (length < 126) {
+            bytes[1] = static_cast<std::uint8_t>(length);
+            size = 2;
+        } else if (length < 65536) {
+            bytes[1] = 126;
+            bytes[2] = static_cast<std::uint8_t>(length >> 8);
+            bytes[3] = static_cast<std::uint8_t>(length);
+            size = 4;
+        } else {
+            bytes[1] = 127;
+            for (int i = 0; i < 8; ++i)
+                bytes[2 + i] = static_cast<std::uint8_t>(std::uint64_t{length} >> (56 - 8 * i));
+            size = 10;
+        }
+    }
+};
+
 /// One WebSocket: the session's stream (the exchange `stream_seq`) and its frame requests
 /// (each its own exchange), written one frame at a time in the order their answers came.
 ///
-/// Lifetime: a shared_ptr held by the pending read (or readiness wait) and the pending write;
-/// exchanges hold it weakly. It ends when the socket is closed and both have completed.
+/// The opening handshake is Beast's (websocket::stream::async_accept on the socket, with the
+/// megaphone subprotocol in the answer); the stream object is dropped once it is done. The
+/// frames after it are read and written here (RFC 6455 section 5, the server's side: client
+/// frames masked, server frames not, no extension): Beast's stream keeps about 2.5 KiB of fixed
+/// buffers per connection for its whole life, more than an idle session may cost in all. While
+/// idle the connection holds no buffer: it waits for readability with a one-byte MSG_PEEK
+/// receive (as http_connection does for a held request), then reads what is there without
+/// blocking into a per-thread scratch buffer; only an incomplete frame's bytes are kept.
+///
+/// Liveness, with the connection's one deadline: while a frame is written, the write timeout;
+/// while idle, a tick every heartbeat that writes `{"type":"ping"}` and a ping frame (browsers
+/// answer pings by themselves) when nothing came from the client since the last tick, and
+/// closes a connection from which nothing came for idle_timeout (a half-open client).
+///
+/// Lifetime: a shared_ptr held by the pending readiness wait and the pending write; exchanges
+/// hold it weakly.
 class ws_connection final : public exchange_target,
                             public connection_taker,
                             public std::enable_shared_from_this<ws_connection>,
@@ -89,7 +138,7 @@ public:
             handler_.exchange_finished();
         if (open_)
             open_->fetch_sub(1, std::memory_order_relaxed);
-        if (ws_)
+        if (counted_)
             if (metrics_block* m = current_metrics)
                 m->websockets.add(-1);
     }
@@ -101,7 +150,7 @@ public:
         on_lost_ = std::move(in.on_lost);
         on_written_ = std::move(in.on_written);
         deadlines_ = &deadline_service::of(socket.get_executor().context());
-        ws_.emplace(std::move(socket));
+        socket_.emplace(std::move(socket));
         if (metrics_block* m = current_metrics)
             m->websockets.add();
         // The stream counts as an outstanding exchange until the connection ends: a stopping
@@ -109,21 +158,19 @@ public:
         counted_ = true;
         handler_.exchange_started();
 
-        const websocket_options& o = transport_.options();
-        ws_->read_message_max(o.max_message);
-        ws_->auto_fragment(false);
+        // The handshake: Beast checks the request and writes the 101 (no extension offered
+        // back: permessage-deflate stays off), within handshake_timeout.
+        auto hs = std::make_shared<handshake>(*socket_, std::move(in.request));
         websocket::stream_base::timeout t{};
-        t.handshake_timeout = o.handshake_timeout;
-        t.idle_timeout = o.idle_timeout;
-        t.keep_alive_pings = true;
-        ws_->set_option(t);
-        ws_->set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+        t.handshake_timeout = transport_.options().handshake_timeout;
+        t.idle_timeout = websocket::stream_base::none();
+        t.keep_alive_pings = false;
+        hs->ws.set_option(t);
+        hs->ws.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
             res.set(http::field::server, "megaphone");
             res.set(http::field::sec_websocket_protocol, "megaphone");
         }));
-        // The request, kept only until the handshake is answered.
-        auto request = std::make_shared<http::request<http::string_body>>(std::move(in.request));
-        ws_->async_accept(*request, [self = shared_from_this(), request](beast::error_code ec) {
+        hs->ws.async_accept(hs->request, [self = shared_from_this(), hs](beast::error_code ec) {
             self->on_accept(ec);
         });
     }
@@ -131,14 +178,14 @@ public:
     void deliver(std::uint32_t seq, response r) override {
         // From any thread; always posted, so that a session's answer never runs inside the
         // handler that made it.
-        net::post(ws_executor(), [self = shared_from_this(), seq, r = std::move(r)]() mutable {
+        net::post(executor(), [self = shared_from_this(), seq, r = std::move(r)]() mutable {
             self->on_deliver(seq, std::move(r));
         });
     }
 
     void write(std::uint32_t seq, packet body, bool last, std::int64_t pushed_at_ns) override {
-        net::post(ws_executor(), [self = shared_from_this(), seq, body = std::move(body), last,
-                                  pushed_at_ns]() mutable {
+        net::post(executor(), [self = shared_from_this(), seq, body = std::move(body), last,
+                               pushed_at_ns]() mutable {
             if (seq != stream_seq || self->closing_)
                 return;
             if (last) {
@@ -146,73 +193,209 @@ public:
                 // empty, when a newer stream of the session replaced this one.
                 const bool terminated = body.size() != 0;
                 if (terminated)
-                    self->enqueue(std::move(body), false, pushed_at_ns);
+                    self->enqueue(opcode::text, std::move(body), false, pushed_at_ns);
                 self->close_after(terminated ? ws_close::normal : ws_close::replaced);
             } else {
-                self->enqueue(std::move(body), true, pushed_at_ns);
+                self->enqueue(opcode::text, std::move(body), true, pushed_at_ns);
             }
             self->do_write();
         });
     }
 
-    /// Set once, by the transport's connect(), before take(): the executor it runs on.
+    /// Set once, by the transport's connect(), before take(): the io_context it runs on.
     void bind(net::io_context& ioc) noexcept { ioc_ = &ioc; }
 
 private:
-    using stream_type = websocket::stream<connection_socket, false>;
+    /// Beast's stream for the opening handshake only, on our socket, and the request it
+    /// answers; dropped once the 101 is written.
+    struct handshake {
+        handshake(connection_socket& socket, http::request<http::string_body> r)
+            : ws{socket}
+            , request{std::move(r)} {}
+        websocket::stream<connection_socket&, false> ws;
+        http::request<http::string_body> request;
+    };
 
     struct frame {
         packet body;
         std::int64_t pushed_at_ns = 0;
+        frame_head head;
         bool reported = false; // the session's stream hears on_written after it
     };
 
-    net::io_context::executor_type ws_executor() const noexcept { return ioc_->get_executor(); }
+    net::io_context::executor_type executor() const noexcept { return ioc_->get_executor(); }
 
     void on_accept(beast::error_code ec) {
         if (ec)
             return lost();
         accepted_ = true;
+        received_ = true;
+        beast::error_code ignored;
+        socket_->non_blocking(true, ignored); // reads are tried, never waited for
         if (!close_code_)
-            do_read(); // (a refused stream reads nothing but the close handshake's answer)
-        do_write();    // whatever came meanwhile: the opening, or a refusal's close
+            do_watch(); // (a refused stream reads nothing but the close handshake's answer)
+        do_write();     // whatever came meanwhile: the opening, or a refusal's close
     }
 
     //----------------------------------------------------------------------------------------------
-    // Reading: one message at a time, into `message_`, released after it.
+    // Reading: readiness first, then what is there, parsed into frames.
 
-    void do_read() {
-        if (closing_ || reading_ || in_flight_.size() >= transport_.options().max_in_flight)
+    void do_watch() {
+        if (watching_ || done_)
             return;
-        reading_ = true;
-        ws_->async_read_some(net::buffer(chunk_),
-                             [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                                 self->on_read(ec, n);
-                             });
+        watching_ = true;
+        socket_->async_receive(
+            net::buffer(&probe_, 1), tcp::socket::message_peek,
+            net::bind_allocator(std::allocator<void>{},
+                                [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                    self->on_watch(ec);
+                                }));
     }
 
-    void on_read(beast::error_code ec, std::size_t bytes) {
-        reading_ = false;
-        if (metrics_block* m = current_metrics)
-            m->bytes_in.add(bytes);
+    void on_watch(beast::error_code ec) {
+        watching_ = false;
+        if (done_)
+            return;
         if (ec)
-            return lost(); // closed by the client (or Beast after a message too big), a reset,
-                           // a timeout: the stream's session hears connection_closed
-        if (ws_->got_binary()) {
-            std::string().swap(message_);
-            return close_after(ws_close::unsupported), do_write();
+            return lost();
+        // Everything there now, through a scratch buffer of this thread: the connection keeps
+        // only an incomplete frame's bytes.
+        static thread_local std::array<char, 16 * 1024> scratch;
+        for (;;) {
+            beast::error_code rec;
+            const std::size_t n = socket_->read_some(net::buffer(scratch), rec);
+            if (metrics_block* m = current_metrics)
+                m->bytes_in.add(n);
+            if (rec == net::error::would_block)
+                break;
+            if (rec || n == 0)
+                return lost(); // EOF, reset: the stream's session hears connection_closed
+            received_ = true;
+            partial_.append(scratch.data(), n);
+            if (!parse() || done_ || paused())
+                return; // (paused: the rest stays in the socket until answers are written)
+            if (n < scratch.size())
+                break;
         }
-        message_.append(chunk_.data(), bytes);
-        if (!ws_->is_message_done())
-            return do_read();
+        if (!paused())
+            do_watch();
+    }
+
+    /// Frame requests wait for answers: the client's next frames wait in the socket.
+    bool paused() const noexcept { return in_flight_.size() >= transport_.options().max_in_flight; }
+
+    /// Takes the whole frames out of `partial_`; false when the connection is closing.
+    bool parse() {
+        std::size_t at = 0;
+        const auto* p = reinterpret_cast<const std::uint8_t*>(partial_.data());
+        bool go_on = true;
+        while (go_on && !paused()) {
+            const std::size_t left = partial_.size() - at;
+            if (left < 2)
+                break;
+            const std::uint8_t b0 = p[at], b1 = p[at + 1];
+            const bool fin = (b0 & 0x80) != 0;
+            const auto op = static_cast<opcode>(b0 & 0x0f);
+            // No extension was agreed (RSV bits), and a client masks every frame (5.1, 5.2).
+            if ((b0 & 0x70) != 0 || (b1 & 0x80) == 0)
+                return fail(ws_close::protocol_error);
+            std::uint64_t length = b1 & 0x7f;
+            std::size_t head = 2;
+            if (length == 126) {
+                if (left < 4)
+                    break;
+                length = (std::uint64_t{p[at + 2]} << 8) | p[at + 3];
+                head = 4;
+            } else if (length == 127) {
+                if (left < 10)
+                    break;
+                length = 0;
+                for (int i = 0; i < 8; ++i)
+                    length = (length << 8) | p[at + 2 + i];
+                head = 10;
+            }
+            const bool control = (b0 & 0x08) != 0;
+            if (control && (!fin || length > 125))
+                return fail(ws_close::protocol_error);
+            // A data message may not grow past max_message, whatever its frames.
+            if (!control && message_.size() + length > transport_.options().max_message)
+                return fail(ws_close::too_big);
+            if (left < head + 4 + length)
+                break; // the rest of the frame is still on its way
+            const std::uint8_t* key = p + at + head;
+            const char* payload = partial_.data() + at + head + 4;
+            const std::size_t n = static_cast<std::size_t>(length);
+            at += head + 4 + n;
+            switch (op) {
+            case opcode::text:
+            case opcode::binary:
+            case opcode::continuation:
+                if ((op == opcode::continuation) != (message_op_ != 0))
+                    return fail(ws_close::protocol_error); // a frame out of its message
+                if (op != opcode::continuation)
+                    message_op_ = static_cast<std::uint8_t>(op);
+                unmask_into(message_, payload, n, key);
+                if (fin)
+                    go_on = on_message();
+                break;
+            case opcode::ping: {
+                std::string body;
+                unmask_into(body, payload, n, key);
+                enqueue(opcode::pong, packet::from(body), false, 0);
+                do_write();
+                break;
+            }
+            case opcode::pong:
+                break; // liveness only (received_)
+            case opcode::close: {
+                // The client closes: its code goes back (or 1000), then the TCP connection ends.
+                std::string body;
+                unmask_into(body, payload, n, key);
+                closing_by_client_ = true;
+                close_code_ =
+                    body.size() >= 2
+                        ? static_cast<ws_close>((static_cast<std::uint8_t>(body[0]) << 8) |
+                                                static_cast<std::uint8_t>(body[1]))
+                        : ws_close::normal;
+                queue_.clear();
+                if (done_closing_write_)
+                    return finish(), false; // our close was answered
+                do_write();
+                return false;
+            }
+            default:
+                return fail(ws_close::protocol_error);
+            }
+        }
+        partial_.erase(0, at);
+        if (partial_.capacity() > 256 && partial_.empty())
+            std::string().swap(partial_);
+        return go_on;
+    }
+
+    static void unmask_into(std::string& out, const char* payload, std::size_t n,
+                            const std::uint8_t* key) {
+        const std::size_t base = out.size();
+        out.resize(base + n);
+        for (std::size_t i = 0; i < n; ++i)
+            out[base + i] = static_cast<char>(static_cast<std::uint8_t>(payload[i]) ^ key[i % 4]);
+    }
+
+    /// A whole data message; false when the connection is closing.
+    bool on_message() {
         std::string text;
         text.swap(message_);
-        on_message(std::move(text));
-        do_read();
+        const auto op = static_cast<opcode>(std::exchange(message_op_, 0));
+        if (op == opcode::binary)
+            return fail(ws_close::unsupported);
+        if (!websocket::detail::check_utf8(text.data(), text.size()))
+            return fail(ws_close::bad_payload);
+        on_request(std::move(text));
+        return true;
     }
 
     /// A frame request: handed to the server as the session's POST.
-    void on_message(std::string text) {
+    void on_request(std::string text) {
         auto decoded = decode_json_request(text);
         if (auto* e = std::get_if<protocol_error>(&decoded))
             return error_frame(*e, std::nullopt);
@@ -249,11 +432,21 @@ private:
             text += std::to_string(*rid);
         }
         text += '}';
-        enqueue(packet::from(text), false, 0);
+        enqueue(opcode::text, packet::from(text), false, 0);
         do_write();
     }
     void error_frame(protocol_error e, std::optional<request_id> rid) {
         error_frame(http_status(e), condition(e), rid);
+    }
+
+    /// The client broke the protocol: a close with `code`, and nothing more is read.
+    bool fail(ws_close code) {
+        partial_.clear();
+        message_.clear();
+        queue_.clear();
+        close_after(code);
+        do_write();
+        return false;
     }
 
     //----------------------------------------------------------------------------------------------
@@ -268,46 +461,53 @@ private:
         if (it == in_flight_.end())
             return;
         const request_id rid = it->rid;
+        const bool was_paused = paused();
         in_flight_.erase(it);
         handler_.exchange_finished();
-        if (!closing_) {
-            if (r.status == 200) {
-                enqueue(std::move(r.body), false, r.pushed_at_ns);
-                do_write();
-            } else {
-                // The error's condition, from the body a POST would have had.
-                std::string c = "bad-request";
-                auto j = nlohmann::json::parse(r.body.view(), nullptr, false);
-                if (j.is_object() && j.contains("condition") && j["condition"].is_string())
-                    c = j["condition"].get<std::string>();
-                error_frame(r.status, c, rid);
-            }
+        if (closing_ || done_)
+            return; // (a close already queued goes after it: the answer still goes first)
+        if (r.status == 200) {
+            enqueue(opcode::text, std::move(r.body), false, r.pushed_at_ns);
+            do_write();
+        } else {
+            // The error's condition, from the body a POST would have had.
+            std::string c = "bad-request";
+            auto j = nlohmann::json::parse(r.body.view(), nullptr, false);
+            if (j.is_object() && j.contains("condition") && j["condition"].is_string())
+                c = j["condition"].get<std::string>();
+            error_frame(r.status, c, rid);
         }
-        do_read(); // it may have waited for this answer
+        // It waited for this answer: the frames read meanwhile first, then the socket.
+        if (was_paused && !paused() && parse() && !done_)
+            do_watch();
     }
 
     void on_stream_answer(response r) {
-        if (closing_)
+        if (closing_ || close_code_)
             return;
         if (!r.stream) {
             // No stream: the close code travels as the status (refusal()).
-            const auto code = r.status >= 1000 && r.status < 5000 ? static_cast<ws_close>(r.status)
-                                                                  : ws_close::item_not_found;
-            refusal_reason_ = std::string(r.body.view());
-            return close_after(code), do_write();
+            close_after(r.status >= 1000 && r.status < 5000 ? static_cast<ws_close>(r.status)
+                                                            : ws_close::item_not_found);
+            return do_write();
         }
         // The session took the stream: ready first, then the replay and what was queued (the
         // opening may carry none: the session still hears on_written after it).
         heartbeat_every_ = r.heartbeat_every;
         const bool empty = r.body.size() == 0;
-        enqueue(transport_.ready(), empty, 0);
+        enqueue(opcode::text, transport_.ready(), empty, 0);
         if (!empty)
-            enqueue(std::move(r.body), true, r.pushed_at_ns);
+            enqueue(opcode::text, std::move(r.body), true, r.pushed_at_ns);
         do_write();
     }
 
-    void enqueue(packet body, bool reported, std::int64_t pushed_at_ns) {
-        queue_.push_back({std::move(body), pushed_at_ns, reported});
+    void enqueue(opcode op, packet body, bool reported, std::int64_t pushed_at_ns) {
+        frame f;
+        f.head = frame_head(op, body.size());
+        f.body = std::move(body);
+        f.pushed_at_ns = pushed_at_ns;
+        f.reported = reported;
+        queue_.push_back(std::move(f));
     }
 
     void close_after(ws_close code) {
@@ -319,21 +519,23 @@ private:
     // Writing: one frame at a time, then the close once the queue is empty.
 
     void do_write() {
-        if (!accepted_ || writing_ || closing_ || !ws_)
+        if (!accepted_ || writing_ || closing_ || done_)
             return;
         if (queue_.empty()) {
             if (close_code_)
-                return do_close();
+                return write_close();
             if (queue_.capacity() > 4)
                 std::vector<frame>().swap(queue_);
-            return arm_heartbeat();
+            return arm_tick();
         }
-        deadline_service::cancel(*this);
         writing_ = true;
         current_ = std::move(queue_.front());
         queue_.erase(queue_.begin());
-        ws_->text(true);
-        ws_->async_write(net::buffer(current_.body.view().data(), current_.body.size()),
+        arm(transport_.options().write_timeout);
+        const std::array<net::const_buffer, 2> buffers{
+            net::buffer(current_.head.bytes.data(), current_.head.size),
+            net::buffer(current_.body.view().data(), current_.body.size())};
+        net::async_write(*socket_, buffers,
                          [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                              self->on_write(ec, n);
                          });
@@ -351,71 +553,126 @@ private:
         }
         if (ec)
             return lost();
+        if (closing_) {
+            // Our close frame is out. The client answered with its own already, or did the
+            // closing: the TCP connection ends; else its answer is awaited (or the timeout).
+            done_closing_write_ = true;
+            if (closing_by_client_)
+                return finish();
+            arm(transport_.options().handshake_timeout);
+            return do_watch();
+        }
         if (done.reported && on_written_)
             on_written_();
         do_write();
     }
 
-    void do_close() {
+    /// The close frame: the code (and for 4404 its reason), after every queued frame.
+    void write_close() {
         closing_ = true;
-        deadline_service::cancel(*this);
-        websocket::close_reason why{static_cast<std::uint16_t>(*close_code_)};
+        const auto code = static_cast<std::uint16_t>(*close_code_);
+        std::string body{static_cast<char>(code >> 8), static_cast<char>(code & 0xff)};
         switch (*close_code_) {
-        case ws_close::unsupported:
-            why.reason = "text frames only";
+        case ws_close::item_not_found:
+            body += "item-not-found";
             break;
         case ws_close::replaced:
-            why.reason = "replaced";
+            body += "replaced";
             break;
-        case ws_close::item_not_found:
-            why.reason = refusal_reason_;
+        case ws_close::unsupported:
+            body += "text frames only";
             break;
         default:
             break;
         }
-        ws_->async_close(why, [self = shared_from_this()](beast::error_code) { self->lost(); });
+        // The session need not wait for the close handshake: it is told now.
+        if (auto f = std::exchange(on_lost_, nullptr))
+            f();
+        on_written_ = nullptr;
+        frame f;
+        f.head = frame_head(opcode::close, body.size());
+        f.body = packet::from(body);
+        writing_ = true;
+        current_ = std::move(f);
+        arm(transport_.options().write_timeout);
+        const std::array<net::const_buffer, 2> buffers{
+            net::buffer(current_.head.bytes.data(), current_.head.size),
+            net::buffer(current_.body.view().data(), current_.body.size())};
+        net::async_write(*socket_, buffers,
+                         [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                             self->on_write(ec, n);
+                         });
     }
 
     //----------------------------------------------------------------------------------------------
-    // Heartbeat: a ping frame on a stream idle for heartbeat_every.
+    // The deadline: a write's timeout, the close handshake's, or the idle tick.
 
-    void arm_heartbeat() {
-        if (heartbeat_every_.count() > 0 && !closing_)
-            deadlines_->arm(*this, heartbeat_every_, &ws_connection::on_heartbeat);
+    void arm(std::chrono::milliseconds after) {
+        deadlines_->arm(*this, after, &ws_connection::on_deadline);
     }
 
-    static void on_heartbeat(deadline& d) {
+    void arm_tick() {
+        if (heartbeat_every_.count() > 0 && !closing_ && !done_)
+            arm(heartbeat_every_);
+    }
+
+    static void on_deadline(deadline& d) {
         auto& self = static_cast<ws_connection&>(d);
-        if (self.writing_ || self.closing_ || !self.queue_.empty())
+        if (self.done_)
             return;
-        self.enqueue(self.transport_.ping(), false, 0);
+        if (self.writing_ || self.closing_)
+            return self.lost(); // a write not taken, or a close not answered, in time
+        // Idle for a heartbeat: the text ping for the page, a ping frame for the connection
+        // when nothing came from the client since the last tick; nothing at all for
+        // idle_timeout: a half-open client.
+        const auto now = clock::now();
+        if (self.received_) {
+            self.received_ = false;
+            self.last_received_ = now;
+        } else if (now - self.last_received_ >= self.transport_.options().idle_timeout) {
+            return self.lost();
+        }
+        self.enqueue(opcode::text, self.transport_.ping(), false, 0);
+        if (now - self.last_received_ >= self.heartbeat_every_)
+            self.enqueue(opcode::ping, packet{}, false, 0);
         self.do_write();
     }
 
     //----------------------------------------------------------------------------------------------
 
-    /// The connection is gone (or closed): the session hears it once; the socket is closed, so
-    /// that every pending operation ends and the connection with them.
+    /// The connection is gone: the session hears it (once), and the socket is closed, so that
+    /// every pending operation ends and the connection with them.
     void lost() {
-        closing_ = true;
-        deadline_service::cancel(*this);
-        on_written_ = nullptr;
         if (auto f = std::exchange(on_lost_, nullptr))
             f();
+        finish();
+    }
+
+    /// The end: the socket closes (the server closes first, RFC 6455 7.1.1).
+    void finish() {
+        done_ = true;
+        closing_ = true;
+        on_written_ = nullptr;
+        on_lost_ = nullptr;
+        deadline_service::cancel(*this);
         beast::error_code ignored;
-        beast::get_lowest_layer(*ws_).close(ignored);
+        if (socket_) {
+            socket_->shutdown(tcp::socket::shutdown_send, ignored);
+            socket_->close(ignored);
+        }
     }
 
     struct pending_request {
         std::uint32_t seq;
         request_id rid;
     };
+    using clock = std::chrono::steady_clock;
 
     const websocket_transport& transport_;
     request_handler& handler_;
     net::io_context* ioc_ = nullptr;
     deadline_service* deadlines_ = nullptr;
-    std::optional<stream_type> ws_;
+    std::optional<connection_socket> socket_;
     std::string path_; // the mount's path: frame requests are POSTs to it
     std::string sid_;
     tcp::endpoint remote_;
@@ -425,17 +682,23 @@ private:
     std::vector<frame> queue_;
     frame current_;
     std::vector<pending_request> in_flight_;
-    std::string message_; // a message being read; empty between messages
-    std::string refusal_reason_;
+    std::string partial_; // read, not yet parsed: an incomplete frame (usually nothing)
+    std::string message_; // a data message's payload so far; empty between messages
+    clock::time_point last_received_ = clock::now();
     std::chrono::milliseconds heartbeat_every_{0};
     std::optional<ws_close> close_code_;
     std::uint32_t seq_ = stream_seq;
+    std::uint8_t message_op_ = 0; // the opcode of the data message being read; 0: none
+    char probe_ = 0;              // the readiness watch peeks one byte into it
     bool accepted_ = false;
-    bool reading_ = false;
+    bool watching_ = false;
     bool writing_ = false;
-    bool closing_ = false;
+    bool closing_ = false; // our close frame is being written or out
+    bool closing_by_client_ = false;
+    bool done_closing_write_ = false;
+    bool done_ = false;     // the socket is closed
+    bool received_ = false; // something came since the last tick
     bool counted_ = false;
-    std::array<char, 256> chunk_; // read_some's target: a message is copied out of it
 };
 
 } // namespace

@@ -34,8 +34,10 @@ namespace megaphone {
 /// Close codes the server sends (RFC 6455 7.4; 4000-4999 are the application's).
 enum class ws_close : std::uint16_t {
     normal = 1000,         ///< the session ended: after its terminate frame
+    protocol_error = 1002, ///< a frame RFC 6455 forbids (unmasked, reserved bits, ...)
     unsupported = 1003,    ///< a binary frame: the protocol is JSON text
-    too_big = 1009,        ///< a message over max_message (sent by Beast)
+    bad_payload = 1007,    ///< a text message that is not UTF-8
+    too_big = 1009,        ///< a message over max_message
     item_not_found = 4404, ///< no stream can open: an unknown or ended session, a BOSH
                            ///< session, another node's, no sid, a malformed lastEventId or one
                            ///< the replay window cannot serve
@@ -51,11 +53,14 @@ struct websocket_options {
     /// Origins allowed (the server takes --cors-origin); "*" allows any. A request without
     /// Origin (not a browser) is allowed.
     std::vector<std::string> origins{"*"};
-    /// Beast's handshake timeout (also the close handshake's).
+    /// The opening handshake (Beast's) and the closing one must end within this.
     std::chrono::milliseconds handshake_timeout{std::chrono::seconds(30)};
-    /// Nothing received for half of this: Beast pings; for all of it: the connection is closed
-    /// (a half-open client). Pings every 20 s also keep proxies with a 60 s idle limit open.
+    /// Nothing received from the client for this long (checked every heartbeat, when a ping
+    /// frame goes out if nothing came since the last one): the connection is closed, a
+    /// half-open client.
     std::chrono::milliseconds idle_timeout{std::chrono::seconds(40)};
+    /// Longest time to write one frame to a client that does not read.
+    std::chrono::milliseconds write_timeout{std::chrono::seconds(30)};
     /// Frame requests of one connection waiting for their answers at most; beyond, its next
     /// frames are not read until answers are written.
     std::size_t max_in_flight = 4;
