@@ -81,7 +81,7 @@ struct server_options {
     http_options http;
     /// Server-Sent Events at GET <mount>/events of every JSON mount (heartbeat, retry).
     sse_options sse;
-    /// WebSocket at GET <mount> (upgrade) of every JSON mount: Beast's timeouts. Its heartbeat,
+    /// WebSocket at GET <mount> (upgrade) of every JSON mount: its timeouts. Its heartbeat,
     /// message limit and origins are taken from sse.heartbeat, http.max_body and
     /// http.cors_origins.
     websocket_options websocket;

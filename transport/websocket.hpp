@@ -13,13 +13,14 @@
 // answer cache work as over HTTP.
 //
 // The connection (ws_connection, in websocket.cpp) takes the socket over from the HTTP
-// connection once the upgrade request is routed (connection_taker); Beast's websocket::stream
-// runs on it without permessage-deflate, with a bounded message size and Beast's timeouts
-// (keep-alive pings: a half-open client is closed after idle_timeout).
+// connection once the upgrade request is routed (connection_taker). Beast's websocket::stream
+// answers the opening handshake (no extension: permessage-deflate stays off) and is dropped;
+// the frames after it are the connection's own work (RFC 6455 section 5, the server's side),
+// because Beast's stream keeps ~2.5 KiB of fixed buffers per connection for its whole life.
 //
 // Memory (an idle WebSocket must stay near a held long-poll): the connection keeps no buffer
-// while idle: it waits for readability with a zero-byte receive and reads a message only once
-// bytes are there, and releases the message buffer after each message.
+// while idle: it waits for readability with a one-byte MSG_PEEK receive, reads what is there
+// without blocking into a per-thread scratch buffer, and keeps only an incomplete frame.
 #pragma once
 
 #include "transport/http_connection.hpp"

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -141,6 +142,25 @@ public:
         ws_.write(net::buffer(bytes));
         ws_.text(true);
     }
+    /// A message in fragments of `piece` bytes (RFC 6455 5.4).
+    void send_fragmented(const std::string& text, std::size_t piece) {
+        for (std::size_t at = 0; at < text.size(); at += piece) {
+            const bool last = at + piece >= text.size();
+            ws_.write_some(last, net::buffer(text.data() + at, std::min(piece, text.size() - at)));
+        }
+    }
+    /// Bytes on the socket as they are (frames a conforming client would not send).
+    void send_raw(const std::string& bytes) { net::write(ws_.next_layer(), net::buffer(bytes)); }
+    /// A ping; `pongs` counts the pongs read (by read()).
+    void ping() {
+        ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+            if (kind == websocket::frame_type::pong)
+                ++pongs;
+        });
+        ws_.ping({});
+    }
+    /// Starts the close handshake (code 1000).
+    void close() { ws_.close(websocket::close_code::normal); }
     /// Drops the TCP connection without a close handshake.
     void drop() {
         beast::error_code ignored;
@@ -148,6 +168,7 @@ public:
     }
 
     unsigned status = 0;
+    int pongs = 0;
     std::string protocol;
     std::string reason;
     std::vector<json> seen;
@@ -493,4 +514,75 @@ TEST_CASE("websocket: an idle stream gets a {\"type\":\"ping\"} frame every --he
     CHECK(ws.read(2s).frame == json{{"type", "ping"}});
     CHECK(ws.read(2s).frame == json{{"type", "ping"}});
     CHECK(std::chrono::steady_clock::now() - t0 >= 350ms);
+}
+
+TEST_CASE("websocket: RFC 6455 framing from the client: fragments, pings, errors") {
+    test_server ts;
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+
+    SECTION("a request in fragments is one request") {
+        ws.send_fragmented(
+            json{{"rid", 101}, {"messages", json::array({{{"subscribe", "frag"}}})}}.dump(), 7);
+        CHECK(ws.next() == json{{"rid", 101}, {"messages", json::array()}});
+        CHECK(ts.app().wait_messages(s.sid, 1));
+    }
+    SECTION("a ping is answered with a pong") {
+        ws.ping();
+        ws.send(json{{"rid", 101}}.dump()); // its answer comes after the pong
+        CHECK(ws.next() == json{{"rid", 101}, {"messages", json::array()}});
+        CHECK(ws.pongs == 1);
+    }
+    SECTION("an unmasked frame: closed 1002, the session's stream is lost (its die timer runs)") {
+        ws.send_raw(std::string("\x81\x02{}", 4));
+        CHECK(ws.close_code() == 1002u);
+        CHECK(ts.app().wait_closed(s.sid, 10s) == close_reason::inactivity);
+    }
+    SECTION("a text message that is not UTF-8: closed 1007") {
+        ws.send(std::string("{\"rid\":101,\"x\":\"\xff\xfe\"}"));
+        CHECK(ws.close_code() == 1007u);
+    }
+    SECTION("the client closes: the server answers the close, the session's die timer runs") {
+        ws.close();
+        CHECK(ts.app().wait_closed(s.sid, 10s) == close_reason::inactivity);
+    }
+}
+
+TEST_CASE("websocket: a client from which nothing comes is closed after idle_timeout") {
+    auto o = test_options();
+    o.sse.heartbeat = 100ms;
+    o.websocket.idle_timeout = 400ms;
+    test_server ts{o};
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+    // Not reading: the server's ping frames go unanswered.
+    const auto t0 = std::chrono::steady_clock::now();
+    while (ts.srv().metrics().websockets > 0 && std::chrono::steady_clock::now() - t0 < 5s)
+        std::this_thread::sleep_for(10ms); // a bounded wait for the server to close it
+    CHECK(ts.srv().metrics().websockets == 0);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 300ms);
+}
+
+TEST_CASE("websocket: a client that answers pings stays open past idle_timeout") {
+    auto o = test_options();
+    o.sse.heartbeat = 100ms;
+    o.websocket.idle_timeout = 400ms;
+    test_server ts{o};
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+    // Reading answers the server's ping frames (Beast does, as browsers do): 12 heartbeats.
+    int pings = 0;
+    while (pings < 12) {
+        ws_event e = ws.read(2s);
+        REQUIRE(e.frame);
+        if ((*e.frame)["type"] == "ping")
+            ++pings;
+    }
+    CHECK(ts.srv().metrics().websockets == 1);
 }
