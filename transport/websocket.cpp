@@ -273,12 +273,32 @@ private:
             received_ = true;
             partial_.append(scratch.data(), n);
             if (!parse() || done_ || paused())
-                return; // (paused: the rest stays in the socket until answers are written)
+                return resume_reading();
             if (n < scratch.size())
                 break;
         }
-        if (!paused())
-            do_watch();
+        resume_reading();
+    }
+
+    /// Reading goes on, unless frame requests wait for their answers: then the client's next
+    /// frames wait in the socket, and the connection holds itself (no operation does) until an
+    /// answer comes.
+    void resume_reading() {
+        if (done_ || closing_ || close_code_)
+            return;
+        if (paused()) {
+            if (!hold_)
+                hold_ = shared_from_this();
+            return;
+        }
+        if (hold_)
+            release_hold();
+        do_watch();
+    }
+
+    /// Lets go of the connection's hold on itself once the current handler has returned.
+    void release_hold() {
+        net::post(executor(), [h = std::move(hold_)] {});
     }
 
     /// Frame requests wait for answers: the client's next frames wait in the socket.
@@ -478,8 +498,8 @@ private:
             error_frame(r.status, c, rid);
         }
         // It waited for this answer: the frames read meanwhile first, then the socket.
-        if (was_paused && !paused() && parse() && !done_)
-            do_watch();
+        if (was_paused && !paused() && parse())
+            resume_reading();
     }
 
     void on_stream_answer(response r) {
@@ -655,6 +675,8 @@ private:
         on_written_ = nullptr;
         on_lost_ = nullptr;
         deadline_service::cancel(*this);
+        if (hold_)
+            release_hold();
         beast::error_code ignored;
         if (socket_) {
             socket_->shutdown(tcp::socket::shutdown_send, ignored);
@@ -679,6 +701,7 @@ private:
     std::function<void()> on_lost_;
     std::function<void()> on_written_;
     std::shared_ptr<std::atomic<std::size_t>> open_;
+    std::shared_ptr<ws_connection> hold_; // itself, while reading waits for answers
     std::vector<frame> queue_;
     frame current_;
     std::vector<pending_request> in_flight_;

@@ -391,6 +391,21 @@ TEST_CASE("websocket: a frame request is the session's POST, answered by a frame
     CHECK(ts.app().snapshot().messages_of(s.sid).size() == 2); // the subscribe and one publish
 }
 
+TEST_CASE("websocket: many frame requests at once are all answered, in order, though at most 4 "
+          "wait for their answers at a time") {
+    test_server ts;
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+    // Sent back to back: the server reads several at once, stops taking them at 4 waiting for
+    // answers, and goes on as the answers are written.
+    for (int rid = 101; rid <= 112; ++rid)
+        ws.send(json{{"rid", rid}}.dump());
+    for (int rid = 101; rid <= 112; ++rid)
+        CHECK(ws.next() == json{{"rid", rid}, {"messages", json::array()}});
+}
+
 TEST_CASE("websocket: a bad frame gets an error frame or a close; no other session is affected") {
     auto o = test_options();
     o.http.max_body = 1024;
