@@ -358,8 +358,9 @@ TEST_CASE("websocket: lastEventId acknowledges up to it and replays what followe
     }
 }
 
-TEST_CASE("websocket: a frame request is the session's POST, answered by a frame; a repeated rid "
-          "is answered from the cache") {
+TEST_CASE(
+    "websocket: a frame request is the session's POST, answered by a frame, and a repeated rid "
+    "is answered from the cache") {
     test_server ts;
     http_client c{ts.port()};
     const auto s = create_session(c, 100, subscribe_to("self"));
@@ -406,7 +407,8 @@ TEST_CASE("websocket: many frame requests at once are all answered, in order, th
         CHECK(ws.next() == json{{"rid", rid}, {"messages", json::array()}});
 }
 
-TEST_CASE("websocket: a bad frame gets an error frame or a close; no other session is affected") {
+TEST_CASE(
+    "websocket: a bad frame gets an error frame or a close, and no other session is affected") {
     auto o = test_options();
     o.http.max_body = 1024;
     test_server ts{o};

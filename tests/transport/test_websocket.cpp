@@ -46,7 +46,7 @@ TEST_CASE("websocket: the opening is a stream whose body is the first batch (or 
     CHECK(ws.ping().view() == "{\"type\":\"ping\"}");
 }
 
-TEST_CASE("websocket: the closing frame says the condition; the refusal is close code 4404",
+TEST_CASE("websocket: the closing frame says the condition, the refusal is close code 4404",
           "[transport][websocket]") {
     const websocket_transport ws;
     CHECK(ws.closing(close_reason::client_terminate).view() == "{\"type\":\"terminate\"}");
