@@ -44,8 +44,9 @@ public:
     /// The session and the client's position; nullopt when the request is malformed.
     virtual std::optional<stream_request>
     parse(const http::request<http::string_body>& request) const = 0;
-    /// The stream's connection, asked first for every request accepts() took, on its
-    /// connection's thread. By default the request's own: the answer is the stream (SSE). A
+    /// The stream's connection, asked for every request accepts() took before anything is
+    /// answered, on the thread the stream will live on (after a move to its session's
+    /// thread). By default the request's own: the answer is the stream (SSE). A
     /// transport with a protocol of its own (WebSocket) checks the request here and either
     /// answers it through `in.ex` (false: nothing more to do) or takes the connection over
     /// (incoming::taker) and makes `in.ex` its own exchange, which then carries refusal(),
