@@ -17,6 +17,7 @@ void metrics_snapshot::add(const metrics_block& b) noexcept {
     }
     held += b.held.get();
     streams += b.streams.get();
+    websockets += b.websockets.get();
     for (std::size_t t = 0; t < transports; ++t) {
         created[t] += b.sessions_created[t].get();
         requests[t] += b.requests[t].get();
@@ -168,8 +169,13 @@ std::string prometheus_text(const metrics_snapshot& s) {
              "Requests held by sessions (long-polls waiting for data), one connection each.");
     w.sample("megaphone_held_connections", "", std::max<std::int64_t>(0, s.held));
     w.family("megaphone_streams", "gauge",
-             "Streaming sinks (Server-Sent Events) attached to sessions, one connection each.");
+             "Streaming sinks (Server-Sent Events, WebSocket) attached to sessions, one connection "
+             "each.");
     w.sample("megaphone_streams", "", std::max<std::int64_t>(0, s.streams));
+    w.family("megaphone_websockets", "gauge",
+             "WebSocket connections open (upgraded), whether their session's stream is attached "
+             "or not; each attached one also counts in megaphone_streams.");
+    w.sample("megaphone_websockets", "", std::max<std::int64_t>(0, s.websockets));
 
     w.family("megaphone_sessions_created_total", "counter", "Sessions created, by transport.");
     for (std::size_t t = 0; t < T; ++t)

@@ -18,6 +18,7 @@ struct metrics_snapshot {
     std::uint64_t transitions[fsm_state_count][events][fsm_state_count]{};
     std::int64_t held = 0;
     std::int64_t streams = 0;
+    std::int64_t websockets = 0;
     std::uint64_t created[transports]{};
     std::uint64_t closed[close_reason_count]{};
     std::uint64_t requests[transports]{};

@@ -189,6 +189,13 @@ server::server(server_options options)
     if (!options_.engine.rules)
         options_.engine.rules = make_session_rules(options_.clients); // throws on a bad key
     sse_ = std::make_unique<sse_transport>(options_.sse);
+    // The WebSocket takes SSE's heartbeat, the POST body limit (a frame is a POST body) and
+    // the CORS origins; each frame request comes back to handle() as a POST.
+    options_.websocket.heartbeat = options_.sse.heartbeat;
+    options_.websocket.max_message = options_.http.max_body;
+    options_.websocket.origins = options_.http.cors_origins;
+    websocket_ = std::make_unique<websocket_transport>(options_.websocket);
+    websocket_->use_handler(*this);
     // 0: one per core, but one on a machine of two cores or fewer, where the second thread
     // was measured to cost more than it gives (docs/PERFORMANCE.md, "Every core").
     const unsigned cores = std::thread::hardware_concurrency();
@@ -236,7 +243,8 @@ server::~server() {
 }
 
 void server::mount(std::string path, application& app) {
-    mounts_.push_back({std::move(path), &app, &json_codec::instance(), {sse_.get()}});
+    mounts_.push_back(
+        {std::move(path), &app, &json_codec::instance(), {websocket_.get(), sse_.get()}});
 }
 
 void server::mount_bosh(std::string path, application& app) {
@@ -454,8 +462,6 @@ void server::handle(incoming& in) {
         if (const stream_transport* t = stream_of(m, in, path)) {
             if (metrics_block* mb = current_metrics)
                 mb->requests[static_cast<std::size_t>(transport_kind::json)].add();
-            if (stopping_)
-                return in.ex.reply(t->refusal());
             return handle_stream_request(in, *t);
         }
         if (!serves(m, path))
@@ -629,24 +635,30 @@ const stream_transport* server::stream_of(const mount_point& m, const incoming& 
 
 void server::handle_stream_request(incoming& in, const stream_transport& transport) {
     auto req = transport.parse(in.request);
-    if (!req)
-        return in.ex.reply(transport.refusal());
-    const auto index = engine::shard_of(req->sid);
+    const auto index = req ? engine::shard_of(req->sid) : std::nullopt;
     // A session of another node: a stream cannot be relayed by forwarding (one answer). A
     // process of this machine (--reuse-port) gets the connection itself; otherwise the client is
     // told to start over (docs/PROTOCOL.md: route <mount>/<node id>/events instead).
-    if (const std::string_view node = std::string_view(req->sid).substr(0, req->sid.find('-'));
-        index && node != options_.engine.node_id && !forwarded(in.request) && router_ &&
-        router_->hand_over(in, node))
-        return;
-    if (!index || *index >= shards_.size() ||
-        std::string_view(req->sid).substr(0, req->sid.find('-')) != options_.engine.node_id)
-        return in.ex.reply(transport.refusal());
-    shard* sh = shards_[*index].get();
+    if (req) {
+        if (const std::string_view node = std::string_view(req->sid).substr(0, req->sid.find('-'));
+            index && node != options_.engine.node_id && !forwarded(in.request) && router_ &&
+            router_->hand_over(in, node))
+            return;
+    }
+    const bool ours =
+        index && *index < shards_.size() &&
+        std::string_view(req->sid).substr(0, req->sid.find('-')) == options_.engine.node_id;
+    shard* sh = ours ? shards_[*index].get() : nullptr;
     // As for long-polls: the connection moves to the session's thread, where its writes and
-    // their completions need no hop.
-    if (moved_to_session_thread(in, *sh, transport_kind::json))
+    // their completions need no hop (before the transport may take the connection over).
+    if (sh && !stopping_ && moved_to_session_thread(in, *sh, transport_kind::json))
         return;
+    // The stream's connection: the request's own (SSE), or one the transport takes it over
+    // with (WebSocket), which then carries the refusal too.
+    if (!transport.connect(in))
+        return;
+    if (!sh || stopping_)
+        return in.ex.reply(transport.refusal());
     const inline_sid sid{req->sid};
     in.on_lost = [sh, sid, ex = in.ex] {
         sh->run([sid, ex](engine& e) { e.connection_lost(sid.view(), stream_sink_id, ex); });

@@ -19,6 +19,7 @@
 #include "transport/http_connection.hpp"
 #include "transport/sse.hpp"
 #include "transport/static_files.hpp"
+#include "transport/websocket.hpp"
 
 #include <atomic>
 #include <filesystem>
@@ -80,6 +81,10 @@ struct server_options {
     http_options http;
     /// Server-Sent Events at GET <mount>/events of every JSON mount (heartbeat, retry).
     sse_options sse;
+    /// WebSocket at GET <mount> (upgrade) of every JSON mount: its timeouts. Its heartbeat,
+    /// message limit and origins are taken from sse.heartbeat, http.max_body and
+    /// http.cors_origins.
+    websocket_options websocket;
     engine_config engine;
     log_options log;
     /// Serve GET /metrics (Prometheus text format).
@@ -196,7 +201,7 @@ private:
         std::string path;
         application* app;
         const session_codec* codec;
-        /// The streaming transports of its sessions (JSON mounts: SSE).
+        /// The streaming transports of its sessions (JSON mounts: WebSocket, SSE).
         std::vector<const stream_transport*> streams;
     };
     struct route_entry {
@@ -247,6 +252,7 @@ private:
     std::atomic<std::size_t> session_total_{0};      // every shard's sessions (max_sessions)
     std::vector<std::unique_ptr<shard>> shards_;
     std::unique_ptr<sse_transport> sse_;
+    std::unique_ptr<websocket_transport> websocket_;
     std::vector<mount_point> mounts_;
     std::vector<route_entry> routes_;
     std::optional<static_files> files_;

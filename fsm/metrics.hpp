@@ -116,6 +116,8 @@ struct metrics_block {
     gauge in_state[fsm_state_count];
     gauge held;    // requests held by sessions: each keeps one connection open
     gauge streams; // streaming sinks attached to sessions (SSE): one connection each
+    // WebSocket connections open (transport/websocket.cpp), their stream attached or not.
+    gauge websockets;
     // Sessions (app/engine.cpp, app/session.cpp).
     counter sessions_created[static_cast<std::size_t>(transport_kind::count_)];
     counter sessions_closed[close_reason_count];

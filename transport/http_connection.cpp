@@ -334,6 +334,8 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
                 nullptr,
                 tls_ ? nullptr : static_cast<connection_transfer*>(this),
                 options_.internal,
+                nullptr,
+                tls_ ? nullptr : &socket_.get_executor().context(),
                 nullptr};
     parser_.reset();
     if (options_.access_log)
@@ -352,6 +354,8 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
     handler_.exchange_started();
     stream_.reset();
     handler_.handle(in);
+    if (in.taker)
+        return hand_over(in);
     // A stream may have opened inside handle() already: its first write completes later.
     if (in.on_written && awaiting_) {
         if (!stream_)
@@ -374,6 +378,30 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
         else
             do_watch();
     }
+}
+
+void http_connection::hand_over(incoming& in) {
+    // Another protocol (a WebSocket) goes on with the socket: this connection forgets its
+    // exchange and ends once this handler returns (no operation holds it), keeping no copy.
+    auto taker = std::move(in.taker);
+    if (!awaiting_ || tls_ || !socket_.is_open())
+        return do_close(); // (cannot happen: a taker is set only on a plain, awaiting connection)
+    awaiting_ = false;
+    keep_alive_ = false;
+    on_lost_ = nullptr;
+    access_.reset();
+    stream_.reset();
+    clear_deadline();
+    finish_exchange();
+    // Bytes after the request (a client must wait for the upgrade's answer before it sends
+    // more: RFC 6455 4.1) are dropped with the buffer.
+    buffer_.clear();
+    buffer_.shrink_to_fit();
+    // The taker counts as this listener's open connection from now; this one stops counting
+    // when it goes.
+    if (open_)
+        open_->fetch_add(1, std::memory_order_relaxed);
+    taker->take(std::move(socket_), std::move(in), open_);
 }
 
 std::string http_connection::resend_bytes(const http::request<http::string_body>& request) const {

@@ -115,6 +115,25 @@ protected:
     ~connection_transfer() = default;
 };
 
+/// The socket of a plain HTTP connection, bound to its io_context's executor.
+using connection_socket = net::basic_stream_socket<tcp, net::io_context::executor_type>;
+
+struct incoming;
+
+/// A protocol that takes a connection over after its HTTP request: a WebSocket's upgrade
+/// (transport/websocket.hpp).
+class connection_taker {
+public:
+    virtual ~connection_taker() = default;
+    /// Called once, on the connection's thread, right after request_handler::handle()
+    /// returned: the connection's socket and the request with the hooks the handler set (the
+    /// request's exchange is the taker's own). `open` counts the taker as an open connection
+    /// of its listener until it lets it go (it was counted for it already). The HTTP connection
+    /// keeps nothing of it and ends.
+    virtual void take(connection_socket socket, incoming in,
+                      std::shared_ptr<std::atomic<std::size_t>> open) = 0;
+};
+
 /// A request as handed to the application layer.
 struct incoming {
     http::request<http::string_body> request;
@@ -132,6 +151,13 @@ struct incoming {
     /// connection's thread each time a piece of it (the head with its first bytes, then each
     /// exchange::write but the last) has been written whole. Heartbeats are not reported.
     std::function<void()> on_written;
+    /// Plain HTTP connections only (null over TLS): the connection's io_context, where a taker
+    /// runs.
+    net::io_context* context = nullptr;
+    /// Set by the handler (only when `context` is set) to take the connection over once
+    /// handle() returns: the connection then hands it its socket and this request (see
+    /// connection_taker) and ends; the request is not answered over HTTP.
+    std::shared_ptr<connection_taker> taker;
 };
 
 class request_handler {
@@ -157,7 +183,7 @@ public:
     /// Plain HTTP, or HTTPS when `tls` is given (it must outlive the connection). `open`
     /// (optional) counts open connections: this one until it is destroyed.
     /// A socket bound to its io_context's executor (no type-erased executor to store).
-    using socket_type = net::basic_stream_socket<tcp, net::io_context::executor_type>;
+    using socket_type = connection_socket;
 
     http_connection(socket_type&& socket, request_handler& handler, const http_options& options,
                     net::ssl::context* tls = nullptr,
@@ -192,6 +218,9 @@ private:
     /// gone (EOF, close_notify, reset, a pipelined flood), true when it is still there.
     bool still_there();
     void on_deliver(std::uint32_t seq, response r);
+    /// The handler took the connection over (incoming::taker): the socket and the request go to
+    /// it, and this connection ends.
+    void hand_over(incoming& in);
     void do_write(response r);
     void on_write(beast::error_code ec, std::size_t bytes);
     // A streamed answer (response::stream): one piece written at a time, the rest waits.

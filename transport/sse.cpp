@@ -67,18 +67,26 @@ bool sse_transport::accepts(const http::request<http::string_body>& request,
     return rest == "/events" && request.method() == http::verb::get;
 }
 
-std::optional<stream_request>
-sse_transport::parse(const http::request<http::string_body>& request) const {
+std::optional<stream_request> stream_query(std::string_view target) {
     stream_request r;
-    auto sid = query_parameter(request.target(), "sid");
+    auto sid = query_parameter(target, "sid");
     if (!sid || sid->empty())
         return std::nullopt;
     r.sid = std::move(*sid);
-    if (auto rid = query_parameter(request.target(), "rid"); rid && !rid->empty()) {
+    if (auto rid = query_parameter(target, "rid"); rid && !rid->empty()) {
         r.rid = parse_event_id(*rid); // the same form: decimal, at most 2^53 - 1
         if (!r.rid)
             return std::nullopt;
     }
+    return r;
+}
+
+std::optional<stream_request>
+sse_transport::parse(const http::request<http::string_body>& request) const {
+    auto parsed = stream_query(request.target());
+    if (!parsed)
+        return std::nullopt;
+    stream_request& r = *parsed;
     // The header (an EventSource's reconnect) is the newest word; the query parameter serves a
     // first connect, which cannot set headers.
     if (auto header = request.find("Last-Event-ID"); header != request.end()) {
@@ -94,7 +102,7 @@ sse_transport::parse(const http::request<http::string_body>& request) const {
                 return std::nullopt;
         }
     }
-    return r;
+    return parsed;
 }
 
 response sse_transport::refusal() const {

@@ -54,6 +54,10 @@ private:
 /// The value of query parameter `name` in `target` (percent-decoded); nullopt when absent.
 std::optional<std::string> query_parameter(std::string_view target, std::string_view name);
 
+/// The query parameters every stream's opening request has: `sid` (required) and `rid` (the
+/// fence, optional); nullopt when the sid is missing or the rid malformed.
+std::optional<stream_request> stream_query(std::string_view target);
+
 /// A Last-Event-ID: decimal digits, at most 2^53 - 1; nullopt otherwise.
 std::optional<std::uint64_t> parse_event_id(std::string_view text) noexcept;
 

@@ -22,6 +22,8 @@
 
 namespace megaphone {
 
+struct incoming;
+
 /// A request that opens a stream, read by its transport.
 struct stream_request {
     std::string sid;
@@ -45,6 +47,17 @@ public:
     /// The session and the client's position; nullopt when the request is malformed.
     virtual std::optional<stream_request>
     parse(const http::request<http::string_body>& request) const = 0;
+    /// The stream's connection, asked for every request accepts() took before anything is
+    /// answered, on the thread the stream will live on (after a move to its session's
+    /// thread). By default the request's own: the answer is the stream (SSE). A
+    /// transport with a protocol of its own (WebSocket) checks the request here and either
+    /// answers it through `in.ex` (false: nothing more to do) or takes the connection over
+    /// (incoming::taker) and makes `in.ex` its own exchange, which then carries refusal(),
+    /// opening() and the rest like an SSE answer.
+    virtual bool connect(incoming& in) const {
+        (void)in;
+        return true;
+    }
     /// The answer when no stream can open: an unknown or ended session, a malformed request
     /// (SSE: 204, which makes an EventSource stop reconnecting).
     virtual response refusal() const = 0;

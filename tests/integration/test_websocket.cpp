@@ -1,0 +1,613 @@
+// The WebSocket transport end to end (transport/websocket.hpp, docs/PROTOCOL.md "WebSocket"): an
+// in-process server on loopback, clients written with Beast's websocket::stream, sessions made
+// over POST /comet and fed by POST /publish on the internal door.
+//
+// The client runs its own io_context: each read is an async_read run for at most a deadline
+// (run_for), so a test that waits for a frame fails after it instead of hanging. Where a test
+// must know that the server reached some point, it waits for a frame that proves it (ready, an
+// answer) or asks the recording application, never a sleep.
+#include "support/http_client.hpp"
+#include "support/test_server.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <boost/asio.hpp>
+#include <boost/beast/websocket.hpp>
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+using namespace std::chrono_literals;
+using megaphone::close_reason;
+using megaphone::test::create_session;
+using megaphone::test::http_client;
+using megaphone::test::test_options;
+using megaphone::test::test_server;
+using json = nlohmann::json;
+
+namespace {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using tcp = net::ip::tcp;
+
+/// One frame as read, or how the stream ended.
+struct ws_event {
+    std::optional<json> frame;      // a text frame, parsed
+    bool binary = false;            // a binary frame came (never, from this server)
+    std::optional<unsigned> closed; // the server's close code (0: closed without one)
+    std::string reason;             // its reason
+    bool timed_out = false;
+};
+
+struct ws_options {
+    std::string protocol = "megaphone"; // empty: none offered
+    std::string origin;                 // empty: no Origin header
+    int receive_buffer = 0;             // SO_RCVBUF before connecting (0: the default)
+};
+
+class ws_client {
+public:
+    /// Connects and upgrades `target`; `status` is the handshake's HTTP status (101 on
+    /// success, the refusal's otherwise).
+    ws_client(unsigned short port, const std::string& target, ws_options o = {}) {
+        tcp::socket& s = ws_.next_layer();
+        s.open(tcp::v4());
+        if (o.receive_buffer)
+            s.set_option(net::socket_base::receive_buffer_size(o.receive_buffer));
+        s.connect({net::ip::make_address("127.0.0.1"), port});
+        ws_.set_option(websocket::stream_base::decorator([o](websocket::request_type& req) {
+            if (!o.protocol.empty())
+                req.set(http::field::sec_websocket_protocol, o.protocol);
+            if (!o.origin.empty())
+                req.set(http::field::origin, o.origin);
+        }));
+        websocket::response_type res;
+        beast::error_code ec;
+        ws_.handshake(res, "127.0.0.1:" + std::to_string(port), target, ec);
+        status = res.result_int();
+        protocol = std::string(res[http::field::sec_websocket_protocol]);
+    }
+
+    /// The next frame or the end, within `within`.
+    ws_event read(std::chrono::milliseconds within = 5s) {
+        ws_event e;
+        bool done = false;
+        beast::error_code result;
+        ws_.async_read(buffer_, [&](beast::error_code ec, std::size_t) {
+            result = ec;
+            done = true;
+        });
+        ioc_.restart();
+        ioc_.run_for(within);
+        if (!done) {
+            // The stream cannot go on after a cancelled read: the test has failed anyway.
+            beast::error_code ignored;
+            ws_.next_layer().close(ignored);
+            ioc_.restart();
+            ioc_.run_for(1s);
+            e.timed_out = true;
+            return e;
+        }
+        if (result) {
+            // A close frame read counts even if the TCP teardown after it failed (the server
+            // may have closed its end first).
+            const bool closed = result == websocket::error::closed || ws_.reason().code != 0;
+            e.closed = closed ? ws_.reason().code : 0;
+            e.reason = closed ? std::string(ws_.reason().reason.c_str()) : result.message();
+            return e;
+        }
+        e.binary = ws_.got_binary();
+        e.frame = json::parse(beast::buffers_to_string(buffer_.data()));
+        buffer_.consume(buffer_.size());
+        return e;
+    }
+
+    /// The next frame that is not a heartbeat ping; a null json when the stream ended first.
+    json next(std::chrono::milliseconds within = 5s) {
+        for (;;) {
+            ws_event e = read(within);
+            if (!e.frame)
+                return json();
+            if (e.frame->value("type", "") != "ping")
+                return *e.frame;
+        }
+    }
+
+    /// Reads until the stream ends; the close code (nullopt: timed out). Frames read meanwhile
+    /// are kept in `seen`.
+    std::optional<unsigned> close_code(std::chrono::milliseconds within = 5s) {
+        for (;;) {
+            ws_event e = read(within);
+            if (e.timed_out)
+                return std::nullopt;
+            if (e.closed) {
+                reason = e.reason;
+                return e.closed;
+            }
+            seen.push_back(*e.frame);
+        }
+    }
+
+    void send(const std::string& text) { ws_.write(net::buffer(text)); }
+    void send_binary(const std::string& bytes) {
+        ws_.binary(true);
+        ws_.write(net::buffer(bytes));
+        ws_.text(true);
+    }
+    /// A message in fragments of `piece` bytes (RFC 6455 5.4).
+    void send_fragmented(const std::string& text, std::size_t piece) {
+        for (std::size_t at = 0; at < text.size(); at += piece) {
+            const bool last = at + piece >= text.size();
+            ws_.write_some(last, net::buffer(text.data() + at, std::min(piece, text.size() - at)));
+        }
+    }
+    /// Bytes on the socket as they are (frames a conforming client would not send).
+    void send_raw(const std::string& bytes) { net::write(ws_.next_layer(), net::buffer(bytes)); }
+    /// A ping; `pongs` counts the pongs read (by read()).
+    void ping() {
+        ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+            if (kind == websocket::frame_type::pong)
+                ++pongs;
+        });
+        ws_.ping({});
+    }
+    /// Starts the close handshake (code 1000).
+    void close() { ws_.close(websocket::close_code::normal); }
+    /// Drops the TCP connection without a close handshake.
+    void drop() {
+        beast::error_code ignored;
+        ws_.next_layer().close(ignored);
+    }
+
+    unsigned status = 0;
+    int pongs = 0;
+    std::string protocol;
+    std::string reason;
+    std::vector<json> seen;
+
+private:
+    net::io_context ioc_;
+    websocket::stream<tcp::socket> ws_{ioc_};
+    beast::flat_buffer buffer_;
+};
+
+ws_options with_protocol(std::string protocol) {
+    ws_options o;
+    o.protocol = std::move(protocol);
+    return o;
+}
+ws_options with_origin(std::string origin) {
+    ws_options o;
+    o.origin = std::move(origin);
+    return o;
+}
+ws_options with_receive_buffer(int bytes) {
+    ws_options o;
+    o.receive_buffer = bytes;
+    return o;
+}
+
+json subscribe_to(const std::string& channel) {
+    return {{"messages", json::array({{{"subscribe", channel}}})}};
+}
+
+void publish(unsigned short internal_port, const std::string& channel, const json& data) {
+    http_client pub{internal_port};
+    const auto r = pub.post("/publish/" + channel, data.dump());
+    REQUIRE(r.status == 200);
+}
+
+/// The data of every message in `batch` ({"id":N,"messages":[...]}).
+std::vector<json> data_of(const json& batch) {
+    std::vector<json> out;
+    for (const auto& m : batch["messages"])
+        out.push_back(m["data"]);
+    return out;
+}
+
+} // namespace
+
+TEST_CASE("websocket: the upgrade needs the megaphone subprotocol and answers it") {
+    test_server ts;
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+
+    SECTION("offered: 101 with Sec-WebSocket-Protocol: megaphone, then ready") {
+        ws_client ws{ts.port(), "/comet?sid=" + s.sid, with_protocol("chat, megaphone")};
+        CHECK(ws.status == 101);
+        CHECK(ws.protocol == "megaphone");
+        const json ready = ws.next();
+        CHECK(ready == json{{"type", "ready"}, {"heartbeat", 15000}});
+    }
+    SECTION("not offered: 400 before the upgrade") {
+        ws_client ws{ts.port(), "/comet?sid=" + s.sid, with_protocol("")};
+        CHECK(ws.status == 400);
+    }
+}
+
+TEST_CASE("websocket: Origin is checked against --cors-origin before the upgrade") {
+    auto o = test_options();
+    o.http.cors_origins = {"https://app.example"};
+    test_server ts{o};
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+
+    SECTION("allowed") {
+        ws_client ws{ts.port(), "/comet?sid=" + s.sid, with_origin("https://app.example")};
+        CHECK(ws.status == 101);
+        CHECK(ws.next()["type"] == "ready");
+    }
+    SECTION("not allowed: 403") {
+        ws_client ws{ts.port(), "/comet?sid=" + s.sid, with_origin("https://evil.example")};
+        CHECK(ws.status == 403);
+    }
+    SECTION("none (not a browser): allowed") {
+        ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+        CHECK(ws.status == 101);
+    }
+}
+
+TEST_CASE("websocket: a stream that cannot open is upgraded, then closed 4404 item-not-found") {
+    test_server ts;
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    std::string target;
+    SECTION("unknown session") {
+        target = "/comet?sid=n0-AAAAAAAAAAAAAAAAAAAAA";
+    }
+    SECTION("no sid") {
+        target = "/comet";
+    }
+    SECTION("another node's session") {
+        target = "/comet?sid=zz-AAAAAAAAAAAAAAAAAAAAA";
+    }
+    SECTION("a malformed lastEventId") {
+        target = "/comet?sid=" + s.sid + "&lastEventId=x";
+    }
+    ws_client ws{ts.port(), target};
+    REQUIRE(ws.status == 101);
+    CHECK(ws.close_code() == 4404u);
+    CHECK(ws.reason == "item-not-found");
+    CHECK(ws.seen.empty()); // no ready
+}
+
+TEST_CASE("websocket: messages come in batches whose id is the last message's stream id") {
+    test_server ts;
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100, subscribe_to("news"));
+    publish(ts.internal_port(), "news", "before");     // queued before the stream: in the opening
+    ws_client ws{ts.port(), "/comet/n0?sid=" + s.sid}; // the node route too
+    REQUIRE(ws.status == 101);
+    CHECK(ws.next()["type"] == "ready");
+    json first = ws.next();
+    CHECK(first["id"] == 1);
+    CHECK(data_of(first) == std::vector<json>{"before"});
+    publish(ts.internal_port(), "news", "a");
+    publish(ts.internal_port(), "news", "b");
+    std::vector<json> got;
+    std::uint64_t last_id = 1;
+    while (got.size() < 2) {
+        json batch = ws.next();
+        REQUIRE(batch.contains("id"));
+        const auto n = batch["messages"].size();
+        CHECK(batch["id"].get<std::uint64_t>() == last_id + n); // consecutive ids
+        last_id += n;
+        for (auto& d : data_of(batch))
+            got.push_back(d);
+    }
+    CHECK(got == std::vector<json>{"a", "b"});
+    CHECK(ts.srv().metrics().websockets == 1);
+}
+
+TEST_CASE("websocket: lastEventId acknowledges up to it and replays what followed exactly once") {
+    test_server ts;
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100, subscribe_to("r"));
+    {
+        ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+        CHECK(ws.next()["type"] == "ready");
+        for (const char* d : {"1", "2", "3"})
+            publish(ts.internal_port(), "r", d);
+        std::size_t n = 0;
+        while (n < 3)
+            n += ws.next()["messages"].size();
+        ws.drop();
+    }
+    publish(ts.internal_port(), "r", "4"); // while no stream is attached
+
+    SECTION("from 1: 2, 3, 4, then live") {
+        ws_client ws{ts.port(), "/comet?sid=" + s.sid + "&lastEventId=1"};
+        CHECK(ws.next()["type"] == "ready");
+        std::vector<json> got;
+        json batch;
+        while (got.size() < 3) {
+            batch = ws.next();
+            for (auto& d : data_of(batch))
+                got.push_back(d);
+        }
+        CHECK(got == std::vector<json>{"2", "3", "4"});
+        CHECK(batch["id"] == 4);
+        publish(ts.internal_port(), "r", "5");
+        json live = ws.next();
+        CHECK(data_of(live) == std::vector<json>{"5"});
+        CHECK(live["id"] == 5);
+    }
+    SECTION("from 3 (all it was written): only the queued one, which gets id 4, then live") {
+        ws_client ws{ts.port(), "/comet?sid=" + s.sid + "&lastEventId=3"};
+        CHECK(ws.next()["type"] == "ready");
+        json queued = ws.next();
+        CHECK(data_of(queued) == std::vector<json>{"4"});
+        CHECK(queued["id"] == 4);
+        publish(ts.internal_port(), "r", "5");
+        json live = ws.next();
+        CHECK(data_of(live) == std::vector<json>{"5"});
+        CHECK(live["id"] == 5);
+    }
+    SECTION("a position beyond the stream: closed 4404, the session ends") {
+        ws_client ws{ts.port(), "/comet?sid=" + s.sid + "&lastEventId=4"};
+        CHECK(ws.close_code() == 4404u);
+        CHECK(ts.app().wait_closed(s.sid) == close_reason::item_not_found);
+    }
+}
+
+TEST_CASE(
+    "websocket: a frame request is the session's POST, answered by a frame, and a repeated rid "
+    "is answered from the cache") {
+    test_server ts;
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100, subscribe_to("self"));
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+
+    const std::string frame =
+        json{{"rid", 101}, {"messages", json::array({{{"publish", "self"}, {"data", "x"}}})}}
+            .dump();
+    ws.send(frame);
+    std::optional<json> answer;
+    std::vector<json> got;
+    while (!answer || got.empty()) {
+        json f = ws.next();
+        if (f.contains("rid"))
+            answer = f;
+        else
+            for (auto& d : data_of(f))
+                got.push_back(d);
+    }
+    CHECK(*answer == json{{"rid", 101}, {"messages", json::array()}});
+    CHECK(got == std::vector<json>{"x"});
+
+    ws.send(frame); // the same rid again: the same answer, not processed twice
+    CHECK(ws.next() == *answer);
+    // A later request proves nothing more arrived meanwhile: its answer is the next frame.
+    ws.send(json{{"sid", s.sid}, {"rid", 102}}.dump()); // the sid may be given, if it is the same
+    CHECK(ws.next() == json{{"rid", 102}, {"messages", json::array()}});
+    CHECK(ts.app().snapshot().messages_of(s.sid).size() == 2); // the subscribe and one publish
+}
+
+TEST_CASE("websocket: many frame requests at once are all answered, in order, though at most 4 "
+          "wait for their answers at a time") {
+    test_server ts;
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+    // Sent back to back: the server reads several at once, stops taking them at 4 waiting for
+    // answers, and goes on as the answers are written.
+    for (int rid = 101; rid <= 112; ++rid)
+        ws.send(json{{"rid", rid}}.dump());
+    for (int rid = 101; rid <= 112; ++rid)
+        CHECK(ws.next() == json{{"rid", rid}, {"messages", json::array()}});
+}
+
+TEST_CASE(
+    "websocket: a bad frame gets an error frame or a close, and no other session is affected") {
+    auto o = test_options();
+    o.http.max_body = 1024;
+    test_server ts{o};
+    http_client c{ts.port()};
+    const auto other = create_session(c, 100, subscribe_to("o"));
+    ws_client bystander{ts.port(), "/comet?sid=" + other.sid};
+    CHECK(bystander.next()["type"] == "ready");
+    const auto s = create_session(c, 200);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+
+    SECTION("malformed JSON: an error frame, and the socket goes on") {
+        ws.send("{not json");
+        CHECK(ws.next() == json{{"type", "error"}, {"status", 400}, {"condition", "bad-request"}});
+        ws.send(json{{"rid", 201}}.dump());
+        CHECK(ws.next() == json{{"rid", 201}, {"messages", json::array()}});
+    }
+    SECTION("another session's sid: an error frame with the rid") {
+        ws.send(json{{"sid", other.sid}, {"rid", 201}}.dump());
+        CHECK(ws.next() ==
+              json{{"type", "error"}, {"status", 400}, {"condition", "bad-request"}, {"rid", 201}});
+    }
+    SECTION("a rid out of the window: the session's terminate, the error, and close 1000") {
+        ws.send(json{{"rid", 9999}}.dump());
+        CHECK(ws.close_code() == 1000u);
+        REQUIRE(ws.seen.size() == 2);
+        CHECK(ws.seen[0] == json{{"type", "terminate"}, {"condition", "item-not-found"}});
+        CHECK(ws.seen[1] == json{{"type", "error"},
+                                 {"status", 404},
+                                 {"condition", "item-not-found"},
+                                 {"rid", 9999}});
+    }
+    SECTION("binary: closed 1003") {
+        ws.send_binary("{}");
+        CHECK(ws.close_code() == 1003u);
+    }
+    SECTION("over --max-body: closed 1009") {
+        ws.send(json{{"rid", 201}, {"pad", std::string(2000, 'x')}}.dump());
+        const auto code = ws.close_code();
+        INFO(ws.reason);
+        CHECK(code == 1009u);
+    }
+    publish(ts.internal_port(), "o", "still");
+    CHECK(data_of(bystander.next()) == std::vector<json>{"still"});
+}
+
+TEST_CASE("websocket: the session's end is a terminate frame, then close 1000") {
+    test_server ts;
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+    ws.send(json{{"rid", 101}, {"type", "terminate"}}.dump());
+    REQUIRE(ws.close_code() == 1000u);
+    REQUIRE(ws.seen.size() == 2);
+    CHECK(ws.seen[0] == json{{"type", "terminate"}}); // the stream's last frame
+    CHECK(ws.seen[1]["rid"] == 101);                  // the request's answer
+    CHECK(ts.app().wait_closed(s.sid) == close_reason::client_terminate);
+}
+
+TEST_CASE("websocket: a dropped connection lets the session's die timer run") {
+    test_server ts; // inactivity 3 s
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+    CHECK_FALSE(ts.app().wait_closed(s.sid, 3500ms)); // attached: no inactivity count
+    const auto t0 = std::chrono::steady_clock::now();
+    ws.drop();
+    CHECK(ts.app().wait_closed(s.sid, 10s) == close_reason::inactivity);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 2500ms);
+}
+
+TEST_CASE("websocket: a second stream of the session replaces the first, which is closed 4409") {
+    test_server ts;
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100, subscribe_to("two"));
+    ws_client first{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(first.next()["type"] == "ready");
+
+    SECTION("a WebSocket") {
+        ws_client second{ts.port(), "/comet?sid=" + s.sid};
+        CHECK(second.next()["type"] == "ready");
+        CHECK(first.close_code() == 4409u);
+        publish(ts.internal_port(), "two", "x");
+        CHECK(data_of(second.next()) == std::vector<json>{"x"});
+    }
+    SECTION("Server-Sent Events") {
+        http_client sse{ts.port()};
+        sse.send(http::verb::get, "/comet/events?sid=" + s.sid);
+        CHECK(first.close_code() == 4409u);
+    }
+}
+
+TEST_CASE("websocket: a reader that does not read is backpressured by the session's queue") {
+    auto o = test_options();
+    o.engine.max_queue = 5;
+    test_server ts{o};
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100, subscribe_to("big"));
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid, with_receive_buffer(4096)};
+    CHECK(ws.next()["type"] == "ready");
+    // One write at a time: once one is stuck in full socket buffers the rest queue up, and the
+    // sixth queued message ends the session (the same limit as long-polls).
+    const std::string big(16000, 'x');
+    for (int i = 0; i < 400 && !ts.app().snapshot().close_reason_of(s.sid); ++i)
+        publish(ts.internal_port(), "big", big);
+    CHECK(ts.app().wait_closed(s.sid, 5s) == close_reason::queue_overflow);
+}
+
+TEST_CASE("websocket: an idle stream gets a {\"type\":\"ping\"} frame every --heartbeat") {
+    auto o = test_options();
+    o.sse.heartbeat = 200ms;
+    test_server ts{o};
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.read().frame == json{{"type", "ready"}, {"heartbeat", 200}});
+    const auto t0 = std::chrono::steady_clock::now();
+    CHECK(ws.read(2s).frame == json{{"type", "ping"}});
+    CHECK(ws.read(2s).frame == json{{"type", "ping"}});
+    CHECK(std::chrono::steady_clock::now() - t0 >= 350ms);
+}
+
+TEST_CASE("websocket: RFC 6455 framing from the client: fragments, pings, errors") {
+    test_server ts;
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+
+    SECTION("a request in fragments is one request") {
+        ws.send_fragmented(
+            json{{"rid", 101}, {"messages", json::array({{{"subscribe", "frag"}}})}}.dump(), 7);
+        CHECK(ws.next() == json{{"rid", 101}, {"messages", json::array()}});
+        CHECK(ts.app().wait_messages(s.sid, 1));
+    }
+    SECTION("a ping is answered with a pong") {
+        ws.ping();
+        ws.send(json{{"rid", 101}}.dump()); // its answer comes after the pong
+        CHECK(ws.next() == json{{"rid", 101}, {"messages", json::array()}});
+        CHECK(ws.pongs == 1);
+    }
+    SECTION("an unmasked frame: closed 1002, the session's stream is lost (its die timer runs)") {
+        ws.send_raw(std::string("\x81\x02{}", 4));
+        CHECK(ws.close_code() == 1002u);
+        CHECK(ts.app().wait_closed(s.sid, 10s) == close_reason::inactivity);
+    }
+    SECTION("a continuation whose 64-bit length would wrap the message's size: closed 1009") {
+        // A first fragment "{", then a continuation claiming 2^64 - 1 bytes, 14 more sent: the
+        // sum of the two lengths must not wrap into a small number and pass the limit.
+        ws.send_raw(std::string("\x01\x81\0\0\0\0{", 7));
+        std::string huge("\x80\xff\xff\xff\xff\xff\xff\xff\xff\xff\0\0\0\0", 14);
+        ws.send_raw(huge + std::string(14, 'x'));
+        CHECK(ws.close_code() == 1009u);
+    }
+    SECTION("a text message that is not UTF-8: closed 1007") {
+        ws.send(std::string("{\"rid\":101,\"x\":\"\xff\xfe\"}"));
+        CHECK(ws.close_code() == 1007u);
+    }
+    SECTION("the client closes: the server answers the close, the session's die timer runs") {
+        ws.close();
+        CHECK(ts.app().wait_closed(s.sid, 10s) == close_reason::inactivity);
+    }
+}
+
+TEST_CASE("websocket: a client from which nothing comes is closed after idle_timeout") {
+    auto o = test_options();
+    o.sse.heartbeat = 100ms;
+    o.websocket.idle_timeout = 400ms;
+    test_server ts{o};
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+    // Not reading: the server's ping frames go unanswered.
+    const auto t0 = std::chrono::steady_clock::now();
+    while (ts.srv().metrics().websockets > 0 && std::chrono::steady_clock::now() - t0 < 5s)
+        std::this_thread::sleep_for(10ms); // a bounded wait for the server to close it
+    CHECK(ts.srv().metrics().websockets == 0);
+    CHECK(std::chrono::steady_clock::now() - t0 >= 300ms);
+}
+
+TEST_CASE("websocket: a client that answers pings stays open past idle_timeout") {
+    auto o = test_options();
+    o.sse.heartbeat = 100ms;
+    o.websocket.idle_timeout = 400ms;
+    test_server ts{o};
+    http_client c{ts.port()};
+    const auto s = create_session(c, 100);
+    ws_client ws{ts.port(), "/comet?sid=" + s.sid};
+    CHECK(ws.next()["type"] == "ready");
+    // Reading answers the server's ping frames (Beast does, as browsers do): 12 heartbeats.
+    int pings = 0;
+    while (pings < 12) {
+        ws_event e = ws.read(2s);
+        REQUIRE(e.frame);
+        if ((*e.frame)["type"] == "ping")
+            ++pings;
+    }
+    CHECK(ts.srv().metrics().websockets == 1);
+}
