@@ -529,15 +529,18 @@ bool server::moved_to_session_thread(incoming& in, shard& sh, transport_kind kin
     // On another thread's connection: the connection moves to the session's thread, which
     // reads the request again (and keeps the connection: a long-poll's next requests need no
     // hop). Once per connection: one that carries every thread's sessions (a proxy's) stays.
-    if (!options_.move_connections || !in.transfer || !current_shard() || current_shard() == &sh ||
-        !in.transfer->move_to(sh.ioc, in.request))
+    if (!options_.move_connections || !in.transfer || !current_shard() || current_shard() == &sh)
         return false;
-    if (metrics_block* mb = current_metrics) {
-        // Counted again where it is read next: not twice in the totals (the counter wraps).
-        mb->requests[static_cast<std::size_t>(kind)].add(~std::uint64_t{0});
-        mb->connections_moved.add();
-    }
-    return true;
+    // Counted while the connection is still this thread's: once posted to the session's
+    // thread, the request may be answered there (and the counters read) before this thread
+    // runs again.
+    return in.transfer->move_to(sh.ioc, in.request, [kind] {
+        if (metrics_block* mb = current_metrics) {
+            // Counted again where it is read next: not twice in the totals (the counter wraps).
+            mb->requests[static_cast<std::size_t>(kind)].add(~std::uint64_t{0});
+            mb->connections_moved.add();
+        }
+    });
 }
 
 void server::handle_session_request(incoming& in, const mount_point& m) {

@@ -467,7 +467,8 @@ bool http_connection::transfer(const http::request<http::string_body>& request,
 }
 
 bool http_connection::move_to(net::io_context& target,
-                              const http::request<http::string_body>& request) {
+                              const http::request<http::string_body>& request,
+                              const std::function<void()>& moving) {
     if (moved_ || tls_ || plain_on_tls_port_ || !awaiting_ || !socket_.is_open())
         return false;
     beast::error_code ec;
@@ -476,6 +477,8 @@ bool http_connection::move_to(net::io_context& target,
         return false;
     std::string bytes = resend_bytes(request);
     const int fd = let_go();
+    // Before the post: from then on the target's thread may read and answer the request.
+    moving();
     if (fd < 0)
         return true; // (closed: the client sees its connection end, as on any error)
     // The new connection counts itself open from now; this one stops counting when it goes.

@@ -107,9 +107,12 @@ public:
     /// moves the connection to `target` (another io_context of this process), where `request`
     /// is read again and handled, and where the connection stays. At most once per connection
     /// (so that one carrying requests of sessions of every thread, a proxy's, does not bounce);
-    /// false when it did not move (moved before, TLS, not awaiting): handle it here.
-    virtual bool move_to(net::io_context& target,
-                         const http::request<http::string_body>& request) = 0;
+    /// false when it did not move (moved before, TLS, not awaiting): handle it here. `moving`
+    /// is called on this thread once the move is certain, before the connection is handed to
+    /// `target`: whatever counts the move counts it there (once handed over, the request may be
+    /// answered, and the counters read, before this thread runs again).
+    virtual bool move_to(net::io_context& target, const http::request<http::string_body>& request,
+                         const std::function<void()>& moving) = 0;
 
 protected:
     ~connection_transfer() = default;
@@ -196,7 +199,8 @@ public:
     void deliver(std::uint32_t seq, response r) override;
     void write(std::uint32_t seq, packet body, bool last, std::int64_t pushed_at_ns) override;
     bool transfer(const http::request<http::string_body>& request, const sender& send) override;
-    bool move_to(net::io_context& target, const http::request<http::string_body>& request) override;
+    bool move_to(net::io_context& target, const http::request<http::string_body>& request,
+                 const std::function<void()>& moving) override;
 
 private:
     struct tls_stream;
