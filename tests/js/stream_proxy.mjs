@@ -15,10 +15,13 @@
 //   proxy.mode = 'pass'  (the default) streams pass too.
 //   proxy.refuseUpgrades = true  a WebSocket upgrade is answered `400` by the proxy itself (a
 //                        proxy that does not pass WebSockets); SSE and long-polls still pass.
+//   proxy.closeUpgrades = CODE  a WebSocket upgrade is accepted by the proxy itself (101,
+//                        subprotocol megaphone) and closed at once with CODE (e.g. 4404).
 //
 //   const proxy = await startStreamProxy(server.port);
 //   proxy.url, proxy.streams (open stream connections), await proxy.close()
 import net from 'node:net';
+import { createHash } from 'node:crypto';
 
 const READY_EVENT = 'event: ready\n';
 
@@ -50,6 +53,7 @@ export function startStreamProxy(targetPort, { mode = 'pass' } = {}) {
         streamsOpened: 0,
         websocketsOpened: 0,
         refuseUpgrades: false,
+        closeUpgrades: 0,
         get streams() {
             return streams.size;
         },
@@ -81,6 +85,21 @@ export function startStreamProxy(targetPort, { mode = 'pass' } = {}) {
             if (!stream) {
                 const head = chunk.toString('latin1', 0, Math.min(chunk.length, 2048));
                 const upgrade = /^GET [^ ]*\?[^ ]*sid=/.test(head) && /\r\nupgrade:\s*websocket/i.test(head);
+                if (upgrade && proxy.closeUpgrades) {
+                    const key = /\r\nsec-websocket-key:\s*([^\r]+)/i.exec(head);
+                    const accept = createHash('sha1').update(`${key ? key[1].trim() : ''}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+                    const reason = Buffer.from(proxy.closeUpgrades === 4404 ? 'item-not-found' : 'closed');
+                    const close = Buffer.alloc(4 + reason.length);
+                    close[0] = 0x88; // FIN + close
+                    close[1] = 2 + reason.length;
+                    close.writeUInt16BE(proxy.closeUpgrades, 2);
+                    reason.copy(close, 4);
+                    client.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+                        `Sec-WebSocket-Accept: ${accept}\r\nSec-WebSocket-Protocol: megaphone\r\n\r\n`);
+                    client.end(close);
+                    upstream.destroy();
+                    return undefined;
+                }
                 if (upgrade && proxy.refuseUpgrades) {
                     client.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
                     upstream.destroy();

@@ -243,6 +243,26 @@ test('the session ends while on the WebSocket: a new session, its channels recov
     await waitFor(() => c.transport === 'websocket', { timeout: 10000, message: 'the new session upgraded' });
 });
 
+test('4404 (no stream for this session) is a failed probe: the long-poll that follows finds the session alive and goes on with it', async () => {
+    const proxy = await startStreamProxy(server.port);
+    proxy.closeUpgrades = 4404;
+    proxies.push(proxy);
+    const { c, rec } = client(proxy.url, { transports: ['long-poll', 'websocket'], upgradeRetry: 60000 });
+    await subscribed(c, 'ws.4404');
+    await waitFor(() => rec.debug.some((d) => d.type === 'probe-failed'), { timeout: 10000, message: 'the failed probe' });
+    assert.match(rec.debug.find((d) => d.type === 'probe-failed').reason, /4404/);
+    for (let i = 1; i <= 10; i += 1) {
+        if (i % 2) c.publish('ws.4404', i); else await publish('ws.4404', i);
+    }
+    await waitFor(() => values(rec, 'ws.4404').length >= 10, { timeout: 10000, message: '10 messages' });
+    await sleep(200);
+    const got = values(rec, 'ws.4404');
+    assert.deepEqual([...got].sort((a, b) => a - b), range(1, 10));
+    assert.equal(c.transport, 'long-poll');
+    assert.equal(rec.closes.length, 0, 'the same session (it was alive)');
+    assert.equal(rec.errors.length, 0, `no error: ${rec.errors.map(String)}`);
+});
+
 test('4409: another socket takes the session over; the client stays on long-polling without an error', async () => {
     const { c, rec } = client(undefined, { upgradeRetry: 500 });
     await subscribed(c, 'ws.replaced');
