@@ -129,9 +129,10 @@ export interface ClientEventMap<M = unknown> {
 
 /**
  * How a session's messages reach the client: 'long-poll' (always available: sessions open with
- * it and fall back to it) or a streaming transport ('sse': Server-Sent Events).
+ * it and fall back to it) or a streaming transport ('websocket': a WebSocket, which carries the
+ * client's requests too; 'sse': Server-Sent Events).
  */
-export type TransportName = 'long-poll' | 'sse';
+export type TransportName = 'long-poll' | 'websocket' | 'sse';
 
 /** What a 'transport' listener receives. */
 export interface TransportInfo {
@@ -156,6 +157,16 @@ export type EventSourceConstructor = new (url: string) => {
     readonly readyState: number;
     close(): void;
     addEventListener(type: string, listener: (event: { data: string; lastEventId: string }) => void): void;
+};
+
+/**
+ * A WebSocket constructor (the browser's, or npm `ws`'s in Node): what the client uses of it.
+ * It is opened as `new WebSocket(url, 'megaphone')`.
+ */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => {
+    readonly readyState: number;
+    send(data: string): void;
+    close(code?: number, reason?: string): void;
 };
 
 /** The event names a client emits. */
@@ -245,11 +256,15 @@ export interface ConnectOptions {
     /** Ms before the token's `exp` to call getToken; default 60000. */
     refreshBefore?: number;
     /**
-     * The transports to use, in order of preference; default ['long-poll', 'sse'] (['long-poll']
-     * when `headers` is given: an EventSource cannot send headers). Sessions always open with a
-     * long-poll, then probe the first streaming transport listed on the same session.
+     * The transports to use, in order of preference; default ['long-poll', 'websocket', 'sse']
+     * (['long-poll'] when `headers` is given: neither a browser's WebSocket nor an EventSource
+     * can send headers). Sessions always open with a long-poll, then probe the streaming
+     * transports listed on the same session, in their order: the next one at once when a probe
+     * fails, the first one again after upgradeRetry.
      */
     transports?: TransportName[];
+    /** The WebSocket constructor for 'websocket'; default globalThis.WebSocket (Node: npm `ws`). */
+    WebSocket?: WebSocketConstructor;
     /** The EventSource constructor for 'sse'; default globalThis.EventSource (Node: npm `eventsource`). */
     EventSource?: EventSourceConstructor;
     /** Ms a probed stream has to send its `ready` event before it is given up; default 5000. */
@@ -274,7 +289,7 @@ export class Client<M = unknown> {
     readonly session: SessionInfo | null;
     /** The current token (options.token or getToken's last), or null. */
     readonly token: string | null;
-    /** How the session's messages come now: 'long-poll' or 'sse'. */
+    /** How the session's messages come now: 'long-poll', 'websocket' or 'sse'. */
     readonly transport: TransportName;
 
     /** Adds a listener; returns the client, so calls chain. */

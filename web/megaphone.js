@@ -45,11 +45,14 @@
  *                the client: 'close' with condition 'not-authorized', no reconnect.
  *     refreshBefore  ms before the token's `exp` to call getToken; default 60000 (at once if the
  *                token is already that close to its end).
- *     transports  the transports to use, in order of preference: default ['long-poll', 'sse']
- *                (['long-poll'] when `headers` is given: an EventSource cannot send headers). A
- *                session always opens with a long-poll (it works everywhere) and falls back to it;
- *                a streaming transport in the list ('sse') is probed on the same session once it
- *                is open (see "Upgrade" below).
+ *     transports  the transports to use, in order of preference: default
+ *                ['long-poll', 'websocket', 'sse'] (['long-poll'] when `headers` is given: neither
+ *                a browser's WebSocket nor an EventSource can send headers). A session always
+ *                opens with a long-poll (it works everywhere) and falls back to it; the streaming
+ *                transports in the list ('websocket', 'sse') are probed on the same session once
+ *                it is open, in their order (see "Upgrade" below).
+ *     WebSocket  the WebSocket constructor for 'websocket'; default globalThis.WebSocket (in Node,
+ *                pass npm `ws`'s). Without one, 'websocket' is skipped.
  *     EventSource the EventSource constructor for 'sse'; default globalThis.EventSource (in Node,
  *                pass npm `eventsource`'s). Without one, 'sse' is skipped.
  *     probeTimeout  ms a probed stream has to show it flows (its `ready` event) before the client
@@ -71,11 +74,13 @@
  *   'error'    fn(error): a request failed and will be retried (network error, 5xx, timeout), or
  *              the server answered something that is not the protocol, or getToken failed.
  *              Informational.
- *   'transport' fn({transport, previous, reason}): the client switched transport ('long-poll' or
- *              'sse'; client.transport tells the current one). Informational: messages go on
+ *   'transport' fn({transport, previous, reason}): the client switched transport ('long-poll',
+ *              'websocket' or 'sse'; client.transport tells the current one). Informational: messages go on
  *              exactly once and in order across a switch.
  *   'debug'    fn({type, transport, reason}): a probe started ('probe') or failed ('probe-failed':
- *              no `ready` within probeTimeout, refused, cut). Never reported as 'error'.
+ *              no `ready` within probeTimeout, refused, cut). Never reported as 'error'. A
+ *              WebSocket closed 4409 (another socket or tab took the session) is told as a
+ *              switch back to 'long-poll', not as an error; no more probes on that session.
  *   'recovered' fn({channel, recovered, epoch, offset}): a new session (after a reconnect: the old
  *              one expired, its server died or restarted) has resumed `channel` from the last
  *              message received on it. recovered true: every message published meanwhile follows
@@ -100,7 +105,8 @@
  * client.state                     'connecting' | 'open' | 'closing' | 'closed'
  * client.session                   the current session info (as given to 'open'), or null.
  * client.token                     the current token (options.token or getToken's last), or null.
- * client.transport                 'long-poll' | 'sse': how the session's messages come now.
+ * client.transport                 'long-poll' | 'websocket' | 'sse': how the session's messages
+ *                                  come now (on 'websocket', the client's requests go on it too).
  *
  * How it works. The session's creation request carries no messages (its answer may be lost, and
  * the copy sent again creates another session): they go in the first request with the sid.
@@ -120,7 +126,8 @@
  *
  * Upgrade (docs/PROTOCOL.md, "Upgrade"). Once a session is open, the first streaming transport
  * of `transports` is probed on the same sid, with `rid` = the latest rid sent (the fence) and
- * the last stream id received. From then on no request is kept held: requests (sends, acks) are
+ * the last stream id received (a probe that fails is followed at once by one of the next
+ * transport; after the last, the first again after upgradeRetry). From then on no request is kept held: requests (sends, acks) are
  * POSTed with `streaming: true` and answered at once, empty. The stream's messages are delivered
  * only after every answer up to the fence (a held request answered while switching carries what
  * came before the stream, and is delivered first, once). The client switches ('transport') when
@@ -128,7 +135,11 @@
  * ends, or shows no event (message, ready or ping) for 2 heartbeats + 2 s, the stream is closed
  * and long-polling resumes on the same session, each request carrying `stream_ack` = the last
  * stream id received: the server hands back, first, whatever the stream wrote after it. A new
- * probe follows after upgradeRetry. A stream transport is one object of STREAM_TRANSPORTS
+ * probe follows after upgradeRetry. A stream that can carry requests (a WebSocket: its handle has
+ * send(body)) carries them once it flows: each request's body, unchanged, as a frame, answered
+ * by a frame with its rid; when the stream is given up, every request it has not answered goes
+ * again by POST, the same rid and body (the server answers a processed rid from its cache), so
+ * each is processed exactly once. A stream transport is one object of STREAM_TRANSPORTS
  * ({name, available(options), open(ctx, sink)}); the switching logic does not depend on which.
  */
 
@@ -161,12 +172,17 @@ const STREAM_ACK_DELAY = 1000;
  * _probe, _onStream*, _streamFailed) never names one:
  *   name                  as in the `transports` option and client.transport
  *   available(options)    whether it can run here with these options
- *   open(ctx, sink)       opens a stream; returns {close()} (no sink call after close()).
+ *   open(ctx, sink)       opens a stream; returns a handle {close(), send?(body)} (no sink call
+ *                         after close()). send(body), for a transport that carries the client's
+ *                         requests too, sends one request's JSON text and returns whether it went.
  *     ctx   {url, sid, rid, lastId, options}: the endpoint, the session, the fence (the latest
  *           rid sent), the last stream id received (0: none)
  *     sink  ready({heartbeat}) once the stream flows; message(id, data) per message, in order;
- *           ping() per heartbeat; terminate(info) when the server ends the session on it;
- *           fail(reason) when it errs or ends (then nothing more).
+ *           ping() per heartbeat (or any sign of life); terminate(info) when the server ends
+ *           the session on it; answer(rid, status, answer) per answer to a request sent with
+ *           send() (status as HTTP's: 200, or an error's); error(reason) for a complaint that
+ *           leaves it open; fail(reason, {retry}) when it errs or ends (then nothing more;
+ *           retry false: no more streams for this session).
  */
 const STREAM_TRANSPORTS = {
     sse: {
@@ -232,7 +248,104 @@ const STREAM_TRANSPORTS = {
             };
         },
     },
+    websocket: {
+        name: 'websocket',
+        available(options) {
+            // A browser's WebSocket cannot send headers either.
+            return !options.headers && typeof (options.WebSocket || globalThis.WebSocket) === 'function';
+        },
+        open(ctx, sink) {
+            const Socket = ctx.options.WebSocket || globalThis.WebSocket;
+            const base = ctx.url.replace(/^http(s?):/i, 'ws$1:');
+            const query = `sid=${encodeURIComponent(ctx.sid)}&rid=${ctx.rid}&lastEventId=${ctx.lastId}`;
+            const ws = new Socket(`${base}${base.indexOf('?') < 0 ? '?' : '&'}${query}`, 'megaphone');
+            let last = ctx.lastId;
+            let closed = false;
+            const shut = () => {
+                closed = true;
+                try {
+                    ws.close();
+                } catch (err) {
+                    // not open yet or already closed: nothing to do
+                }
+            };
+            const fail = (reason, more) => {
+                if (closed) return;
+                shut();
+                sink.fail(reason, more);
+            };
+            ws.onmessage = (e) => {
+                if (closed) return;
+                let frame;
+                try {
+                    frame = JSON.parse(typeof e.data === 'string' ? e.data : String(e.data));
+                } catch (err) {
+                    return fail('a frame that is not JSON');
+                }
+                if (frame === null || typeof frame !== 'object') return fail('a frame that is not a JSON object');
+                if (typeof frame.rid === 'number') {
+                    // The answer to one of our frame requests: what a POST would have been
+                    // answered, with its status (an error frame carries it).
+                    sink.ping();
+                    const status = frame.type === 'error' && typeof frame.status === 'number' ? frame.status : 200;
+                    return sink.answer(frame.rid, status, frame);
+                }
+                if (typeof frame.id === 'number' && Array.isArray(frame.messages)) {
+                    // A batch: its k messages have the ids id-k+1 .. id.
+                    const first = frame.id - frame.messages.length + 1;
+                    for (let i = 0; i < frame.messages.length && !closed; i++) {
+                        const id = first + i;
+                        if (id > last) {
+                            last = id;
+                            sink.message(id, frame.messages[i]);
+                        }
+                    }
+                    return undefined;
+                }
+                switch (frame.type) {
+                case 'ready':
+                    return sink.ready({ heartbeat: typeof frame.heartbeat === 'number' ? frame.heartbeat : 0 });
+                case 'ping':
+                    return sink.ping();
+                case 'terminate':
+                    shut();
+                    return sink.terminate(frame);
+                default:
+                    // An error frame without a rid (a frame it could not read): the socket goes on.
+                    sink.ping();
+                    return sink.error(`the server: ${frame.type === 'error' ? frame.condition : 'an unknown frame'}`);
+                }
+            };
+            ws.onerror = () => fail('the socket failed or was refused');
+            ws.onclose = (e) => {
+                // 4404: no stream for this session (unknown, ended, or a position it cannot
+                // resume from): the long-poll that follows learns that the session is gone and
+                // a new one recovers the channels. 4409: a newer stream of the session took over
+                // (another tab or socket): no more streams for this session.
+                if (e.code === 4409) return fail('replaced by a newer stream (4409)', { retry: false });
+                return fail(`the socket closed (${e.code}${e.reason ? ' ' + e.reason : ''})`);
+            };
+            return {
+                send(body) {
+                    if (closed || ws.readyState !== 1) return false;
+                    try {
+                        ws.send(body);
+                        return true;
+                    } catch (err) {
+                        return false;
+                    }
+                },
+                close() {
+                    if (closed) return;
+                    shut();
+                },
+            };
+        },
+    },
 };
+// At most this many frame requests wait for their answers on one socket (docs/PROTOCOL.md,
+// "WebSocket": the server reads no more meanwhile); more go as POSTs.
+const MAX_FRAMES_IN_FLIGHT = 4;
 
 function randomRid() {
     // A random first rid in [2^20, 2^20 + 2^44): large, and far from 2^53 − 1.
@@ -310,7 +423,7 @@ class Client {
         this._authFailures = 0;
         // The streaming transports to probe, in order; 'long-poll' opens sessions and is the
         // fallback whatever the list says.
-        const transports = this.options.transports || (this.options.headers ? ['long-poll'] : ['long-poll', 'sse']);
+        const transports = this.options.transports || (this.options.headers ? ['long-poll'] : ['long-poll', 'websocket', 'sse']);
         this._streamTransports = transports
             .filter((name) => Object.prototype.hasOwnProperty.call(STREAM_TRANSPORTS, name))
             .map((name) => STREAM_TRANSPORTS[name])
@@ -556,6 +669,8 @@ class Client {
             ackTimer: null,     // a stream acknowledgement due
             streamQueue: [],    // stream items waiting for the answers up to their fence
             probeTimer: null,
+            probeIndex: 0,      // which of the stream transports the next probe tries
+            noStream: false,    // a newer stream took the session over (4409): no more probes
         };
         if (recovering) s.recovering = recovering;
         this._s = s;
@@ -595,7 +710,7 @@ class Client {
     // ---- streaming transports (the upgrade) ----------------------------------------------------
 
     _scheduleProbe(s, delay) {
-        if (!this._streamTransports.length || s.ended || this._s !== s) return;
+        if (!this._streamTransports.length || s.ended || this._s !== s || s.noStream) return;
         this._cancel(s.probeTimer);
         s.probeTimer = this._schedule(() => {
             s.probeTimer = null;
@@ -606,8 +721,11 @@ class Client {
     /** Opens the preferred stream on session `s`; polling pauses until it flows or fails. */
     _probe(s) {
         if (s.ended || this._s !== s || s.stream || this.state !== 'open' || this._closeRequested) return;
-        const transport = this._streamTransports[0];
-        const st = { transport, fence: s.nextRid - 1, handle: null, ready: false, timer: null };
+        // The transports are tried in their order: after a failed probe, the next one at once;
+        // after the last one (or a stream that flowed and was lost), the first one again after
+        // upgradeRetry.
+        const transport = this._streamTransports[s.probeIndex % this._streamTransports.length];
+        const st = { transport, fence: s.nextRid - 1, handle: null, ready: false, timer: null, inFlight: 0 };
         s.stream = st;
         const live = () => this._s === s && !s.ended && s.stream === st;
         st.timer = this._schedule(() => this._streamFailed(s, st, `no ready event within ${this.options.probeTimeout} ms`),
@@ -625,7 +743,9 @@ class Client {
                 message: (id, data) => live() && this._onStreamItem(s, st, { id, data }),
                 ping: () => live() && this._feedStream(s, st),
                 terminate: (info) => live() && this._onStreamItem(s, st, { terminate: info }),
-                fail: (reason) => live() && this._streamFailed(s, st, reason),
+                answer: (rid, status, answer) => live() && this._onFrameAnswer(s, st, rid, status, answer),
+                error: (reason) => live() && this._emit('error', new NetworkError(reason)),
+                fail: (reason, more) => live() && this._streamFailed(s, st, reason, more),
             });
         } catch (err) {
             this._streamFailed(s, st, `cannot open: ${err && err.message ? err.message : err}`);
@@ -701,19 +821,41 @@ class Client {
     }
 
     /** The stream (probed or flowing) is given up: back to long-polling, from where it stopped. */
-    _streamFailed(s, st, reason) {
+    _streamFailed(s, st, reason, more) {
         if (s.stream !== st) return;
         this._closeStream(s);
         s.streamed = true;
+        const flowed = st.ready || this.transport !== 'long-poll';
         if (this.transport !== 'long-poll') {
             this._setTransport('long-poll', reason);
         } else {
             this._emit('debug', { type: 'probe-failed', transport: st.transport.name, reason });
         }
+        if (more && more.retry === false) {
+            // Another stream has the session (4409): it stays on long-polling from now on.
+            s.noStream = true;
+        }
         if (!s.ended && this._s === s) {
-            this._scheduleProbe(s, this.options.upgradeRetry);
+            if (flowed) {
+                s.probeIndex = 0;
+                this._scheduleProbe(s, this.options.upgradeRetry);
+            } else {
+                s.probeIndex++;
+                const round = s.probeIndex % this._streamTransports.length === 0;
+                this._scheduleProbe(s, round ? this.options.upgradeRetry : 0);
+            }
             this._pump();
         }
+    }
+
+    /** The answer to a request sent as a frame on the stream `st`. */
+    _onFrameAnswer(s, st, rid, status, answer) {
+        this._feedStream(s, st);
+        const req = s.pending.get(rid);
+        if (!req || req.via !== st) return; // not ours, or given up on (sent again by POST)
+        req.via = null;
+        st.inFlight--;
+        this._onResponse(s, req, status, answer);
     }
 
     _closeStream(s) {
@@ -723,6 +865,13 @@ class Client {
         this._cancel(st.timer);
         st.timer = null;
         if (st.handle) st.handle.close();
+        // Requests sent on it and not answered go again, the same rid and body, by POST: the
+        // server answers a rid it has processed from its cache, and processes one it never got.
+        for (const req of [...s.pending.values()]) {
+            if (req.via !== st) continue;
+            req.via = null;
+            if (!s.ended && this._s === s) this._attempt(s, req);
+        }
     }
 
     _setTransport(name, reason) {
@@ -824,6 +973,19 @@ class Client {
     _attempt(s, req) {
         if (s.ended || this._s !== s) return;
         req.attempt++;
+        req.via = null;
+        const st = s.stream;
+        if (st && st.ready && st.handle && typeof st.handle.send === 'function' && st.inFlight < MAX_FRAMES_IN_FLIGHT &&
+            st.handle.send(req.body)) {
+            // A flowing stream that carries requests (a WebSocket): the request is a frame on
+            // it, its answer a frame too. No timer of its own: the stream's watchdog notices a
+            // dead socket, and then every request sent on it goes again by POST (_closeStream).
+            req.via = st;
+            st.inFlight++;
+            req.controller = null;
+            req.timer = null;
+            return;
+        }
         const controller = typeof AbortController !== 'undefined' ? new AbortController() : null;
         req.controller = controller;
         const thisAttempt = req.attempt;
@@ -859,29 +1021,7 @@ class Client {
                 } catch (err) {
                     answer = undefined;
                 }
-                if (status >= 500 && !(answer && answer.type === 'terminate' && status === 503)) {
-                    return this._retry(s, req, new NetworkError(`HTTP ${status}`));
-                }
-                if (answer === undefined || answer === null || typeof answer !== 'object') {
-                    if (status === 200) return this._retry(s, req, new NetworkError('the answer is not JSON'));
-                    s.pending.delete(req.rid);
-                    return this._end(s, { condition: STATUS_CONDITIONS[status] || 'undefined-condition', reason: `HTTP ${status}` });
-                }
-                if (answer.type === 'error' && answer.condition === 'replaced') {
-                    // Another copy of this rid took this one's place at the server. Answers to
-                    // our earlier copies are ignored anyway (only the current attempt counts), so
-                    // that copy is not ours (a proxy or a stray retry sent it) and its answer
-                    // will not reach us: send the same rid and body again.
-                    return this._retry(s, req, new NetworkError(`rid ${req.rid} was replaced by another copy`));
-                }
-                if (status !== 200) {
-                    // An error ends the session (404 item-not-found, 403, 400, 413, 503 …).
-                    s.pending.delete(req.rid);
-                    const condition = answer.condition || STATUS_CONDITIONS[status] || 'undefined-condition';
-                    return this._end(s, { condition, reason: `HTTP ${status}`, status });
-                }
-                s.pending.delete(req.rid);
-                this._onAnswer(s, req.rid, answer);
+                this._onResponse(s, req, status, answer);
             })
             .catch((err) => {
                 if (!this._current(s, req, thisAttempt)) return;
@@ -891,6 +1031,33 @@ class Client {
                     : new NetworkError(`request ${req.rid} failed: ${err && err.message ? err.message : err}`, err);
                 this._retry(s, req, error);
             });
+    }
+
+    /** The answer to req's current attempt (POST or frame): `status` as HTTP's, `answer` parsed. */
+    _onResponse(s, req, status, answer) {
+        if (status >= 500 && !(answer && answer.type === 'terminate' && status === 503)) {
+            return this._retry(s, req, new NetworkError(`HTTP ${status}`));
+        }
+        if (answer === undefined || answer === null || typeof answer !== 'object') {
+            if (status === 200) return this._retry(s, req, new NetworkError('the answer is not JSON'));
+            s.pending.delete(req.rid);
+            return this._end(s, { condition: STATUS_CONDITIONS[status] || 'undefined-condition', reason: `HTTP ${status}` });
+        }
+        if (answer.type === 'error' && answer.condition === 'replaced') {
+            // Another copy of this rid took this one's place at the server. Answers to
+            // our earlier copies are ignored anyway (only the current attempt counts), so
+            // that copy is not ours (a proxy or a stray retry sent it) and its answer
+            // will not reach us: send the same rid and body again.
+            return this._retry(s, req, new NetworkError(`rid ${req.rid} was replaced by another copy`));
+        }
+        if (status !== 200) {
+            // An error ends the session (404 item-not-found, 403, 400, 413, 503 …).
+            s.pending.delete(req.rid);
+            const condition = answer.condition || STATUS_CONDITIONS[status] || 'undefined-condition';
+            return this._end(s, { condition, reason: `HTTP ${status}`, status });
+        }
+        s.pending.delete(req.rid);
+        this._onAnswer(s, req.rid, answer);
     }
 
     _current(s, req, attempt) {

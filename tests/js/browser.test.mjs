@@ -50,9 +50,9 @@ after(async () => {
 
 async function newPage(path, { longPollOnly = false } = {}) {
     const context = await browser.newContext({ viewport: VIEWPORT, deviceScaleFactor: 1 });
-    // A page without EventSource: megaphone.js stays on long-polling (its 'sse' transport needs
-    // one), so every message goes through the requests a test cuts.
-    if (longPollOnly) await context.addInitScript(() => { delete window.EventSource; });
+    // A page without EventSource nor WebSocket: megaphone.js stays on long-polling (its 'sse'
+    // and 'websocket' transports need them), so every message goes through the requests a test cuts.
+    if (longPollOnly) await context.addInitScript(() => { delete window.EventSource; delete window.WebSocket; });
     const page = await context.newPage();
     page.setDefaultTimeout(15000);
     page.on('pageerror', (err) => pageErrors.push(`${path}: ${err.message}`));

@@ -7,10 +7,12 @@
 //
 // Half the clients use Node's fetch (keep-alive connections, several requests each), half a
 // fetch that opens one connection per request (so that most kills hit a request in flight).
-// Across both, half the sessions upgrade to Server-Sent Events (npm `eventsource`, through the
-// same proxy, which also kills doomed streams while they flow) and fall back to long-polling
-// and upgrade again as their streams die (upgradeRetry 300 ms): the lossless upgrade under
-// chaos, both directions.
+// Across both, a third of the sessions stay on long-polling, a third upgrade to Server-Sent
+// Events (npm `eventsource`), and a third use the default transports: WebSocket first (npm `ws`;
+// their requests then go as frames on it), SSE when a WebSocket probe fails. Through the same
+// proxy, which also kills doomed streams and sockets while they flow, they fall back to
+// long-polling and upgrade again as their streams die (upgradeRetry 300 ms): the lossless upgrade
+// under chaos, both directions, across the three transports.
 //
 //   MEGAPHONE_CHAOS_SEED=N   the proxy's seed (default below); printed with the figures.
 import { test } from 'node:test';
@@ -18,6 +20,7 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 
 import { EventSource } from 'eventsource';
+import WebSocket from 'ws';
 import { connect } from '../../web/megaphone.js';
 import { startChaosProxy, prng } from './chaos_proxy.mjs';
 import { waitFor } from './helpers.mjs';
@@ -75,9 +78,14 @@ test(`chaos: ${SESSIONS} sessions, ${SESSIONS * (UP + DOWN)} messages, ${KILL_RA
     try {
         const url = `${proxy.url}/comet`;
         for (let i = 0; i < SESSIONS; i++) {
-            const sse = (i >> 1) % 2 === 0; // half of each kind of fetch
+            // A third each (and half of each kind of fetch): long-poll, SSE, WebSocket then SSE.
+            const kind = ['long-poll', 'sse', 'websocket'][(i >> 1) % 3];
+            const sse = kind === 'sse';
+            const ws = kind === 'websocket';
+            const transports = { 'long-poll': ['long-poll'], sse: ['long-poll', 'sse'], websocket: ['long-poll', 'websocket', 'sse'] }[kind];
             const c = connect(url, {
-                ...(sse ? { EventSource, probeTimeout: 3000, upgradeRetry: 300 } : { transports: ['long-poll'] }),
+                transports,
+                ...(kind !== 'long-poll' ? { EventSource, WebSocket, probeTimeout: 3000, upgradeRetry: 300 } : {}),
                 wait: 5,
                 backoff: { initial: 20, max: 200 },
                 timeout: 5000,
@@ -87,7 +95,7 @@ test(`chaos: ${SESSIONS} sessions, ${SESSIONS * (UP + DOWN)} messages, ${KILL_RA
                     return i % 2 ? oneConnectionFetch(u, init) : fetch(u, init);
                 },
             });
-            const rec = { client: c, sse, opens: [], closes: [], messages: [], errors: 0, switches: [] };
+            const rec = { client: c, kind, sse, ws, opens: [], closes: [], messages: [], errors: 0, switches: [] };
             c.on('transport', (info) => rec.switches.push(info.transport));
             c.on('open', (s) => rec.opens.push(s.sid));
             c.on('close', (info) => rec.closes.push(info));
@@ -152,7 +160,9 @@ test(`chaos: ${SESSIONS} sessions, ${SESSIONS * (UP + DOWN)} messages, ${KILL_RA
             retries,
             fetches,
             streams: proxy.stats.streams,
+            websockets: proxy.stats.websockets,
             switchesToSse: clients.reduce((a, r) => a + r.switches.filter((x) => x === 'sse').length, 0),
+            switchesToWebSocket: clients.reduce((a, r) => a + r.switches.filter((x) => x === 'websocket').length, 0),
             fallbacks: clients.reduce((a, r) => a + r.switches.filter((x) => x === 'long-poll').length, 0),
             orphanSessions: orphans.length,
             exchangeSeconds: (finished - opened) / 1000,
@@ -182,12 +192,13 @@ test(`chaos: ${SESSIONS} sessions, ${SESSIONS * (UP + DOWN)} messages, ${KILL_RA
         }
         // The chaos really happened, of every kind.
         assert.ok(proxy.stats.killed >= 0.1 * proxy.stats.connections, `kills: ${JSON.stringify(proxy.stats)}`);
-        for (const kind of ['midRequest', 'awaitingResponse', 'midResponse', 'midStream'])
+        for (const kind of ['midRequest', 'awaitingResponse', 'midResponse', 'midStream', 'midSocket'])
             assert.ok(proxy.stats.kills[kind] > 0, `no ${kind} kill: ${JSON.stringify(proxy.stats)}`);
-        // Half the sessions streamed, lost streams and came back to them; the others never tried.
+        // Two thirds of the sessions streamed, lost streams and came back to them; the others never tried.
         assert.ok(clients.filter((r) => r.sse).every((r) => r.switches.includes('sse')), 'every SSE client upgraded');
+        assert.ok(clients.filter((r) => r.ws).every((r) => r.switches.includes('websocket')), 'every WebSocket client upgraded to it');
         assert.ok(figures.fallbacks > 0, 'some streams died and their clients fell back');
-        assert.ok(clients.filter((r) => !r.sse).every((r) => r.switches.length === 0), 'long-poll clients stayed');
+        assert.ok(clients.filter((r) => r.kind === 'long-poll').every((r) => r.switches.length === 0), 'long-poll clients stayed');
     } finally {
         for (const r of clients) r.client._destroy();
         await proxy.close();

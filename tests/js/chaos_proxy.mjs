@@ -12,6 +12,9 @@
 // (the client gets a truncated response). k is 1..3. A doomed connection that carries a
 // Server-Sent Events stream (a `GET .../events?` request: its answer has no length and flows on)
 // is killed 50 to 750 ms after that request instead, with messages on the wire ('midStream').
+// A connection that asks for a WebSocket (`GET ...?sid=...` with `Upgrade: websocket`) is passed
+// on byte for byte from then on (no HTTP framing: frames both ways); a doomed one is killed 50
+// to 750 ms after its upgrade request, with frames on the wire in both directions ('midSocket').
 // A kill tears both sides down, half of them
 // with a TCP reset and half with a plain close. The proxy frames HTTP/1.1 messages by
 // Content-Length (Megaphone and fetch always send it) to know where a message starts and ends.
@@ -116,8 +119,9 @@ export function startChaosProxy({ port, seed = 1, killRate = 0.2, host = '127.0.
         requests: 0,
         doomed: 0,
         killed: 0,
-        kills: { midRequest: 0, awaitingResponse: 0, midResponse: 0, midStream: 0, idle: 0 },
+        kills: { midRequest: 0, awaitingResponse: 0, midResponse: 0, midStream: 0, midSocket: 0, idle: 0 },
         streams: 0,
+        websockets: 0,
         resets: 0,
     };
     const live = new Set();
@@ -203,7 +207,23 @@ export function startChaosProxy({ port, seed = 1, killRate = 0.2, host = '127.0.
         };
 
         client.on('data', (chunk) => {
-            if (/^GET [^ ]*\/events\?/.test(chunk.toString('latin1', 0, Math.min(chunk.length, 256)))) {
+            if (conn.raw) {
+                if (!conn.dead) upstream.write(chunk);
+                return;
+            }
+            const head = chunk.toString('latin1', 0, Math.min(chunk.length, 2048));
+            if (/^GET [^ ]*\?[^ ]*sid=/.test(head) && /\r\nupgrade:\s*websocket/i.test(head)) {
+                // A WebSocket: bytes pass as they are from now on, both ways.
+                conn.raw = true;
+                stats.websockets++;
+                if (plan && !conn.dead) {
+                    plan.mode = 'midSocket';
+                    conn.streamTimer = setTimeout(() => kill('midSocket'), 50 + Math.floor(rng() * 700));
+                }
+                if (!conn.dead) upstream.write(chunk);
+                return;
+            }
+            if (/^GET [^ ]*\/events\?/.test(head)) {
                 stats.streams++;
                 if (plan && !conn.streamTimer && !conn.dead) {
                     // A doomed stream dies while it flows (its plan for requests is dropped).
@@ -221,6 +241,10 @@ export function startChaosProxy({ port, seed = 1, killRate = 0.2, host = '127.0.
             }
         });
         upstream.on('data', (chunk) => {
+            if (conn.raw) {
+                if (!conn.dead) client.write(chunk);
+                return;
+            }
             forward(chunk, responses, client,
                 () => (plan && plan.mode === 'midResponse' ? partialCut(responses) : null));
         });

@@ -1,5 +1,7 @@
 // Server-Sent Events in a real browser: Chromium's native EventSource (Debian's /usr/bin/chromium
 // driven by playwright-core; never a downloaded browser) against the real `megaphone` binary.
+// Also web/megaphone.js's upgrade in the page: to SSE, and (its default transports) to Chromium's
+// native WebSocket, its requests then going as frames.
 // Run: MEGAPHONE_BIN=build/bin/megaphone node --test tests/js/sse-browser.test.mjs
 //      (or through ctest -R js.sse_browser)
 import { test, before, after } from 'node:test';
@@ -26,6 +28,7 @@ before(async () => {
     if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium`);
     server = await startServer('megaphone', [
         '--static-dir', 'web', '--wait', '10', '--inactivity', '20', '--threads', '2',
+        '--client-publish', 'browser.*', // the WebSocket test's page publishes
     ]);
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000 });
 });
@@ -105,7 +108,7 @@ test('Chromium: web/megaphone.js upgrades to its native EventSource and keeps re
     await page.goto(`${server.url}/megaphone.js`);
     await page.evaluate(async () => {
         const { connect } = await import('/megaphone.js');
-        const client = connect('/comet', { wait: 10, closeOnUnload: false });
+        const client = connect('/comet', { wait: 10, closeOnUnload: false, transports: ['long-poll', 'sse'] });
         window.up = { client, messages: [], transports: [], errors: 0 };
         client.on('message', (m) => { if (m && m.channel === 'browser.upgrade') window.up.messages.push(m.data); });
         client.on('transport', (t) => window.up.transports.push(t.transport));
@@ -125,6 +128,48 @@ test('Chromium: web/megaphone.js upgrades to its native EventSource and keeps re
     assert.deepEqual(up.messages, Array.from({ length: 20 }, (_, i) => i + 1));
     assert.deepEqual(up.transports, ['sse']);
     assert.equal(up.transport, 'sse');
+    assert.equal(up.errors, 0);
+    await context.close();
+});
+
+test('Chromium: web/megaphone.js (default transports) upgrades to its native WebSocket, publishes over it, keeps receiving', T, async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(`${server.url}/megaphone.js`);
+    await page.evaluate(async () => {
+        const { connect } = await import('/megaphone.js');
+        let posts = 0;
+        const fetchCounting = (url, init) => { posts += 1; return fetch(url, init); };
+        const client = connect('/comet', { wait: 10, closeOnUnload: false, fetch: fetchCounting });
+        window.up = { client, messages: [], transports: [], probes: [], errors: 0, posts: () => posts };
+        client.on('message', (m) => { if (m && m.channel === 'browser.ws') window.up.messages.push(m.data); });
+        client.on('transport', (t) => window.up.transports.push(t.transport));
+        client.on('debug', (d) => window.up.probes.push(`${d.type} ${d.transport}`));
+        client.on('error', () => { window.up.errors += 1; });
+        client.subscribe('browser.ws');
+    });
+    await page.waitForFunction(() => window.up.client.position('browser.ws') !== undefined, null, { timeout: 15000 });
+    await publish('browser.ws', 1);
+    await page.waitForFunction(() => window.up.client.transport === 'websocket', null, { timeout: 15000 });
+    for (let i = 2; i <= 20; i += 1) await publish('browser.ws', i);
+    await page.waitForFunction(() => window.up.messages.length >= 20, null, { timeout: 15000 });
+    // The page's own publishes now go as frames on the socket (no POST) and come back to it.
+    const posts = await page.evaluate(() => {
+        const before = window.up.posts();
+        for (let i = 21; i <= 30; i += 1) window.up.client.publish('browser.ws', i);
+        return before;
+    });
+    await page.waitForFunction(() => window.up.messages.length >= 30, null, { timeout: 15000 });
+    await new Promise((r) => setTimeout(r, 200));
+    const up = await page.evaluate(() => ({
+        messages: window.up.messages, transports: window.up.transports, probes: window.up.probes,
+        errors: window.up.errors, transport: window.up.client.transport, posts: window.up.posts(),
+    }));
+    assert.deepEqual(up.messages, Array.from({ length: 30 }, (_, i) => i + 1));
+    assert.deepEqual(up.transports, ['websocket']);
+    assert.deepEqual(up.probes, ['probe websocket']);
+    assert.equal(up.transport, 'websocket');
+    assert.equal(up.posts, posts, 'no POST while on the WebSocket');
     assert.equal(up.errors, 0);
     await context.close();
 });

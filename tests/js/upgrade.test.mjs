@@ -44,7 +44,7 @@ afterEach(async () => {
 /** A client on `base` (default the server) that records everything it tells the application. */
 function client(base, options = {}) {
     const c = connect(`${base || server.url}/comet`, {
-        EventSource, backoff: { initial: 20, max: 200 }, closeOnUnload: false, ...options,
+        EventSource, transports: ['long-poll', 'sse'], backoff: { initial: 20, max: 200 }, closeOnUnload: false, ...options,
     });
     clients.push(c);
     const rec = { messages: [], errors: [], transports: [], debug: [], closes: [] };

@@ -22,6 +22,7 @@ import megaphone, {
     type TransportName,
     type DebugInfo,
     type EventSourceConstructor,
+    type WebSocketConstructor,
 } from 'megaphone-client';
 
 // A stub fetch, as a test would inject: an answer with status and text() is enough.
@@ -116,6 +117,18 @@ const streaming = connect('/comet', {
 const longPollOnly = connect('/comet', { transports: ['long-poll'] });
 const how: TransportName = streaming.transport;
 void [how, longPollOnly];
+
+// The upgrade to a WebSocket first, SSE if it fails (a WebSocket constructor injected, as npm `ws`'s in Node).
+declare const NodeWebSocket: WebSocketConstructor;
+const socket = connect('/comet', {
+    transports: ['long-poll', 'websocket', 'sse'],
+    WebSocket: NodeWebSocket,
+    EventSource: NodeEventSource,
+});
+socket.on('transport', ({ transport, previous }) => {
+    const onSocket: boolean = transport === 'websocket';
+    void [onSocket, previous];
+});
 
 // Messages typed by the app: connect<M> (not checked at run time).
 const news = connect<ChannelMessage<{ headline: string }>>('/comet');

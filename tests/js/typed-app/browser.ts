@@ -16,3 +16,6 @@ window.addEventListener('beforeunload', () => client.close());
 // The browser's own EventSource fits the `EventSource` option (the default where there is one).
 const streaming = connect('/comet', { EventSource: window.EventSource, transports: ['long-poll', 'sse'] });
 streaming.on('transport', ({ transport }) => document.body.classList.toggle('streaming', transport === 'sse'));
+// And the browser's own WebSocket fits the `WebSocket` option (the default where there is one).
+const socket = connect('/comet', { WebSocket: window.WebSocket, transports: ['long-poll', 'websocket', 'sse'] });
+socket.on('transport', ({ transport }) => document.body.classList.toggle('socket', transport === 'websocket'));

@@ -27,6 +27,8 @@ connect('/comet', { getToken: async () => 42 });
 connect('/comet', { headers: { 'X-Count': 1 } });
 // @ts-expect-error: no such transport
 connect('/comet', { transports: ['websockets'] });
+// @ts-expect-error: a WebSocket constructor, not a URL
+connect('/comet', { WebSocket: 'ws://example.com' });
 // @ts-expect-error: client.transport is read-only
 client.transport = 'sse';
 // @ts-expect-error: send(undefined) throws
