@@ -65,40 +65,7 @@ std::int64_t steady_now_ns() noexcept {
 //--------------------------------------------------------------------------------------------------
 // ws_connection
 
-/// RFC 6455 opcodes.
-enum class opcode : std::uint8_t {
-    continuation = 0x0,
-    text = 0x1,
-    binary = 0x2,
-    close = 0x8,
-    ping = 0x9,
-    pong = 0xA,
-};
-
-/// The head of a server frame (never masked): FIN, the opcode, the length in 1, 3 or 9 bytes.
-struct frame_head {
-    std::array<std::uint8_t, 10> bytes{};
-    std::uint8_t size = 0;
-
-    frame_head() = default;
-    frame_head(opcode op, std::size_t length) noexcept {
-        bytes[0] = static_cast<std::uint8_t>(0x80 | static_cast<std::uint8_t>(op));
-        if (length < 126) {
-            bytes[1] = static_cast<std::uint8_t>(length);
-            size = 2;
-        } else if (length < 65536) {
-            bytes[1] = 126;
-            bytes[2] = static_cast<std::uint8_t>(length >> 8);
-            bytes[3] = static_cast<std::uint8_t>(length);
-            size = 4;
-        } else {
-            bytes[1] = 127;
-            for (int i = 0; i < 8; ++i)
-                bytes[2 + i] = static_cast<std::uint8_t>(std::uint64_t{length} >> (56 - 8 * i));
-            size = 10;
-        }
-    }
-};
+using opcode = ws_opcode;
 
 /// One WebSocket: the session's stream (the exchange `stream_seq`) and its frame requests
 /// (each its own exchange), written one frame at a time in the order their answers came.
@@ -219,7 +186,7 @@ private:
     struct frame {
         packet body;
         std::int64_t pushed_at_ns = 0;
-        frame_head head;
+        ws_frame_head head;
         bool reported = false; // the session's stream hears on_written after it
     };
 
@@ -271,7 +238,7 @@ private:
             if (rec || n == 0)
                 return lost(); // EOF, reset: the stream's session hears connection_closed
             received_ = true;
-            partial_.append(scratch.data(), n);
+            reader_.feed(scratch.data(), n);
             if (!parse() || done_ || paused())
                 return resume_reading();
             if (n < scratch.size())
@@ -304,115 +271,39 @@ private:
     /// Frame requests wait for answers: the client's next frames wait in the socket.
     bool paused() const noexcept { return in_flight_.size() >= transport_.options().max_in_flight; }
 
-    /// Takes the whole frames out of `partial_`; false when the connection is closing.
+    /// Takes the whole frames read so far, one at a time while reading is not paused; false
+    /// when the connection is closing.
     bool parse() {
-        std::size_t at = 0;
-        const auto* p = reinterpret_cast<const std::uint8_t*>(partial_.data());
-        bool go_on = true;
-        while (go_on && !paused()) {
-            const std::size_t left = partial_.size() - at;
-            if (left < 2)
+        while (!paused()) {
+            ws_event e = reader_.next();
+            switch (e.what) {
+            case ws_event::kind::need_more:
+                return true;
+            case ws_event::kind::text:
+                on_request(std::move(e.payload));
                 break;
-            const std::uint8_t b0 = p[at], b1 = p[at + 1];
-            const bool fin = (b0 & 0x80) != 0;
-            const auto op = static_cast<opcode>(b0 & 0x0f);
-            // No extension was agreed (RSV bits), and a client masks every frame (5.1, 5.2).
-            if ((b0 & 0x70) != 0 || (b1 & 0x80) == 0)
-                return fail(ws_close::protocol_error);
-            std::uint64_t length = b1 & 0x7f;
-            std::size_t head = 2;
-            if (length == 126) {
-                if (left < 4)
-                    break;
-                length = (std::uint64_t{p[at + 2]} << 8) | p[at + 3];
-                head = 4;
-            } else if (length == 127) {
-                if (left < 10)
-                    break;
-                length = 0;
-                for (int i = 0; i < 8; ++i)
-                    length = (length << 8) | p[at + 2 + i];
-                head = 10;
-            }
-            const bool control = (b0 & 0x08) != 0;
-            if (control && (!fin || length > 125))
-                return fail(ws_close::protocol_error);
-            // A data message may not grow past max_message, whatever its frames.
-            // (The length first on its own: a 64-bit one near 2^64 must not wrap the sums.)
-            if (!control && (length > transport_.options().max_message ||
-                             message_.size() + length > transport_.options().max_message))
-                return fail(ws_close::too_big);
-            if (left < head + 4 + length)
-                break; // the rest of the frame is still on its way
-            const std::uint8_t* key = p + at + head;
-            const char* payload = partial_.data() + at + head + 4;
-            const std::size_t n = static_cast<std::size_t>(length);
-            at += head + 4 + n;
-            switch (op) {
-            case opcode::text:
-            case opcode::binary:
-            case opcode::continuation:
-                if ((op == opcode::continuation) != (message_op_ != 0))
-                    return fail(ws_close::protocol_error); // a frame out of its message
-                if (op != opcode::continuation)
-                    message_op_ = static_cast<std::uint8_t>(op);
-                unmask_into(message_, payload, n, key);
-                if (fin)
-                    go_on = on_message();
-                break;
-            case opcode::ping: {
-                std::string body;
-                unmask_into(body, payload, n, key);
-                enqueue(opcode::pong, packet::from(body), false, 0);
+            case ws_event::kind::binary:
+                return fail(ws_close::unsupported);
+            case ws_event::kind::ping:
+                enqueue(opcode::pong, packet::from(e.payload), false, 0);
                 do_write();
                 break;
-            }
-            case opcode::pong:
+            case ws_event::kind::pong:
                 break; // liveness only (received_)
-            case opcode::close: {
-                // The client closes: its code goes back (or 1000), then the TCP connection ends.
-                std::string body;
-                unmask_into(body, payload, n, key);
+            case ws_event::kind::close:
+                // The client closes: its code goes back (or 1000), then the TCP connection
+                // ends.
                 closing_by_client_ = true;
-                close_code_ =
-                    body.size() >= 2
-                        ? static_cast<ws_close>((static_cast<std::uint8_t>(body[0]) << 8) |
-                                                static_cast<std::uint8_t>(body[1]))
-                        : ws_close::normal;
+                close_code_ = e.code;
                 queue_.clear();
                 if (done_closing_write_)
                     return finish(), false; // our close was answered
                 do_write();
                 return false;
-            }
-            default:
-                return fail(ws_close::protocol_error);
+            case ws_event::kind::failure:
+                return fail(e.code);
             }
         }
-        partial_.erase(0, at);
-        if (partial_.capacity() > 256 && partial_.empty())
-            std::string().swap(partial_);
-        return go_on;
-    }
-
-    static void unmask_into(std::string& out, const char* payload, std::size_t n,
-                            const std::uint8_t* key) {
-        const std::size_t base = out.size();
-        out.resize(base + n);
-        for (std::size_t i = 0; i < n; ++i)
-            out[base + i] = static_cast<char>(static_cast<std::uint8_t>(payload[i]) ^ key[i % 4]);
-    }
-
-    /// A whole data message; false when the connection is closing.
-    bool on_message() {
-        std::string text;
-        text.swap(message_);
-        const auto op = static_cast<opcode>(std::exchange(message_op_, 0));
-        if (op == opcode::binary)
-            return fail(ws_close::unsupported);
-        if (!websocket::detail::check_utf8(text.data(), text.size()))
-            return fail(ws_close::bad_payload);
-        on_request(std::move(text));
         return true;
     }
 
@@ -463,8 +354,7 @@ private:
 
     /// The client broke the protocol: a close with `code`, and nothing more is read.
     bool fail(ws_close code) {
-        partial_.clear();
-        message_.clear();
+        reader_.stop();
         queue_.clear();
         close_after(code);
         do_write();
@@ -525,7 +415,7 @@ private:
 
     void enqueue(opcode op, packet body, bool reported, std::int64_t pushed_at_ns) {
         frame f;
-        f.head = frame_head(op, body.size());
+        f.head = ws_frame_head(op, body.size());
         f.body = std::move(body);
         f.pushed_at_ns = pushed_at_ns;
         f.reported = reported;
@@ -612,7 +502,7 @@ private:
             f();
         on_written_ = nullptr;
         frame f;
-        f.head = frame_head(opcode::close, body.size());
+        f.head = ws_frame_head(opcode::close, body.size());
         f.body = packet::from(body);
         writing_ = true;
         current_ = std::move(f);
@@ -707,14 +597,12 @@ private:
     std::vector<frame> queue_;
     frame current_;
     std::vector<pending_request> in_flight_;
-    std::string partial_; // read, not yet parsed: an incomplete frame (usually nothing)
-    std::string message_; // a data message's payload so far; empty between messages
+    ws_frame_reader reader_{transport_.options().max_message}; // an incomplete frame, a message
     clock::time_point last_received_ = clock::now();
     std::chrono::milliseconds heartbeat_every_{0};
     std::optional<ws_close> close_code_;
     std::uint32_t seq_ = stream_seq;
-    std::uint8_t message_op_ = 0; // the opcode of the data message being read; 0: none
-    char probe_ = 0;              // the readiness watch peeks one byte into it
+    char probe_ = 0; // the readiness watch peeks one byte into it
     bool accepted_ = false;
     bool watching_ = false;
     bool writing_ = false;

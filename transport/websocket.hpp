@@ -15,8 +15,9 @@
 // The connection (ws_connection, in websocket.cpp) takes the socket over from the HTTP
 // connection once the upgrade request is routed (connection_taker). Beast's websocket::stream
 // answers the opening handshake (no extension: permessage-deflate stays off) and is dropped;
-// the frames after it are the connection's own work (RFC 6455 section 5, the server's side),
-// because Beast's stream keeps ~2.5 KiB of fixed buffers per connection for its whole life.
+// the frames after it are the connection's own work (RFC 6455 section 5, the server's side;
+// the framing itself, socket-free, is transport/ws_frames.hpp), because Beast's stream keeps ~2.5
+// KiB of fixed buffers per connection for its whole life.
 //
 // Memory (an idle WebSocket must stay near a held long-poll): the connection keeps no buffer
 // while idle: it waits for readability with a one-byte MSG_PEEK receive, reads what is there
@@ -25,25 +26,13 @@
 
 #include "transport/http_connection.hpp"
 #include "transport/stream.hpp"
+#include "transport/ws_frames.hpp"
 
 #include <chrono>
 #include <string>
 #include <vector>
 
 namespace megaphone {
-
-/// Close codes the server sends (RFC 6455 7.4; 4000-4999 are the application's).
-enum class ws_close : std::uint16_t {
-    normal = 1000,         ///< the session ended: after its terminate frame
-    protocol_error = 1002, ///< a frame RFC 6455 forbids (unmasked, reserved bits, ...)
-    unsupported = 1003,    ///< a binary frame: the protocol is JSON text
-    bad_payload = 1007,    ///< a text message that is not UTF-8
-    too_big = 1009,        ///< a message over max_message
-    item_not_found = 4404, ///< no stream can open: an unknown or ended session, a BOSH
-                           ///< session, another node's, no sid, a malformed lastEventId or one
-                           ///< the replay window cannot serve
-    replaced = 4409,       ///< a newer stream (SSE or WebSocket) of the session took over
-};
 
 struct websocket_options {
     /// `{"type":"ping"}` on a stream idle this long (the server takes SSE's --heartbeat).
