@@ -321,6 +321,12 @@ TEST_CASE("websocket: lastEventId acknowledges up to it and replays what followe
             n += ws.next()["messages"].size();
         ws.drop();
     }
+    // Once the session has let the dropped stream go (it hears of the close asynchronously):
+    // otherwise "4" could still be written to the dead socket, with id 4.
+    const auto t0 = std::chrono::steady_clock::now();
+    while (ts.srv().metrics().streams > 0 && std::chrono::steady_clock::now() - t0 < 5s)
+        std::this_thread::sleep_for(10ms); // a bounded wait for the server to notice the close
+    REQUIRE(ts.srv().metrics().streams == 0);
     publish(ts.internal_port(), "r", "4"); // while no stream is attached
 
     SECTION("from 1: 2, 3, 4, then live") {
