@@ -136,3 +136,15 @@ export async function stropheBrowser(executable, strophe) {
     if (!existsSync(executable)) throw new Error(`no browser at ${executable}: apt-get install chromium`);
     return chromium;
 }
+
+/** Subscribes `client` to `channel`; resolves once the subscription is in effect (its position came back). */
+export async function subscribed(client, channel) {
+    client.subscribe(channel);
+    await waitFor(() => client.position(channel), { timeout: 10000, message: `subscribed to ${channel}` });
+}
+
+/** The data of the messages of `channel` among `rec.messages`, in order. */
+export const channelValues = (rec, channel) => rec.messages.filter((m) => m && m.channel === channel).map((m) => m.data);
+
+/** [from, from + 1, ..., to]. */
+export const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { EventSource } from 'eventsource';
 import { connect } from '../../web/megaphone.js';
 import { startServer } from './server.mjs';
-import { waitFor, nextEvent } from './helpers.mjs';
+import { waitFor, nextEvent, subscribed, channelValues, range } from './helpers.mjs';
 import { startStreamProxy } from './stream_proxy.mjs';
 import { NGINX, Processes, startNginx, freeRange } from './cluster_helpers.mjs';
 
@@ -63,14 +63,7 @@ async function publish(channel, data) {
     assert.equal(res.status, 200);
 }
 
-/** Subscribes and resolves once the subscription is in effect (its position came back). */
-async function subscribed(c, channel) {
-    c.subscribe(channel);
-    await waitFor(() => c.position(channel), { timeout: 10000, message: `subscribed to ${channel}` });
-}
-
-const values = (rec, channel) => rec.messages.filter((m) => m && m.channel === channel).map((m) => m.data);
-const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const values = channelValues;
 
 test('the client upgrades to SSE; messages exactly once, in order, with publishes racing the switch', async () => {
     const { c, rec } = client();

@@ -14,7 +14,7 @@ import WebSocket from 'ws';
 import { EventSource } from 'eventsource';
 import { connect } from '../../web/megaphone.js';
 import { startServer } from './server.mjs';
-import { waitFor, nextEvent } from './helpers.mjs';
+import { waitFor, nextEvent, subscribed, channelValues, range } from './helpers.mjs';
 import { startStreamProxy } from './stream_proxy.mjs';
 
 const HEARTBEAT = 1; // s: a stream is taken for dead after 2 s + 2 s of silence
@@ -66,13 +66,7 @@ async function publish(channel, data) {
     assert.equal(res.status, 200);
 }
 
-async function subscribed(c, channel) {
-    c.subscribe(channel);
-    await waitFor(() => c.position(channel), { timeout: 10000, message: `subscribed to ${channel}` });
-}
-
-const values = (rec, channel) => rec.messages.filter((m) => m && m.channel === channel).map((m) => m.data);
-const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+const values = channelValues;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 test('the default transports probe WebSocket first; client publishes go as frames; exactly once, in order, with publishes racing the switch', async () => {
