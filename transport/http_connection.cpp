@@ -87,7 +87,7 @@ bool origin_allowed(const std::vector<std::string>& allowed, std::string_view or
 // http_connection
 
 struct http_connection::tls_stream {
-    beast::ssl_stream<socket_type&> stream;
+    net::ssl::stream<socket_type&> stream;
 };
 
 template <class F>
@@ -335,7 +335,7 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
                 tls_ ? nullptr : static_cast<connection_transfer*>(this),
                 options_.internal,
                 nullptr,
-                tls_ ? nullptr : &socket_.get_executor().context(),
+                &socket_.get_executor().context(),
                 nullptr};
     parser_.reset();
     if (options_.access_log)
@@ -382,10 +382,11 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
 
 void http_connection::hand_over(incoming& in) {
     // Another protocol (a WebSocket) goes on with the socket: this connection forgets its
-    // exchange and ends once this handler returns (no operation holds it), keeping no copy.
+    // exchange and ends once this handler returns (no operation holds it), keeping no copy;
+    // over TLS it stays, idle, holding the socket and the TLS stream the taker uses.
     auto taker = std::move(in.taker);
-    if (!awaiting_ || tls_ || !socket_.is_open())
-        return do_close(); // (cannot happen: a taker is set only on a plain, awaiting connection)
+    if (!awaiting_ || !socket_.is_open())
+        return do_close(); // (cannot happen: a taker is set only while a request is handled)
     awaiting_ = false;
     keep_alive_ = false;
     on_lost_ = nullptr;
@@ -397,6 +398,11 @@ void http_connection::hand_over(incoming& in) {
     // more: RFC 6455 4.1) are dropped with the buffer.
     buffer_.clear();
     buffer_.shrink_to_fit();
+    if (tls_) {
+        // This connection goes on counting as open until the taker lets go of the link.
+        tls_link link{shared_from_this(), &socket_, &tls_->stream};
+        return taker->take_tls(std::move(link), std::move(in));
+    }
     // The taker counts as this listener's open connection from now; this one stops counting
     // when it goes.
     if (open_)

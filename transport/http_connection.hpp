@@ -16,7 +16,7 @@
 //
 // TLS (a listener given an ssl::context): the connection first reads a few bytes to tell a TLS
 // ClientHello from plain HTTP (answered with 400 and closed), then handshakes, all within the read
-// timeout; from then on the same code runs over Beast's ssl_stream, which lies on top of the same
+// timeout; from then on the same code runs over Asio's ssl::stream, which lies on top of the same
 // socket. Plain connections carry no TLS state and take one branch per read or write, not per
 // byte.
 //
@@ -46,6 +46,8 @@
 
 namespace boost::asio::ssl {
 class context;
+template <typename Stream>
+class stream;
 } // namespace boost::asio::ssl
 
 namespace megaphone {
@@ -123,6 +125,15 @@ using connection_socket = net::basic_stream_socket<tcp, net::io_context::executo
 
 struct incoming;
 
+/// An HTTPS connection after an upgrade: TLS keys and sequence numbers cannot move, and the TLS
+/// stream refers to its socket, so both stay inside the HTTP connection, which `keep` keeps
+/// alive (and counted as its listener's open connection) for as long as the taker holds this.
+struct tls_link {
+    std::shared_ptr<void> keep;
+    connection_socket* socket = nullptr;                    // readiness, shutdown, close
+    net::ssl::stream<connection_socket&>* stream = nullptr; // every byte read or written
+};
+
 /// A protocol that takes a connection over after its HTTP request: a WebSocket's upgrade
 /// (transport/websocket.hpp).
 class connection_taker {
@@ -135,6 +146,9 @@ public:
     /// keeps nothing of it and ends.
     virtual void take(connection_socket socket, incoming in,
                       std::shared_ptr<std::atomic<std::size_t>> open) = 0;
+    /// The same for an HTTPS connection: its socket and TLS stream stay where they are (see
+    /// tls_link); the HTTP connection does nothing more with them.
+    virtual void take_tls(tls_link link, incoming in) = 0;
 };
 
 /// A request as handed to the application layer.
@@ -154,12 +168,13 @@ struct incoming {
     /// connection's thread each time a piece of it (the head with its first bytes, then each
     /// exchange::write but the last) has been written whole. Heartbeats are not reported.
     std::function<void()> on_written;
-    /// Plain HTTP connections only (null over TLS): the connection's io_context, where a taker
-    /// runs.
+    /// The connection's io_context, where a taker runs (null for a request that did not come
+    /// on a connection: a WebSocket's frame request).
     net::io_context* context = nullptr;
     /// Set by the handler (only when `context` is set) to take the connection over once
-    /// handle() returns: the connection then hands it its socket and this request (see
-    /// connection_taker) and ends; the request is not answered over HTTP.
+    /// handle() returns: the connection then hands it its socket (or, over TLS, its tls_link)
+    /// and this request (see connection_taker) and ends; the request is not answered over
+    /// HTTP.
     std::shared_ptr<connection_taker> taker;
 };
 

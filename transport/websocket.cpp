@@ -5,7 +5,9 @@
 #include "transport/protocol.hpp"
 #include "transport/sse.hpp" // query_parameter, parse_event_id
 
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -113,33 +115,13 @@ public:
     void take(connection_socket socket, incoming in,
               std::shared_ptr<std::atomic<std::size_t>> open) override {
         open_ = std::move(open);
-        remote_ = in.remote;
-        on_lost_ = std::move(in.on_lost);
-        on_written_ = std::move(in.on_written);
-        deadlines_ = &deadline_service::of(socket.get_executor().context());
         socket_.emplace(std::move(socket));
-        if (metrics_block* m = current_metrics)
-            m->websockets.add();
-        // The stream counts as an outstanding exchange until the connection ends: a stopping
-        // server waits for its terminate frame to be written.
-        counted_ = true;
-        handler_.exchange_started();
+        begin(std::move(in), *socket_);
+    }
 
-        // The handshake: Beast checks the request and writes the 101 (no extension offered
-        // back: permessage-deflate stays off), within handshake_timeout.
-        auto hs = std::make_shared<handshake>(*socket_, std::move(in.request));
-        websocket::stream_base::timeout t{};
-        t.handshake_timeout = transport_.options().handshake_timeout;
-        t.idle_timeout = websocket::stream_base::none();
-        t.keep_alive_pings = false;
-        hs->ws.set_option(t);
-        hs->ws.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
-            res.set(http::field::server, "megaphone");
-            res.set(http::field::sec_websocket_protocol, "megaphone");
-        }));
-        hs->ws.async_accept(hs->request, [self = shared_from_this(), hs](beast::error_code ec) {
-            self->on_accept(ec);
-        });
+    void take_tls(tls_link link, incoming in) override {
+        tls_ = std::make_unique<tls_link>(std::move(link));
+        begin(std::move(in), *tls_->stream);
     }
 
     void deliver(std::uint32_t seq, response r) override {
@@ -173,13 +155,14 @@ public:
     void bind(net::io_context& ioc) noexcept { ioc_ = &ioc; }
 
 private:
-    /// Beast's stream for the opening handshake only, on our socket, and the request it
-    /// answers; dropped once the 101 is written.
+    /// Beast's stream for the opening handshake only, on our socket (or TLS stream), and the
+    /// request it answers; dropped once the 101 is written.
+    template <class Next>
     struct handshake {
-        handshake(connection_socket& socket, http::request<http::string_body> r)
-            : ws{socket}
+        handshake(Next& next, http::request<http::string_body> r)
+            : ws{next}
             , request{std::move(r)} {}
-        websocket::stream<connection_socket&, false> ws;
+        websocket::stream<Next&, false> ws;
         http::request<http::string_body> request;
     };
 
@@ -192,13 +175,48 @@ private:
 
     net::io_context::executor_type executor() const noexcept { return ioc_->get_executor(); }
 
+    /// The TCP socket: readiness, shutdown and close (over TLS, the one under the TLS stream).
+    connection_socket& socket() noexcept { return tls_ ? *tls_->socket : *socket_; }
+
+    /// take() and take_tls(): the hooks, then Beast's handshake on `next` (the socket or the
+    /// TLS stream).
+    template <class Next>
+    void begin(incoming in, Next& next) {
+        remote_ = in.remote;
+        on_lost_ = std::move(in.on_lost);
+        on_written_ = std::move(in.on_written);
+        deadlines_ = &deadline_service::of(socket().get_executor().context());
+        if (metrics_block* m = current_metrics)
+            m->websockets.add();
+        // The stream counts as an outstanding exchange until the connection ends: a stopping
+        // server waits for its terminate frame to be written.
+        counted_ = true;
+        handler_.exchange_started();
+
+        // The handshake: Beast checks the request and writes the 101 (no extension offered
+        // back: permessage-deflate stays off), within handshake_timeout.
+        auto hs = std::make_shared<handshake<Next>>(next, std::move(in.request));
+        websocket::stream_base::timeout t{};
+        t.handshake_timeout = transport_.options().handshake_timeout;
+        t.idle_timeout = websocket::stream_base::none();
+        t.keep_alive_pings = false;
+        hs->ws.set_option(t);
+        hs->ws.set_option(websocket::stream_base::decorator([](websocket::response_type& res) {
+            res.set(http::field::server, "megaphone");
+            res.set(http::field::sec_websocket_protocol, "megaphone");
+        }));
+        hs->ws.async_accept(hs->request, [self = shared_from_this(), hs](beast::error_code ec) {
+            self->on_accept(ec);
+        });
+    }
+
     void on_accept(beast::error_code ec) {
         if (ec)
             return lost();
         accepted_ = true;
         received_ = true;
         beast::error_code ignored;
-        socket_->non_blocking(true, ignored); // reads are tried, never waited for
+        socket().non_blocking(true, ignored); // reads are tried, never waited for
         if (!close_code_)
             do_watch(); // (a refused stream reads nothing but the close handshake's answer)
         do_write();     // whatever came meanwhile: the opening, or a refusal's close
@@ -211,7 +229,7 @@ private:
         if (watching_ || done_)
             return;
         watching_ = true;
-        socket_->async_receive(
+        socket().async_receive(
             net::buffer(&probe_, 1), tcp::socket::message_peek,
             net::bind_allocator(std::allocator<void>{},
                                 [self = shared_from_this()](beast::error_code ec, std::size_t) {
@@ -225,12 +243,23 @@ private:
             return;
         if (ec)
             return lost();
-        // Everything there now, through a scratch buffer of this thread: the connection keeps
-        // only an incomplete frame's bytes.
+        read_available();
+    }
+
+    /// Everything there now, through a scratch buffer of this thread: the connection keeps
+    /// only an incomplete frame's bytes. Over TLS, until the TLS stream has nothing either
+    /// (it may hold records read from the socket already, which no readiness wait would
+    /// announce), and never during a write (one TLS state): then once the write is done.
+    void read_available() {
         static thread_local std::array<char, 16 * 1024> scratch;
         for (;;) {
+            if (tls_ && writing_) { // (a frame just read may have started one: a pong)
+                read_due_ = true;
+                return;
+            }
             beast::error_code rec;
-            const std::size_t n = socket_->read_some(net::buffer(scratch), rec);
+            const std::size_t n = tls_ ? tls_->stream->read_some(net::buffer(scratch), rec)
+                                       : socket_->read_some(net::buffer(scratch), rec);
             if (metrics_block* m = current_metrics)
                 m->bytes_in.add(n);
             if (rec == net::error::would_block)
@@ -240,17 +269,17 @@ private:
             received_ = true;
             reader_.feed(scratch.data(), n);
             if (!parse() || done_ || paused())
-                return resume_reading();
-            if (n < scratch.size())
+                return resume_reading(false);
+            if (!tls_ && n < scratch.size())
                 break;
         }
-        resume_reading();
+        resume_reading(true);
     }
 
     /// Reading goes on, unless frame requests wait for their answers: then the client's next
     /// frames wait in the socket, and the connection holds itself (no operation does) until an
-    /// answer comes.
-    void resume_reading() {
+    /// answer comes. `drained`: nothing is left to read but what the socket will announce.
+    void resume_reading(bool drained = false) {
         if (done_ || closing_ || close_code_)
             return;
         if (paused()) {
@@ -260,6 +289,8 @@ private:
         }
         if (hold_)
             release_hold();
+        if (tls_ && !drained && !watching_)
+            return read_available();
         do_watch();
     }
 
@@ -447,10 +478,7 @@ private:
         const std::array<net::const_buffer, 2> buffers{
             net::buffer(current_.head.bytes.data(), current_.head.size),
             net::buffer(current_.body.view().data(), current_.body.size())};
-        net::async_write(*socket_, buffers,
-                         [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                             self->on_write(ec, n);
-                         });
+        send(buffers);
     }
 
     void on_write(beast::error_code ec, std::size_t bytes) {
@@ -465,6 +493,8 @@ private:
         }
         if (ec)
             return lost();
+        if (std::exchange(read_due_, false))
+            read_available(); // (TLS) what arrived during the write
         if (closing_) {
             // Our close frame is out. The client answered with its own already, or did the
             // closing: the TCP connection ends; else its answer is awaited (or the timeout).
@@ -477,6 +507,17 @@ private:
         if (done.reported && on_written_)
             on_written_();
         do_write();
+    }
+
+    /// Writes `buffers` (a frame's head and body) on the socket or the TLS stream.
+    void send(const std::array<net::const_buffer, 2>& buffers) {
+        auto done = [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+            self->on_write(ec, n);
+        };
+        if (tls_)
+            net::async_write(*tls_->stream, buffers, std::move(done));
+        else
+            net::async_write(*socket_, buffers, std::move(done));
     }
 
     /// The close frame: the code (and for 4404 its reason), after every queued frame.
@@ -510,10 +551,7 @@ private:
         const std::array<net::const_buffer, 2> buffers{
             net::buffer(current_.head.bytes.data(), current_.head.size),
             net::buffer(current_.body.view().data(), current_.body.size())};
-        net::async_write(*socket_, buffers,
-                         [self = shared_from_this()](beast::error_code ec, std::size_t n) {
-                             self->on_write(ec, n);
-                         });
+        send(buffers);
     }
 
     //----------------------------------------------------------------------------------------------
@@ -570,9 +608,11 @@ private:
         if (hold_)
             release_hold();
         beast::error_code ignored;
-        if (socket_) {
-            socket_->shutdown(tcp::socket::shutdown_send, ignored);
-            socket_->close(ignored);
+        if (tls_ && !writing_)
+            tls_->stream->shutdown(ignored); // close_notify (not waiting for the client's)
+        if (socket_ || tls_) {
+            socket().shutdown(tcp::socket::shutdown_send, ignored);
+            socket().close(ignored);
         }
     }
 
@@ -586,8 +626,9 @@ private:
     request_handler& handler_;
     net::io_context* ioc_ = nullptr;
     deadline_service* deadlines_ = nullptr;
-    std::optional<connection_socket> socket_;
-    std::string path_; // the mount's path: frame requests are POSTs to it
+    std::optional<connection_socket> socket_; // plain HTTP: the socket, taken over
+    std::unique_ptr<tls_link> tls_;           // HTTPS: the HTTP connection's socket and TLS
+    std::string path_;                        // the mount's path: frame requests are POSTs to it
     std::string sid_;
     tcp::endpoint remote_;
     std::function<void()> on_lost_;
@@ -611,6 +652,7 @@ private:
     bool done_closing_write_ = false;
     bool done_ = false;     // the socket is closed
     bool received_ = false; // something came since the last tick
+    bool read_due_ = false; // (TLS) readable during a write: read once it is done
     bool counted_ = false;
 };
 
@@ -650,8 +692,7 @@ websocket_transport::parse(const http::request<http::string_body>& request) cons
 
 bool websocket_transport::connect(incoming& in) const {
     // Refusals a client can see (before the upgrade): a browser page from an origin not
-    // allowed; a client that does not speak this protocol; TLS, whose state stays with the
-    // HTTP connection.
+    // allowed; a client that does not speak this protocol.
     if (auto origin = in.request.find(http::field::origin);
         origin != in.request.end() && !origin_allowed(options_.origins, origin->value())) {
         in.ex.reply({403, content_kind::text, packet::from("origin not allowed\n")});
@@ -665,7 +706,7 @@ bool websocket_transport::connect(incoming& in) const {
     }
     if (!in.context || !handler_) {
         in.ex.reply({400, content_kind::text,
-                     packet::from("WebSocket is served on plain HTTP only (TLS: a proxy)\n")});
+                     packet::from("WebSocket is served on a client's connection only\n")});
         return false;
     }
     const std::string_view target = in.request.target();

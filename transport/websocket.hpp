@@ -19,6 +19,9 @@
 // the framing itself, socket-free, is transport/ws_frames.hpp), because Beast's stream keeps ~2.5
 // KiB of fixed buffers per connection for its whole life.
 //
+// Over HTTPS (wss://) the TLS stream stays with the HTTP connection (TLS state cannot move and
+// refers to its socket: connection_taker::take_tls), and the frames go through it.
+//
 // Memory (an idle WebSocket must stay near a held long-poll): the connection keeps no buffer
 // while idle: it waits for readability with a one-byte MSG_PEEK receive, reads what is there
 // without blocking into a per-thread scratch buffer, and keeps only an incomplete frame.
@@ -67,8 +70,8 @@ public:
     /// `sid` and `lastEventId` from the query.
     std::optional<stream_request>
     parse(const http::request<http::string_body>& request) const override;
-    /// 403 for an Origin not allowed, 400 without the `megaphone` subprotocol or over TLS, else
-    /// the connection is taken over.
+    /// 403 for an Origin not allowed, 400 without the `megaphone` subprotocol, else the
+    /// connection (plain or TLS) is taken over.
     bool connect(incoming& in) const override;
     /// The close code 4404 (as `status`) with reason "item-not-found".
     response refusal() const override;

@@ -8,24 +8,31 @@
 // answer) or asks the recording application, never a sleep.
 #include "support/http_client.hpp"
 #include "support/test_server.hpp"
+#include "support/tls.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/ssl.hpp>
 #include <boost/beast/websocket.hpp>
+#include <boost/beast/websocket/ssl.hpp>
 
 #include <sys/socket.h>
 
 #include <chrono>
+#include <csignal>
 #include <optional>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 using namespace std::chrono_literals;
 using megaphone::close_reason;
 using megaphone::test::create_session;
 using megaphone::test::http_client;
+using megaphone::test::test_certificate;
 using megaphone::test::test_options;
 using megaphone::test::test_server;
 using json = nlohmann::json;
@@ -53,17 +60,29 @@ struct ws_options {
     int receive_buffer = 0;             // SO_RCVBUF before connecting (0: the default)
 };
 
-class ws_client {
+/// A WebSocket client, over TLS (wss://) when `Tls`: then the constructor takes the client's
+/// TLS context.
+template <bool Tls>
+class basic_ws_client {
+    using next_layer = std::conditional_t<Tls, beast::ssl_stream<tcp::socket>, tcp::socket>;
+
 public:
     /// Connects and upgrades `target`; `status` is the handshake's HTTP status (101 on
     /// success, the refusal's otherwise).
-    ws_client(unsigned short port, const std::string& target, ws_options o = {}) {
-        tcp::socket& s = ws_.next_layer();
+    basic_ws_client(unsigned short port, const std::string& target, ws_options o = {},
+                    net::ssl::context* tls = nullptr) {
+        if constexpr (Tls)
+            ws_.emplace(ioc_, *tls);
+        else
+            ws_.emplace(ioc_);
+        tcp::socket& s = beast::get_lowest_layer(*ws_);
         s.open(tcp::v4());
         if (o.receive_buffer)
             s.set_option(net::socket_base::receive_buffer_size(o.receive_buffer));
         s.connect({net::ip::make_address("127.0.0.1"), port});
-        ws_.set_option(websocket::stream_base::decorator([o](websocket::request_type& req) {
+        if constexpr (Tls)
+            ws_->next_layer().handshake(net::ssl::stream_base::client);
+        ws_->set_option(websocket::stream_base::decorator([o](websocket::request_type& req) {
             if (!o.protocol.empty())
                 req.set(http::field::sec_websocket_protocol, o.protocol);
             if (!o.origin.empty())
@@ -71,7 +90,7 @@ public:
         }));
         websocket::response_type res;
         beast::error_code ec;
-        ws_.handshake(res, "127.0.0.1:" + std::to_string(port), target, ec);
+        ws_->handshake(res, "127.0.0.1:" + std::to_string(port), target, ec);
         status = res.result_int();
         protocol = std::string(res[http::field::sec_websocket_protocol]);
     }
@@ -81,7 +100,7 @@ public:
         ws_event e;
         bool done = false;
         beast::error_code result;
-        ws_.async_read(buffer_, [&](beast::error_code ec, std::size_t) {
+        ws_->async_read(buffer_, [&](beast::error_code ec, std::size_t) {
             result = ec;
             done = true;
         });
@@ -90,7 +109,7 @@ public:
         if (!done) {
             // The stream cannot go on after a cancelled read: the test has failed anyway.
             beast::error_code ignored;
-            ws_.next_layer().close(ignored);
+            beast::get_lowest_layer(*ws_).close(ignored);
             ioc_.restart();
             ioc_.run_for(1s);
             e.timed_out = true;
@@ -99,12 +118,12 @@ public:
         if (result) {
             // A close frame read counts even if the TCP teardown after it failed (the server
             // may have closed its end first).
-            const bool closed = result == websocket::error::closed || ws_.reason().code != 0;
-            e.closed = closed ? ws_.reason().code : 0;
-            e.reason = closed ? std::string(ws_.reason().reason.c_str()) : result.message();
+            const bool closed = result == websocket::error::closed || ws_->reason().code != 0;
+            e.closed = closed ? ws_->reason().code : 0;
+            e.reason = closed ? std::string(ws_->reason().reason.c_str()) : result.message();
             return e;
         }
-        e.binary = ws_.got_binary();
+        e.binary = ws_->got_binary();
         e.frame = json::parse(beast::buffers_to_string(buffer_.data()));
         buffer_.consume(buffer_.size());
         return e;
@@ -136,35 +155,40 @@ public:
         }
     }
 
-    void send(const std::string& text) { ws_.write(net::buffer(text)); }
+    void send(const std::string& text) { ws_->write(net::buffer(text)); }
     void send_binary(const std::string& bytes) {
-        ws_.binary(true);
-        ws_.write(net::buffer(bytes));
-        ws_.text(true);
+        ws_->binary(true);
+        ws_->write(net::buffer(bytes));
+        ws_->text(true);
     }
     /// A message in fragments of `piece` bytes (RFC 6455 5.4).
     void send_fragmented(const std::string& text, std::size_t piece) {
         for (std::size_t at = 0; at < text.size(); at += piece) {
             const bool last = at + piece >= text.size();
-            ws_.write_some(last, net::buffer(text.data() + at, std::min(piece, text.size() - at)));
+            ws_->write_some(last, net::buffer(text.data() + at, std::min(piece, text.size() - at)));
         }
     }
-    /// Bytes on the socket as they are (frames a conforming client would not send).
-    void send_raw(const std::string& bytes) { net::write(ws_.next_layer(), net::buffer(bytes)); }
+    /// Bytes as they are (frames a conforming client would not send), through TLS if any.
+    void send_raw(const std::string& bytes) { net::write(ws_->next_layer(), net::buffer(bytes)); }
     /// A ping; `pongs` counts the pongs read (by read()).
     void ping() {
-        ws_.control_callback([this](websocket::frame_type kind, beast::string_view) {
+        ws_->control_callback([this](websocket::frame_type kind, beast::string_view) {
             if (kind == websocket::frame_type::pong)
                 ++pongs;
         });
-        ws_.ping({});
+        ws_->ping({});
     }
-    /// Starts the close handshake (code 1000).
-    void close() { ws_.close(websocket::close_code::normal); }
+    /// The close handshake (code 1000); the server's close code (0: none came). The TCP
+    /// teardown after it may fail: the server closes first (RFC 6455 7.1.1).
+    unsigned close() {
+        beast::error_code ignored;
+        ws_->close(websocket::close_code::normal, ignored);
+        return ws_->reason().code;
+    }
     /// Drops the TCP connection without a close handshake.
     void drop() {
         beast::error_code ignored;
-        ws_.next_layer().close(ignored);
+        beast::get_lowest_layer(*ws_).close(ignored);
     }
 
     unsigned status = 0;
@@ -175,9 +199,12 @@ public:
 
 private:
     net::io_context ioc_;
-    websocket::stream<tcp::socket> ws_{ioc_};
+    std::optional<websocket::stream<next_layer>> ws_;
     beast::flat_buffer buffer_;
 };
+
+using ws_client = basic_ws_client<false>;
+using wss_client = basic_ws_client<true>;
 
 ws_options with_protocol(std::string protocol) {
     ws_options o;
@@ -211,6 +238,24 @@ std::vector<json> data_of(const json& batch) {
     for (const auto& m : batch["messages"])
         out.push_back(m["data"]);
     return out;
+}
+
+/// Reads until a frame request's answer (a frame with a rid) and some messages have come: the
+/// answer, and the data of the messages read meanwhile.
+template <class Client>
+std::pair<json, std::vector<json>> answer_and_data(Client& ws) {
+    std::optional<json> answer;
+    std::vector<json> got;
+    while (!answer || got.empty()) {
+        json f = ws.next();
+        REQUIRE(!f.is_null()); // (the stream ended or timed out)
+        if (f.contains("rid"))
+            answer = f;
+        else
+            for (auto& d : data_of(f))
+                got.push_back(d);
+    }
+    return {*answer, got};
 }
 
 } // namespace
@@ -377,21 +422,12 @@ TEST_CASE(
         json{{"rid", 101}, {"messages", json::array({{{"publish", "self"}, {"data", "x"}}})}}
             .dump();
     ws.send(frame);
-    std::optional<json> answer;
-    std::vector<json> got;
-    while (!answer || got.empty()) {
-        json f = ws.next();
-        if (f.contains("rid"))
-            answer = f;
-        else
-            for (auto& d : data_of(f))
-                got.push_back(d);
-    }
-    CHECK(*answer == json{{"rid", 101}, {"messages", json::array()}});
+    const auto [answer, got] = answer_and_data(ws);
+    CHECK(answer == json{{"rid", 101}, {"messages", json::array()}});
     CHECK(got == std::vector<json>{"x"});
 
     ws.send(frame); // the same rid again: the same answer, not processed twice
-    CHECK(ws.next() == *answer);
+    CHECK(ws.next() == answer);
     // A later request proves nothing more arrived meanwhile: its answer is the next frame.
     ws.send(json{{"sid", s.sid}, {"rid", 102}}.dump()); // the sid may be given, if it is the same
     CHECK(ws.next() == json{{"rid", 102}, {"messages", json::array()}});
@@ -616,4 +652,131 @@ TEST_CASE("websocket: a client that answers pings stays open past idle_timeout")
             ++pings;
     }
     CHECK(ts.srv().metrics().websockets == 1);
+}
+
+//--------------------------------------------------------------------------------------------------
+// wss://: the same WebSocket on the HTTPS door (the TLS stream stays with the HTTP connection
+// that read the upgrade; the frames go through it).
+
+namespace {
+
+/// A server with an HTTPS door too, its certificate made here, and a client TLS context that
+/// trusts exactly it.
+struct tls_setup {
+    tls_setup() {
+        std::signal(SIGPIPE, SIG_IGN); // OpenSSL writes with write(2): a dead peer is EPIPE
+        ctx.load_verify_file(cert.cert_path().string());
+        ctx.set_verify_mode(net::ssl::verify_peer);
+    }
+    static megaphone::server_options with_tls(const test_certificate& cert) {
+        auto o = test_options();
+        o.tls_cert = cert.cert_path();
+        o.tls_key = cert.key_path();
+        o.tls_port = 0;
+        return o;
+    }
+    wss_client open(const std::string& target) {
+        return wss_client{ts.srv().tls_port(), target, {}, &ctx};
+    }
+
+    test_certificate cert;
+    net::ssl::context ctx{net::ssl::context::tls_client};
+    test_server ts{with_tls(cert)};
+};
+
+/// A frame request that publishes `data` on `channel`.
+std::string publishing(int rid, const std::string& channel, const json& data) {
+    return json{{"rid", rid}, {"messages", json::array({{{"publish", channel}, {"data", data}}})}}
+        .dump();
+}
+
+} // namespace
+
+TEST_CASE("websocket over TLS: the upgrade on the HTTPS door, then batches and frame requests "
+          "as over plain HTTP") {
+    tls_setup t;
+    http_client c{t.ts.port()};
+    const auto s = create_session(c, 100, subscribe_to("news"));
+    publish(t.ts.internal_port(), "news", "before");
+    wss_client ws = t.open("/comet?sid=" + s.sid);
+    REQUIRE(ws.status == 101);
+    CHECK(ws.protocol == "megaphone");
+    CHECK(ws.next() == json{{"type", "ready"}, {"heartbeat", 15000}});
+    json first = ws.next();
+    CHECK(first["id"] == 1);
+    CHECK(data_of(first) == std::vector<json>{"before"});
+
+    publish(t.ts.internal_port(), "news", "live");
+    CHECK(data_of(ws.next()) == std::vector<json>{"live"});
+
+    ws.send(publishing(101, "news", "mine"));
+    const auto [answer, got] = answer_and_data(ws);
+    CHECK(answer == json{{"rid", 101}, {"messages", json::array()}});
+    CHECK(got == std::vector<json>{"mine"});
+    CHECK(t.ts.srv().metrics().websockets == 1);
+
+    // The client closes: the close handshake through TLS, the session goes on.
+    CHECK(ws.close() == 1000u);
+    const auto t0 = std::chrono::steady_clock::now();
+    while (t.ts.srv().metrics().websockets > 0 && std::chrono::steady_clock::now() - t0 < 5s)
+        std::this_thread::sleep_for(10ms); // a bounded wait for the server to let it go
+    CHECK(t.ts.srv().metrics().websockets == 0);
+    CHECK_FALSE(t.ts.app().snapshot().close_reason_of(s.sid).has_value());
+}
+
+TEST_CASE("websocket over TLS: large frames both ways at once, all answered and delivered in "
+          "order, and a dropped connection resumes from lastEventId") {
+    tls_setup t;
+    http_client c{t.ts.port()};
+    const auto s = create_session(c, 100, subscribe_to("bulk"));
+    wss_client ws = t.open("/comet?sid=" + s.sid);
+    REQUIRE(ws.status == 101);
+    CHECK(ws.next()["type"] == "ready");
+
+    // 60 requests of 3 KB back to back, each publishing to the stream's own channel: the server
+    // reads them (4 waiting for answers at most) while it writes the answers and the batches.
+    const std::string pad(3000, 'x');
+    constexpr int n = 60;
+    for (int i = 0; i < n; ++i)
+        ws.send(publishing(101 + i, "bulk", pad + std::to_string(i)));
+    std::vector<int> answered;
+    std::vector<std::string> delivered;
+    std::uint64_t last_id = 0;
+    while (static_cast<int>(answered.size()) < n || static_cast<int>(delivered.size()) < n) {
+        ws_event e = ws.read();
+        INFO(answered.size() << " answered, " << delivered.size() << " delivered; closed "
+                             << e.closed.value_or(9999) << " " << e.reason << " timed out "
+                             << e.timed_out);
+        REQUIRE(e.frame);
+        json f = *e.frame;
+        if (f.value("type", "") == "ping")
+            continue;
+        if (f.contains("rid")) {
+            CHECK(f["messages"] == json::array());
+            answered.push_back(f["rid"].get<int>());
+        } else {
+            last_id = f["id"].get<std::uint64_t>();
+            for (auto& d : data_of(f))
+                delivered.push_back(d.get<std::string>().substr(pad.size()));
+        }
+    }
+    for (int i = 0; i < n; ++i) {
+        CHECK(answered[i] == 101 + i);
+        CHECK(delivered[i] == std::to_string(i));
+    }
+    CHECK(last_id == n);
+
+    // Cut without a close handshake: the server notices, the session lives on.
+    ws.drop();
+    const auto t0 = std::chrono::steady_clock::now();
+    while (t.ts.srv().metrics().streams > 0 && std::chrono::steady_clock::now() - t0 < 5s)
+        std::this_thread::sleep_for(10ms); // a bounded wait for the server to notice the close
+    REQUIRE(t.ts.srv().metrics().streams == 0);
+    publish(t.ts.internal_port(), "bulk", "after");
+    wss_client again = t.open("/comet?sid=" + s.sid + "&lastEventId=" + std::to_string(last_id));
+    REQUIRE(again.status == 101);
+    CHECK(again.next()["type"] == "ready");
+    json resumed = again.next();
+    CHECK(resumed["id"] == n + 1);
+    CHECK(data_of(resumed) == std::vector<json>{"after"});
 }

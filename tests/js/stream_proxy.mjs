@@ -17,6 +17,11 @@
 //                        proxy that does not pass WebSockets); SSE and long-polls still pass.
 //   proxy.closeUpgrades = CODE  a WebSocket upgrade is accepted by the proxy itself (101,
 //                        subprotocol megaphone) and closed at once with CODE (e.g. 4404).
+//   proxy.beforeUpgrade = async (head) => {...}  the next WebSocket upgrade waits for it (the
+//                        hook is taken: once), then goes to the server as it came.
+//   proxy.holdAnswers = true  what the server sends on connections that carry no stream (the
+//                        answers of long-polls and POSTs) waits in the proxy until
+//                        proxy.releaseAnswers(), in order.
 //
 //   const proxy = await startStreamProxy(server.port);
 //   proxy.url, proxy.streams (open stream connections), await proxy.close()
@@ -46,6 +51,7 @@ function frameLength(buf) {
 export function startStreamProxy(targetPort, { mode = 'pass' } = {}) {
     const sockets = new Set();
     const streams = new Set(); // [client, upstream] pairs carrying a stream
+    const held = []; // [client, chunk] waiting while holdAnswers
     const proxy = {
         mode,
         url: null,
@@ -53,9 +59,15 @@ export function startStreamProxy(targetPort, { mode = 'pass' } = {}) {
         streamsOpened: 0,
         websocketsOpened: 0,
         refuseUpgrades: false,
+        beforeUpgrade: null,
+        holdAnswers: false,
         closeUpgrades: 0,
         get streams() {
             return streams.size;
+        },
+        releaseAnswers() {
+            proxy.holdAnswers = false;
+            for (const [to, chunk] of held.splice(0)) if (!to.destroyed) to.write(chunk);
         },
         cutStreams() {
             for (const pair of [...streams]) {
@@ -116,11 +128,23 @@ export function startStreamProxy(targetPort, { mode = 'pass' } = {}) {
                     proxy.streamsOpened += 1;
                     if (upgrade) proxy.websocketsOpened += 1;
                 }
+                if (upgrade && proxy.beforeUpgrade) {
+                    const hook = proxy.beforeUpgrade;
+                    proxy.beforeUpgrade = null;
+                    client.pause();
+                    return hook(head).finally(() => {
+                        upstream.write(chunk);
+                        client.resume();
+                    });
+                }
             }
             return upstream.write(chunk);
         });
         upstream.on('data', (chunk) => {
-            if (!stream) return client.write(chunk);
+            if (!stream) {
+                if (proxy.holdAnswers) return held.push([client, chunk]);
+                return client.write(chunk);
+            }
             const start = offset;
             offset += chunk.length;
             if (readyAt < 0) {

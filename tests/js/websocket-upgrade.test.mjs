@@ -257,6 +257,45 @@ test('4404 (no stream for this session) is a failed probe: the long-poll that fo
     assert.equal(rec.errors.length, 0, `no error: ${rec.errors.map(String)}`);
 });
 
+test('the session really ended when its probe reaches the server: 4404 from the server, a failed probe, then a new session, its channels recovered, nothing lost or doubled', async () => {
+    const proxy = await startStreamProxy(server.port);
+    proxies.push(proxy);
+    proxy.refuseUpgrades = true; // the first probe fails (400): the session is made meanwhile
+    const { c, rec } = client(proxy.url, { transports: ['long-poll', 'websocket'], upgradeRetry: 1500 });
+    const failed = () => rec.debug.filter((d) => d.type === 'probe-failed');
+    await subscribed(c, 'ws.gone');
+    await publish('ws.gone', 1);
+    await waitFor(() => values(rec, 'ws.gone').length === 1, { timeout: 10000, message: 'the first message' });
+    await waitFor(() => failed().length === 1, { timeout: 10000, message: 'the refused probe' });
+    // The next probe waits at the proxy (polling pauses meanwhile) while the session ends on the
+    // server (a rid out of the window); the long-poll's answer (the terminate) is held back in the
+    // proxy; then the probe goes on to the server, which has no such session.
+    let endedSid;
+    proxy.beforeUpgrade = async () => {
+        proxy.holdAnswers = true;
+        endedSid = c.session.sid;
+        const res = await fetch(`${server.url}/comet`, {
+            method: 'POST', body: JSON.stringify({ sid: endedSid, rid: 1, type: 'terminate' }),
+        });
+        await res.text();
+        await publish('ws.gone', 2); // while the client has no session
+    };
+    proxy.refuseUpgrades = false;
+    await waitFor(() => failed().length === 2, { timeout: 15000, message: 'the second probe failed' });
+    assert.match(failed()[1].reason, /4404/);
+    assert.ok(endedSid, 'the probe reached the server after the session ended');
+    assert.equal(rec.closes.length, 0, 'the end is not known yet');
+    proxy.releaseAnswers(); // the held long-poll's terminate now reaches the client
+    await waitFor(() => c.session && c.session.sid !== endedSid && c.position('ws.gone'), { timeout: 10000, message: 'a new session' });
+    await publish('ws.gone', 3);
+    await waitFor(() => values(rec, 'ws.gone').length >= 3, { timeout: 10000, message: 'three messages' });
+    await sleep(200);
+    assert.deepEqual(values(rec, 'ws.gone'), [1, 2, 3]);
+    assert.equal(rec.closes.length, 1);
+    assert.equal(rec.closes[0].reconnecting, true);
+    assert.equal(rec.errors.length, 0, `no error: ${rec.errors.map(String)}`);
+});
+
 test('4409: another socket takes the session over; the client stays on long-polling without an error', async () => {
     const { c, rec } = client(undefined, { upgradeRetry: 500 });
     await subscribed(c, 'ws.replaced');
