@@ -133,13 +133,26 @@ public:
     }
 
     void write(std::uint32_t seq, packet body, bool last, std::int64_t pushed_at_ns) override {
-        net::post(executor(), [self = shared_from_this(), seq, body = std::move(body), last,
+        if (seq != stream_seq)
+            return;
+        if (!last && executor().running_in_this_thread()) {
+            // A piece from the session's own thread (a moved connection runs there): queued
+            // and written now, without a handler posted per frame. Safe inside any handler of
+            // this connection: it only adds a frame and starts a write if none is in flight.
+            if (!closing_) {
+                enqueue(opcode::text, std::move(body), true, pushed_at_ns);
+                do_write();
+            }
+            return;
+        }
+        net::post(executor(), [self = shared_from_this(), body = std::move(body), last,
                                pushed_at_ns]() mutable {
-            if (seq != stream_seq || self->closing_)
+            if (self->closing_)
                 return;
             if (last) {
                 // The stream ends: after its terminate frame (the session ended), or at once,
-                // empty, when a newer stream of the session replaced this one.
+                // empty, when a newer stream of the session replaced this one. (Always posted:
+                // the close tells the session, which must not hear it inside its own call.)
                 const bool terminated = body.size() != 0;
                 if (terminated)
                     self->enqueue(opcode::text, std::move(body), false, pushed_at_ns);
