@@ -639,9 +639,9 @@ const stream_transport* server::stream_of(const mount_point& m, const incoming& 
 void server::handle_stream_request(incoming& in, const stream_transport& transport) {
     auto req = transport.parse(in.request);
     const auto index = req ? engine::shard_of(req->sid) : std::nullopt;
-    // A session of another node: a stream cannot be relayed by forwarding (one answer). A
-    // process of this machine (--reuse-port) gets the connection itself; otherwise the client is
-    // told to start over (docs/PROTOCOL.md: route <mount>/<node id>/events instead).
+    // A session of another node: a process of this machine (--reuse-port) gets the connection
+    // itself; another machine's node gets the stream relayed byte for byte (the router takes
+    // the connection over); without forwarding the client is told to start over.
     if (req) {
         if (const std::string_view node = std::string_view(req->sid).substr(0, req->sid.find('-'));
             index && node != options_.engine.node_id && !forwarded(in.request) && router_ &&

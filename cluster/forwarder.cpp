@@ -1,4 +1,5 @@
 #include "cluster/forwarder.hpp"
+#include "cluster/stream_relay.hpp"
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/post.hpp>
@@ -11,6 +12,18 @@
 #include <vector>
 
 namespace megaphone {
+
+std::string_view to_string(relay_outcome o) noexcept {
+    switch (o) {
+    case relay_outcome::relayed:
+        return "relayed";
+    case relay_outcome::unknown_node:
+        return "unknown_node";
+    case relay_outcome::unreachable:
+        return "unreachable";
+    }
+    return "unknown";
+}
 
 std::string_view to_string(forward_outcome o) noexcept {
     switch (o) {
@@ -45,6 +58,16 @@ void forwarding_stats::write(std::string& out) const {
         out += std::to_string(forwarded[i].load(std::memory_order_relaxed));
         out += '\n';
     }
+    out += "# HELP megaphone_relayed_streams_total Streams (SSE, WebSocket) of sessions of other "
+           "nodes, relayed byte for byte to their node, by outcome.\n"
+           "# TYPE megaphone_relayed_streams_total counter\n";
+    for (std::size_t i = 0; i < relay_outcome_count; ++i) {
+        out += "megaphone_relayed_streams_total{outcome=\"";
+        out += to_string(static_cast<relay_outcome>(i));
+        out += "\"} ";
+        out += std::to_string(relayed[i].load(std::memory_order_relaxed));
+        out += '\n';
+    }
     out += "# HELP megaphone_internal_requests_refused_total Requests carrying the cluster's "
            "internal headers without the right cluster key, answered 403.\n"
            "# TYPE megaphone_internal_requests_refused_total counter\n"
@@ -54,14 +77,6 @@ void forwarding_stats::write(std::string& out) const {
     handover.write(out);
 }
 
-namespace {
-
-struct host_port {
-    std::string host;
-    unsigned short port = 0;
-};
-
-/// "host:port" or "[v6]:port".
 std::optional<host_port> split_address(std::string_view a) {
     host_port hp;
     std::string_view port;
@@ -83,6 +98,8 @@ std::optional<host_port> split_address(std::string_view a) {
         return std::nullopt;
     return hp;
 }
+
+namespace {
 
 void close_socket(tcp::socket& s) noexcept {
     beast::error_code ignored;
@@ -460,7 +477,7 @@ public:
             return false;
         }
         // The owner is a process of this machine: it gets the connection itself.
-        if (hand_over(in, node))
+        if (transfer_local(in, node))
             return true;
         if (s->options.cluster_key.empty() || !s->started)
             return false;
@@ -493,11 +510,26 @@ public:
     }
 
     bool hand_over(incoming& in, std::string_view node) override {
-        handover_sender* sender = state_->sender.load(std::memory_order_acquire);
-        return sender && in.transfer && plausible_node(node) &&
-               in.transfer->transfer(in.request, [sender, node](int fd, std::string_view bytes) {
-                   return sender->send(node, fd, bytes);
-               });
+        if (transfer_local(in, node))
+            return true;
+        // The owner is another machine's node (or a local process that could not take it): the
+        // stream is relayed to it byte for byte (cluster/stream_relay.hpp).
+        auto& s = state_;
+        if (!plausible_node(node) || s->options.cluster_key.empty() || !s->started || !in.context)
+            return false;
+        auto lookup = [weak = std::weak_ptr<state>(s),
+                       node = std::string(node)](std::function<void(std::string)> found) {
+            auto self = weak.lock();
+            if (!self)
+                return found({});
+            net::post(self->ioc, [self, node, found = std::move(found)]() mutable {
+                if (self->stopped)
+                    return found({});
+                self->registry.lookup(node, std::move(found));
+            });
+        };
+        relay_stream(in, s->relay, std::move(lookup), s->stats);
+        return true;
     }
 
     void refused() noexcept override { state_->stats->refused.fetch_add(1); }
@@ -513,6 +545,15 @@ public:
     }
 
 private:
+    /// The owner is a process of this machine (--reuse-port): the connection itself goes to it.
+    bool transfer_local(incoming& in, std::string_view node) {
+        handover_sender* sender = state_->sender.load(std::memory_order_acquire);
+        return sender && in.transfer && plausible_node(node) &&
+               in.transfer->transfer(in.request, [sender, node](int fd, std::string_view bytes) {
+                   return sender->send(node, fd, bytes);
+               });
+    }
+
     /// One forwarded request, on the router's thread.
     struct pending {
         pending(exchange e, const session_codec& c)
@@ -532,13 +573,15 @@ private:
             , options{std::move(o)}
             , stats{st ? std::move(st) : std::make_shared<forwarding_stats>()}
             , registry{c, std::move(where), options.node_id, options.registry}
-            , fwd{c, options.forward} {}
+            , fwd{c, options.forward}
+            , relay{options.node_id, options.cluster_key, options.forward.connect_timeout} {}
 
         net::io_context& ioc;
         forwarding_router_options options;
         std::shared_ptr<forwarding_stats> stats;
         node_registry registry;
         forwarder fwd;
+        stream_relay_options relay;                  // streams of other nodes' sessions
         std::unique_ptr<handover_receiver> receiver; // with hand-over; set by start()
         std::unique_ptr<handover_sender> sender_owned;
         std::atomic<handover_sender*> sender{nullptr}; // what route() uses

@@ -37,9 +37,28 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 
 namespace megaphone {
+
+/// A node's address as the registry keeps it.
+struct host_port {
+    std::string host;
+    unsigned short port = 0;
+};
+/// "host:port" or "[v6]:port"; nullopt when malformed (no port, port 0, empty host).
+std::optional<host_port> split_address(std::string_view address);
+
+/// What became of a stream relayed to its session's node (cluster/stream_relay.hpp).
+enum class relay_outcome : std::uint8_t {
+    relayed,      ///< the owning node took the request; bytes flowed both ways until one closed
+    unknown_node, ///< no address for the node: 204 (SSE) or 404 (WebSocket)
+    unreachable,  ///< connect failed or timed out: the same
+};
+inline constexpr std::size_t relay_outcome_count = 3;
+std::string_view to_string(relay_outcome o) noexcept;
 
 /// What became of a forwarded request.
 enum class forward_outcome : std::uint8_t {
@@ -59,12 +78,17 @@ std::string_view to_string(forward_outcome o) noexcept;
 struct forwarding_stats {
     std::atomic<std::uint64_t> forwarded[forward_outcome_count] = {};
     std::atomic<std::uint64_t> refused{0}; ///< internal requests refused (403)
-    handover_stats handover;               ///< connections passed between local processes
+    std::atomic<std::uint64_t> relayed[relay_outcome_count] = {}; ///< streams relayed
+    handover_stats handover; ///< connections passed between local processes
 
     void count(forward_outcome o) noexcept {
         forwarded[static_cast<std::size_t>(o)].fetch_add(1, std::memory_order_relaxed);
     }
+    void count(relay_outcome o) noexcept {
+        relayed[static_cast<std::size_t>(o)].fetch_add(1, std::memory_order_relaxed);
+    }
     /// megaphone_forwarded_requests_total{outcome=...},
+    /// megaphone_relayed_streams_total{outcome=...},
     /// megaphone_internal_requests_refused_total (Prometheus text).
     void write(std::string& out) const;
 };

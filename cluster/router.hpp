@@ -71,9 +71,10 @@ public:
     /// it answers through `in.ex` (it may set `in.on_lost`); false: it cannot (forwarding is
     /// off), the caller answers item-not-found. Any server thread, during handle().
     virtual bool route(incoming& in, std::string_view node, const session_codec& codec) = 0;
-    /// `in` opens a stream (SSE) of a session of `node`. A stream cannot be forwarded (it is not
-    /// one answer), only handed over: true when the owner is a process of this machine and took
-    /// the connection (in.transfer); false: the caller refuses the stream. Any server thread,
+    /// `in` opens a stream (SSE, WebSocket) of a session of `node`. A stream is not one answer:
+    /// true when the owner is a process of this machine and took the connection (in.transfer),
+    /// or when the router takes the connection over (in.taker) to relay the stream to the
+    /// owning node byte for byte; false: the caller refuses the stream. Any server thread,
     /// during handle(). By default: never.
     virtual bool hand_over(incoming& in, std::string_view node) {
         (void)in, (void)node;

@@ -11,12 +11,15 @@
 #include "support/http_client.hpp"
 #include "support/redis_server.hpp"
 #include "support/test_server.hpp"
+#include "support/tls.hpp"
+#include "support/ws_client.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -239,6 +242,145 @@ TEST_CASE("forwarding: a JSON session of node a is polled through b, held, and a
     CHECK(forwarded(b.port(), "answered") >= 4);
     CHECK(forwarded(a.port(), "answered") == 0);
     CHECK(sample(metrics_text(b.port()), "megaphone_internal_requests_refused_total") == 0);
+}
+
+namespace {
+
+/// Reads from `c` into `got` until it holds `what`; false when the connection ends first (or
+/// the client's receive timeout passes).
+bool read_until(http_client& c, std::string& got, std::string_view what) {
+    char buf[4096];
+    while (got.find(what) == std::string::npos) {
+        beast::error_code ec;
+        const std::size_t n = c.stream().read_some(boost::asio::buffer(buf), ec);
+        if (ec)
+            return false;
+        got.append(buf, n);
+    }
+    return true;
+}
+
+double relayed(unsigned short port, std::string_view outcome) {
+    return sample(metrics_text(port),
+                  "megaphone_relayed_streams_total{outcome=\"" + std::string(outcome) + "\"}");
+}
+
+/// Waits until `srv` has `n` open streams.
+bool streams_open(server& srv, std::int64_t n, std::chrono::milliseconds timeout = 5s) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (srv.metrics().streams != n) {
+        if (std::chrono::steady_clock::now() > deadline)
+            return false;
+        std::this_thread::sleep_for(10ms);
+    }
+    return true;
+}
+
+} // namespace
+
+TEST_CASE("forwarding: a stream of a session of node a opened at node b is relayed to a byte for "
+          "byte, SSE and WebSocket, both ways, and its end is a's") {
+    redis_server redis;
+    node a{node_options(redis, "a")};
+    node b{node_options(redis, "b")};
+    REQUIRE(registered(redis, "a"));
+    REQUIRE(registered(redis, "b"));
+    http_client direct{a.port()};
+    const auto s =
+        create_session(direct, 100, {{"messages", json::array({{{"subscribe", "live"}}})}});
+    REQUIRE(s.sid.starts_with("a-"));
+
+    SECTION("SSE: the head and ready, then each publish with its id") {
+        http_client via{b.port()};
+        via.send_raw("GET /comet/events?sid=" + s.sid +
+                     " HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n");
+        std::string got;
+        REQUIRE(read_until(via, got, "event: ready"));
+        CHECK(got.starts_with("HTTP/1.1 200"));
+        CHECK(got.find("Content-Type: text/event-stream") != std::string::npos);
+        REQUIRE(streams_open(a.srv(), 1)); // on a, the session's own node
+        CHECK(b.srv().metrics().streams == 0);
+        REQUIRE(publish(b.internal_port(), "live", json{{"n", 1}}).status == 200);
+        REQUIRE(read_until(via, got, "\"n\":1"));
+        CHECK(got.find("id: 1\n") != std::string::npos);
+        REQUIRE(publish(a.internal_port(), "live", json{{"n", 2}}).status == 200);
+        REQUIRE(read_until(via, got, "\"n\":2"));
+        CHECK(got.find("id: 2\n") != std::string::npos);
+    }
+    SECTION("WebSocket: the 101 and ready, batches, and frame requests answered by a") {
+        ws_client ws{b.port(), "/comet?sid=" + s.sid};
+        REQUIRE(ws.status == 101);
+        CHECK(ws.protocol == "megaphone");
+        CHECK(ws.next()["type"] == "ready");
+        REQUIRE(streams_open(a.srv(), 1));
+        REQUIRE(publish(b.internal_port(), "live", json{{"n", 1}}).status == 200);
+        const json batch = ws.next();
+        CHECK(batch["id"] == 1);
+        CHECK(batch["messages"][0]["data"] == json{{"n", 1}});
+        ws.send(json{{"rid", 101}, {"messages", json::array({{{"unsubscribe", "live"}}})}}.dump());
+        CHECK(ws.next() == json{{"rid", 101}, {"messages", json::array()}});
+        REQUIRE(publish(b.internal_port(), "live", json{{"n", 2}}).status == 200);
+        ws.send(json{{"rid", 102}}.dump()); // its answer comes next: nothing of "live" since
+        CHECK(ws.next() == json{{"rid", 102}, {"messages", json::array()}});
+        // The client goes: a's session hears its stream close, and lives on.
+        ws.drop();
+        CHECK(streams_open(a.srv(), 0));
+        CHECK(row_of(a.srv(), s.sid).has_value());
+    }
+    CHECK(relayed(b.port(), "relayed") == 1);
+    CHECK(relayed(a.port(), "relayed") == 0);
+}
+
+TEST_CASE("forwarding: a WebSocket over HTTPS at node b, of a session of node a, is relayed to a "
+          "from b's TLS stream") {
+    std::signal(SIGPIPE, SIG_IGN); // OpenSSL writes with write(2): a dead peer is EPIPE
+    redis_server redis;
+    test_certificate cert;
+    node a{node_options(redis, "a")};
+    auto with_tls = node_options(redis, "b");
+    with_tls.tls_cert = cert.cert_path();
+    with_tls.tls_key = cert.key_path();
+    with_tls.tls_port = 0;
+    node b{with_tls};
+    REQUIRE(registered(redis, "a"));
+    REQUIRE(registered(redis, "b"));
+    http_client direct{a.port()};
+    const auto s =
+        create_session(direct, 100, {{"messages", json::array({{{"subscribe", "live"}}})}});
+
+    boost::asio::ssl::context ctx{boost::asio::ssl::context::tls_client};
+    ctx.load_verify_file(cert.cert_path().string());
+    ctx.set_verify_mode(boost::asio::ssl::verify_peer);
+    wss_client ws{b.srv().tls_port(), "/comet?sid=" + s.sid, {}, &ctx};
+    REQUIRE(ws.status == 101);
+    CHECK(ws.next()["type"] == "ready");
+    REQUIRE(streams_open(a.srv(), 1));
+    REQUIRE(publish(a.internal_port(), "live", json{{"n", 1}}).status == 200);
+    CHECK(ws.next()["messages"][0]["data"] == json{{"n", 1}});
+    ws.send(json{{"rid", 101}}.dump());
+    CHECK(ws.next() == json{{"rid", 101}, {"messages", json::array()}});
+    CHECK(ws.close() == 1000u); // the close handshake, a's, through b
+    CHECK(streams_open(a.srv(), 0));
+    CHECK(relayed(b.port(), "relayed") == 1);
+}
+
+TEST_CASE("forwarding: a stream of a session of a node that does not exist is refused as an "
+          "unknown session: SSE 204, WebSocket 404 before the upgrade") {
+    redis_server redis;
+    node b{node_options(redis, "b")};
+    REQUIRE(registered(redis, "b"));
+    // A well-formed sid of a node that never existed: one of b's, renamed.
+    http_client direct{b.port()};
+    const std::string sid = "zz" + create_session(direct, 100).sid.substr(1);
+    {
+        http_client via{b.port()};
+        const http_reply r = via.get("/comet/events?sid=" + sid);
+        CHECK(r.status == 204);
+    }
+    ws_client ws{b.port(), "/comet?sid=" + sid};
+    CHECK(ws.status == 404);
+    CHECK(relayed(b.port(), "unknown_node") == 2);
+    CHECK(relayed(b.port(), "relayed") == 0);
 }
 
 TEST_CASE("forwarding: the client of a held forwarded poll goes away: the session sees its "

@@ -76,7 +76,9 @@ test('the client upgrades to SSE; messages exactly once, in order, with publishe
         await new Promise((r) => setTimeout(r, 4));
     }
     await waitFor(() => c.transport === 'sse', { timeout: 10000, message: 'the switch to sse' });
-    // The backend publishes too, now on the stream.
+    // The backend publishes too, now on the stream, once the client's last publish is back (the
+    // client may still be sending it: two publishers racing have no order between them).
+    await waitFor(() => values(rec, 'up.race').length >= N, { timeout: 10000, message: `${N} messages` });
     for (let i = N + 1; i <= N + 50; i += 1) await publish('up.race', i);
     await waitFor(() => values(rec, 'up.race').length >= N + 50, { timeout: 10000, message: `${N + 50} messages` });
     await new Promise((r) => setTimeout(r, 200)); // nothing more (no duplicate) may follow
