@@ -8,17 +8,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import http from 'node:http';
 import { join } from 'node:path';
 import { connect } from '../../web/megaphone.js';
 import { startServer, repoRoot } from './server.mjs';
-import { waitFor, nextEvent } from './helpers.mjs';
+import { waitFor, nextEvent, launchChromium } from './helpers.mjs';
 
-const CHROMIUM = process.env.MEGAPHONE_CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const OUT = join(repoRoot, 'test-output');
 const TOKEN = 'admin-test-token';
 const T = { timeout: 90000 };
@@ -30,19 +27,12 @@ let publisher = null;
 const streams = []; // SSE requests (node:http), ended after the tests
 
 before(async () => {
-    let chromium;
-    try {
-        ({ chromium } = await import('playwright-core'));
-    } catch (err) {
-        throw new Error(`playwright-core is missing: run scripts/setup in ${repoRoot}. (${err.message})`);
-    }
-    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium`);
     mkdirSync(OUT, { recursive: true });
     server = await startServer('megaphone-demo', [
         '--static-dir', 'web', '--wait', '5', '--hold', '1', '--inactivity', '20', '--threads', '2',
         '--admin-token', TOKEN,
     ]);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000 });
+    browser = await launchChromium();
 });
 
 after(async () => {

@@ -6,14 +6,11 @@
 //      (or through ctest -L browser)
 import { test, before, after, beforeEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { startServer, repoRoot } from './server.mjs';
-import { waitFor } from './helpers.mjs';
+import { waitFor, launchChromium } from './helpers.mjs';
 
-const CHROMIUM = process.env.MEGAPHONE_CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const SHOTS = join(repoRoot, 'test-output', 'screenshots');
 const VIEWPORT = { width: 1100, height: 720 };
 const T = { timeout: 60000 };
@@ -22,25 +19,14 @@ let server;
 let browser;
 let pageErrors = [];
 
-async function loadPlaywright() {
-    try {
-        return await import('playwright-core');
-    } catch (err) {
-        throw new Error('playwright-core is missing (node_modules/playwright-core): run scripts/setup, ' +
-            `or PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci, in ${repoRoot}. (${err.message})`);
-    }
-}
-
 before(async () => {
-    const { chromium } = await loadPlaywright();
-    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium`);
     mkdirSync(SHOTS, { recursive: true });
     server = await startServer('megaphone-demo', [
         '--static-dir', 'web', '--wait', '5', '--hold', '1', '--inactivity', '20', '--threads', '2',
     ]);
     // launch() gives the browser a fresh temporary profile (user-data-dir), removed on close;
     // each test uses its own contexts (separate cookies and connections, like separate users).
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000 });
+    browser = await launchChromium();
 });
 
 after(async () => {

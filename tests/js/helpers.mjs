@@ -121,11 +121,34 @@ export function stampOf(value) {
     return isStamped(value) ? { epoch: value.epoch, offset: value.offset } : undefined;
 }
 
+/** Debian's Chromium (MEGAPHONE_CHROMIUM names another), never a browser a tool downloads. */
+export const CHROMIUM = process.env.MEGAPHONE_CHROMIUM || '/usr/bin/chromium';
+export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+/** playwright-core's launch() options for CHROMIUM. */
+export const CHROMIUM_LAUNCH = { executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS, timeout: 30000 };
+
 /**
- * playwright-core's chromium, once it, Strophe.js at `strophe` and the browser at `executable`
+ * CHROMIUM launched headless by playwright-core with CHROMIUM_ARGS; launch() gives it a fresh
+ * temporary profile (user-data-dir), removed on close. A clear error names what is missing.
+ */
+export async function launchChromium() {
+    let chromium;
+    try {
+        ({ chromium } = await import('playwright-core'));
+    } catch (err) {
+        throw new Error('playwright-core is missing (node_modules/playwright-core): run scripts/setup, ' +
+            `or PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci. (${err.message})`);
+    }
+    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium`);
+    return chromium.launch(CHROMIUM_LAUNCH);
+}
+
+/**
+ * playwright-core's chromium, once it, Strophe.js at `strophe` and the browser at CHROMIUM
  * are all there (scripts/setup installs them): a clear error naming what is missing otherwise.
  */
-export async function stropheBrowser(executable, strophe) {
+export async function stropheBrowser(strophe) {
     let chromium;
     try {
         ({ chromium } = await import('playwright-core'));
@@ -133,7 +156,7 @@ export async function stropheBrowser(executable, strophe) {
         throw new Error(`playwright-core is missing: run scripts/setup (${err.message})`);
     }
     if (!existsSync(strophe)) throw new Error(`no Strophe.js at ${strophe}: run scripts/setup (npm ci)`);
-    if (!existsSync(executable)) throw new Error(`no browser at ${executable}: apt-get install chromium`);
+    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium`);
     return chromium;
 }
 

@@ -33,16 +33,13 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-import { stropheBrowser, waitFor } from './helpers.mjs';
+import { stropheBrowser, waitFor, CHROMIUM_LAUNCH } from './helpers.mjs';
 import { repoRoot, startServer } from './server.mjs';
 import {
     Processes, alive, childrenOf, freeRange, parseMetrics, redisCommand, requireClusterTools,
     startNginx, startRedis,
 } from './cluster_helpers.mjs';
 
-const CHROMIUM = process.env.MEGAPHONE_CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const STROPHE = join(repoRoot, 'node_modules', 'strophe.js', 'dist', 'strophe.umd.min.js');
 
 const NODES = 3;
@@ -77,7 +74,7 @@ async function metricsOf(node) {
 test(`strophe over the cluster: Strophe.js through nginx round-robin over ${NODES} megaphone-xmpp nodes, forwarded to the owner`,
     { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const t0 = Date.now();
-    const chromium = await stropheBrowser(CHROMIUM, STROPHE);
+    const chromium = await stropheBrowser(STROPHE);
     requireClusterTools();
 
     const work = scratch = mkdtempSync(join(tmpdir(), 'megaphone-strophe-cluster-'));
@@ -121,7 +118,7 @@ test(`strophe over the cluster: Strophe.js through nginx round-robin over ${NODE
 
         // ---- the browser (launched as strophe.test.mjs does; its pid tracked too)
         const before = new Set(childrenOf(process.pid));
-        browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000 });
+        browser = await chromium.launch(CHROMIUM_LAUNCH);
         const launched = childrenOf(process.pid).filter((pid) => !before.has(pid) &&
             readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('chrom'));
         browserProc = launched.length ? procs.track('chromium', launched[0]) : null;

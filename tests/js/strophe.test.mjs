@@ -6,11 +6,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { startServer, repoRoot } from './server.mjs';
-import { stropheBrowser, waitFor } from './helpers.mjs';
+import { stropheBrowser, waitFor, CHROMIUM_LAUNCH } from './helpers.mjs';
 
-const CHROMIUM = process.env.MEGAPHONE_CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const STROPHE = join(repoRoot, 'node_modules', 'strophe.js', 'dist', 'strophe.umd.min.js');
 const T = { timeout: 90000 };
 
@@ -18,11 +15,11 @@ let server;
 let browser;
 
 before(async () => {
-    const chromium = await stropheBrowser(CHROMIUM, STROPHE);
+    const chromium = await stropheBrowser(STROPHE);
     server = await startServer('megaphone-xmpp', [
         '--static-dir', 'web', '--wait', '10', '--inactivity', '30', '--threads', '2',
     ]);
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000 });
+    browser = await chromium.launch(CHROMIUM_LAUNCH);
 });
 
 after(async () => {

@@ -7,31 +7,19 @@
 //      (or through ctest -R js.websocket_browser)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { startServer, repoRoot } from './server.mjs';
+import { startServer } from './server.mjs';
+import { launchChromium } from './helpers.mjs';
 
-const CHROMIUM = process.env.MEGAPHONE_CHROMIUM || '/usr/bin/chromium';
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const T = { timeout: 60000 };
 
 let server;
 let browser;
 
 before(async () => {
-    let chromium;
-    try {
-        ({ chromium } = await import('playwright-core'));
-    } catch (err) {
-        throw new Error('playwright-core is missing (node_modules/playwright-core): run scripts/setup, ' +
-            `or PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci, in ${repoRoot}. (${err.message})`);
-    }
-    if (!existsSync(CHROMIUM)) throw new Error(`no browser at ${CHROMIUM}: apt-get install chromium`);
     server = await startServer('megaphone', [
         '--static-dir', 'web', '--wait', '10', '--inactivity', '20', '--threads', '2',
     ]);
-    // launch() makes a fresh temporary profile (user-data-dir) for each browser.
-    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ARGS, timeout: 30000 });
+    browser = await launchChromium();
 });
 
 after(async () => {
