@@ -1,4 +1,5 @@
 // Small helpers shared by the JS tests: bounded waits on conditions and on client events.
+import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 
 /** Resolves when predicate() is truthy (polled every `interval` ms); rejects after `timeout` ms. */
@@ -171,3 +172,32 @@ export const channelValues = (rec, channel) => rec.messages.filter((m) => m && m
 
 /** [from, from + 1, ..., to]. */
 export const range = (from, to) => Array.from({ length: to - from + 1 }, (_, i) => from + i);
+
+/**
+ * Plain HTTP against a server (`serverOf()` returns it, once started): comet(body[, base]) POSTs
+ * /comet and resolves to its JSON answer; session(channel) makes a session subscribed to
+ * `channel` → {sid, rid} (rid: the next one to use; sessions' rids start 1000 apart from
+ * `firstRid`); publish(channel, data) POSTs /publish on the internal door → its JSON answer.
+ */
+export function plainClient(serverOf, firstRid) {
+    let nextRid = firstRid;
+    const comet = async (body, base = serverOf().url) => {
+        const res = await fetch(`${base}/comet`, { method: 'POST', body: JSON.stringify(body) });
+        assert.equal(res.status, 200, `POST /comet answered ${res.status}`);
+        return res.json();
+    };
+    const session = async (channel) => {
+        const rid = nextRid;
+        nextRid += 1000;
+        const created = await comet({ rid, wait: 10, messages: [{ subscribe: channel }] });
+        return { sid: created.sid, rid: rid + 1 };
+    };
+    const publish = async (channel, data) => {
+        const res = await fetch(`${serverOf().internalUrl}/publish/${encodeURIComponent(channel)}`, {
+            method: 'POST', body: JSON.stringify(data),
+        });
+        assert.equal(res.status, 200);
+        return res.json();
+    };
+    return { comet, session, publish };
+}

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { EventSource } from 'eventsource';
 import { startServer } from './server.mjs';
-import { waitFor } from './helpers.mjs';
+import { waitFor, plainClient } from './helpers.mjs';
 
 const HEARTBEAT = 1;
 let server;
@@ -26,30 +26,7 @@ after(async () => {
     if (server) await server.stop();
 });
 
-let nextRid = 5000;
-
-/** POST /comet with `body`; the JSON answer. */
-async function comet(body, base = server.url) {
-    const res = await fetch(`${base}/comet`, { method: 'POST', body: JSON.stringify(body) });
-    assert.equal(res.status, 200, `POST /comet answered ${res.status}`);
-    return res.json();
-}
-
-/** A session subscribed to `channel`: {sid, rid} (rid: the next one to use). */
-async function session(channel) {
-    const rid = nextRid;
-    nextRid += 1000;
-    const created = await comet({ rid, wait: 10, messages: [{ subscribe: channel }] });
-    return { sid: created.sid, rid: rid + 1 };
-}
-
-async function publish(channel, data) {
-    const res = await fetch(`${server.internalUrl}/publish/${encodeURIComponent(channel)}`, {
-        method: 'POST', body: JSON.stringify(data),
-    });
-    assert.equal(res.status, 200);
-    return res.json();
-}
+const { comet, session, publish } = plainClient(() => server, 5000);
 
 /** An EventSource on `url` whose events are recorded: {es, events: [{id, data}], errors, opens}. */
 function listen(url) {

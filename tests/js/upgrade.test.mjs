@@ -6,63 +6,20 @@
 // application sees no error. Against the real `megaphone` binary (--heartbeat 1: a ping a second),
 // through tests/js/stream_proxy.mjs (cuts, swallows) and a real nginx that buffers.
 // Run: MEGAPHONE_BIN=build/bin/megaphone node --test tests/js/upgrade.test.mjs (or ctest -R js.upgrade)
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EventSource } from 'eventsource';
-import { connect } from '../../web/megaphone.js';
-import { startServer } from './server.mjs';
+import { upgradeHarness } from './upgrade_harness.mjs';
 import { waitFor, nextEvent, subscribed, channelValues, range } from './helpers.mjs';
 import { startStreamProxy } from './stream_proxy.mjs';
 import { NGINX, Processes, startNginx, freeRange } from './cluster_helpers.mjs';
 
-const HEARTBEAT = 1; // s: a stream is taken for dead after 2 s + 2 s of silence
-let server;
-const clients = [];
-const proxies = [];
-
-before(async () => {
-    server = await startServer('megaphone', [
-        '--wait', '10', '--inactivity', '20', '--threads', '2', '--heartbeat', String(HEARTBEAT),
-        '--client-publish', '*',
-    ]);
-});
-
-after(async () => {
-    for (const c of clients) c._destroy();
-    for (const p of proxies) await p.close();
-    if (server) await server.stop();
-});
-
-afterEach(async () => {
-    for (const c of clients.splice(0)) c._destroy();
-    for (const p of proxies.splice(0)) await p.close();
-});
-
-/** A client on `base` (default the server) that records everything it tells the application. */
-function client(base, options = {}) {
-    const c = connect(`${base || server.url}/comet`, {
-        EventSource, transports: ['long-poll', 'sse'], backoff: { initial: 20, max: 200 }, closeOnUnload: false, ...options,
-    });
-    clients.push(c);
-    const rec = { messages: [], errors: [], transports: [], debug: [], closes: [] };
-    c.on('message', (m) => rec.messages.push(m));
-    c.on('error', (e) => rec.errors.push(e));
-    c.on('transport', (t) => rec.transports.push({ ...t, at: Date.now() }));
-    c.on('debug', (d) => rec.debug.push(d));
-    c.on('close', (i) => rec.closes.push(i));
-    return { c, rec };
-}
-
-async function publish(channel, data) {
-    const res = await fetch(`${server.internalUrl}/publish/${encodeURIComponent(channel)}`, {
-        method: 'POST', body: JSON.stringify(data),
-    });
-    assert.equal(res.status, 200);
-}
-
+const h = upgradeHarness({ EventSource, transports: ['long-poll', 'sse'] });
+const { client, publish } = h;
+const proxies = h.proxies;
 const values = channelValues;
 
 test('the client upgrades to SSE; messages exactly once, in order, with publishes racing the switch', async () => {
@@ -115,7 +72,7 @@ test('a flowing stream is acknowledged within about a second (streaming + stream
 });
 
 test('a stream cut: back to long-polling, nothing lost or doubled, upgraded again after upgradeRetry', async () => {
-    const proxy = await startStreamProxy(server.port);
+    const proxy = await startStreamProxy(h.server.port);
     proxies.push(proxy);
     const { c, rec } = client(proxy.url, { upgradeRetry: 800 });
     await subscribed(c, 'up.cut');
@@ -141,7 +98,7 @@ test('a stream cut: back to long-polling, nothing lost or doubled, upgraded agai
 });
 
 test('a proxy that passes ready then swallows the stream: the missing heartbeat brings the client back, nothing lost', async () => {
-    const proxy = await startStreamProxy(server.port);
+    const proxy = await startStreamProxy(h.server.port);
     proxies.push(proxy);
     const { c, rec } = client(proxy.url, { upgradeRetry: 60000 });
     await subscribed(c, 'up.swallow');
@@ -188,7 +145,7 @@ http {
     server {
         listen 127.0.0.1:${port};
         location / {
-            proxy_pass http://127.0.0.1:${server.port};
+            proxy_pass http://127.0.0.1:${h.server.port};
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             # What the issue asks for: a proxy that buffers whatever the server says.
@@ -228,7 +185,7 @@ test('the session ends while streaming (a terminate event): a new session, its c
     // The server ends the session (as an overflow or a protocol error would): a terminate event
     // on the stream; the client opens a new session and recovers what was published meanwhile.
     const sid = c.session.sid;
-    const res = await fetch(`${server.url}/comet`, {
+    const res = await fetch(`${h.server.url}/comet`, {
         method: 'POST', body: JSON.stringify({ sid, rid: 1, type: 'terminate' }),
     });
     await res.text(); // a rid out of the window: the session ends with item-not-found

@@ -8,64 +8,17 @@
 // through its own subscription), whatever the transport did meanwhile; the application sees no
 // error. Against the real `megaphone` binary (--heartbeat 1), through tests/js/stream_proxy.mjs.
 // Run: MEGAPHONE_BIN=build/bin/megaphone node --test tests/js/websocket-upgrade.test.mjs
-import { test, before, after, afterEach } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { EventSource } from 'eventsource';
-import { connect } from '../../web/megaphone.js';
-import { startServer } from './server.mjs';
+import { upgradeHarness } from './upgrade_harness.mjs';
 import { waitFor, nextEvent, subscribed, channelValues, range } from './helpers.mjs';
 import { startStreamProxy } from './stream_proxy.mjs';
 
-const HEARTBEAT = 1; // s: a stream is taken for dead after 2 s + 2 s of silence
-let server;
-const clients = [];
-const proxies = [];
-
-before(async () => {
-    server = await startServer('megaphone', [
-        '--wait', '10', '--inactivity', '20', '--threads', '2', '--heartbeat', String(HEARTBEAT),
-        '--client-publish', '*',
-    ]);
-});
-
-after(async () => {
-    for (const c of clients) c._destroy();
-    for (const p of proxies) await p.close();
-    if (server) await server.stop();
-});
-
-afterEach(async () => {
-    for (const c of clients.splice(0)) c._destroy();
-    for (const p of proxies.splice(0)) await p.close();
-});
-
-/** A client on `base` (default the server) that records what it tells the app and every POST. */
-function client(base, options = {}) {
-    const rec = { messages: [], errors: [], transports: [], debug: [], closes: [], posts: 0 };
-    const fetchCounting = (url, init) => {
-        rec.posts += 1;
-        return fetch(url, init);
-    };
-    const c = connect(`${base || server.url}/comet`, {
-        WebSocket, EventSource, fetch: fetchCounting, backoff: { initial: 20, max: 200 }, closeOnUnload: false, ...options,
-    });
-    clients.push(c);
-    c.on('message', (m) => rec.messages.push(m));
-    c.on('error', (e) => rec.errors.push(e));
-    c.on('transport', (t) => rec.transports.push({ ...t, at: Date.now() }));
-    c.on('debug', (d) => rec.debug.push(d));
-    c.on('close', (i) => rec.closes.push(i));
-    return { c, rec };
-}
-
-async function publish(channel, data) {
-    const res = await fetch(`${server.internalUrl}/publish/${encodeURIComponent(channel)}`, {
-        method: 'POST', body: JSON.stringify(data),
-    });
-    assert.equal(res.status, 200);
-}
-
+const h = upgradeHarness({ WebSocket, EventSource });
+const { client, publish } = h;
+const proxies = h.proxies;
 const values = channelValues;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -107,7 +60,7 @@ test('the default transports probe WebSocket first; client publishes go as frame
 });
 
 test('the socket cut mid-flow: back to long-polling, nothing lost or doubled either way, upgraded again', async () => {
-    const proxy = await startStreamProxy(server.port);
+    const proxy = await startStreamProxy(h.server.port);
     proxies.push(proxy);
     const { c, rec } = client(proxy.url, { upgradeRetry: 800 });
     await subscribed(c, 'ws.cut');
@@ -140,7 +93,7 @@ test('the socket cut mid-flow: back to long-polling, nothing lost or doubled eit
 });
 
 test('a proxy that passes ready then swallows the frames: the missing heartbeat brings the client back, nothing lost either way', async () => {
-    const proxy = await startStreamProxy(server.port);
+    const proxy = await startStreamProxy(h.server.port);
     proxies.push(proxy);
     const { c, rec } = client(proxy.url, { upgradeRetry: 60000 });
     await subscribed(c, 'ws.swallow');
@@ -168,7 +121,7 @@ test('a proxy that passes ready then swallows the frames: the missing heartbeat 
 });
 
 test('a proxy that swallows every frame after the 101: the probe fails within probeTimeout, long-polling goes on, nothing lost', async () => {
-    const proxy = await startStreamProxy(server.port, { mode: 'swallow-after-101' });
+    const proxy = await startStreamProxy(h.server.port, { mode: 'swallow-after-101' });
     proxies.push(proxy);
     const PROBE = 1500;
     const { c, rec } = client(proxy.url, { transports: ['long-poll', 'websocket'], probeTimeout: PROBE, upgradeRetry: 60000 });
@@ -196,7 +149,7 @@ test('a proxy that swallows every frame after the 101: the probe fails within pr
 });
 
 test('WebSocket refused (the proxy answers the upgrade 400): SSE is probed next and taken', async () => {
-    const proxy = await startStreamProxy(server.port);
+    const proxy = await startStreamProxy(h.server.port);
     proxy.refuseUpgrades = true;
     proxies.push(proxy);
     const { c, rec } = client(proxy.url, { upgradeRetry: 60000 });
@@ -221,7 +174,7 @@ test('the session ends while on the WebSocket: a new session, its channels recov
     await waitFor(() => values(rec, 'ws.ended').length === 1, { message: 'the first message' });
     const opened = nextEvent(c, 'open', { timeout: 10000 });
     const sid = c.session.sid;
-    const res = await fetch(`${server.url}/comet`, {
+    const res = await fetch(`${h.server.url}/comet`, {
         method: 'POST', body: JSON.stringify({ sid, rid: 1, type: 'terminate' }),
     });
     await res.text(); // a rid out of the window: the session ends with item-not-found
@@ -238,7 +191,7 @@ test('the session ends while on the WebSocket: a new session, its channels recov
 });
 
 test('4404 (no stream for this session) is a failed probe: the long-poll that follows finds the session alive and goes on with it', async () => {
-    const proxy = await startStreamProxy(server.port);
+    const proxy = await startStreamProxy(h.server.port);
     proxy.closeUpgrades = 4404;
     proxies.push(proxy);
     const { c, rec } = client(proxy.url, { transports: ['long-poll', 'websocket'], upgradeRetry: 60000 });
@@ -258,7 +211,7 @@ test('4404 (no stream for this session) is a failed probe: the long-poll that fo
 });
 
 test('the session really ended when its probe reaches the server: 4404 from the server, a failed probe, then a new session, its channels recovered, nothing lost or doubled', async () => {
-    const proxy = await startStreamProxy(server.port);
+    const proxy = await startStreamProxy(h.server.port);
     proxies.push(proxy);
     proxy.refuseUpgrades = true; // the first probe fails (400): the session is made meanwhile
     const { c, rec } = client(proxy.url, { transports: ['long-poll', 'websocket'], upgradeRetry: 1500 });
@@ -274,7 +227,7 @@ test('the session really ended when its probe reaches the server: 4404 from the 
     proxy.beforeUpgrade = async () => {
         proxy.holdAnswers = true;
         endedSid = c.session.sid;
-        const res = await fetch(`${server.url}/comet`, {
+        const res = await fetch(`${h.server.url}/comet`, {
             method: 'POST', body: JSON.stringify({ sid: endedSid, rid: 1, type: 'terminate' }),
         });
         await res.text();
@@ -301,7 +254,7 @@ test('4409: another socket takes the session over; the client stays on long-poll
     await subscribed(c, 'ws.replaced');
     await waitFor(() => c.transport === 'websocket', { timeout: 10000, message: 'websocket' });
     const sid = c.session.sid;
-    const other = new WebSocket(`${server.url.replace('http', 'ws')}/comet?sid=${encodeURIComponent(sid)}`, 'megaphone');
+    const other = new WebSocket(`${h.server.url.replace('http', 'ws')}/comet?sid=${encodeURIComponent(sid)}`, 'megaphone');
     t_close(other);
     await waitFor(() => c.transport === 'long-poll', { timeout: 5000, message: 'the fallback' });
     assert.match(rec.transports[1].reason, /4409/);
@@ -315,5 +268,5 @@ test('4409: another socket takes the session over; the client stays on long-poll
 /** Closes a raw test socket at the end of the test file. */
 function t_close(ws) {
     ws.on('error', () => {});
-    clients.push({ _destroy: () => ws.terminate() });
+    h.clients.push({ _destroy: () => ws.terminate() });
 }

@@ -8,7 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
 import { startServer } from './server.mjs';
-import { waitFor } from './helpers.mjs';
+import { waitFor, plainClient } from './helpers.mjs';
 
 let server;
 const sockets = [];
@@ -25,28 +25,7 @@ after(async () => {
     if (server) await server.stop();
 });
 
-let nextRid = 7000;
-
-async function comet(body) {
-    const res = await fetch(`${server.url}/comet`, { method: 'POST', body: JSON.stringify(body) });
-    assert.equal(res.status, 200, `POST /comet answered ${res.status}`);
-    return res.json();
-}
-
-/** A session subscribed to `channel`: {sid, rid} (rid: the next one to use). */
-async function session(channel) {
-    const rid = nextRid;
-    nextRid += 1000;
-    const created = await comet({ rid, wait: 10, messages: [{ subscribe: channel }] });
-    return { sid: created.sid, rid: rid + 1 };
-}
-
-async function publish(channel, data) {
-    const res = await fetch(`${server.internalUrl}/publish/${encodeURIComponent(channel)}`, {
-        method: 'POST', body: JSON.stringify(data),
-    });
-    assert.equal(res.status, 200);
-}
+const { comet, session, publish } = plainClient(() => server, 7000);
 
 /** A `ws` client on the session's stream; every frame recorded: {ws, frames, close, opened}. */
 function open(query, { protocol = 'megaphone', headers } = {}) {
