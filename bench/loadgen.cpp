@@ -125,7 +125,12 @@ void print_help() {
         "              per message). The handshake's Sec-WebSocket-Accept is checked; server\n"
         "              frames must be unmasked; pings are answered with masked pongs, a close\n"
         "              with a masked close. An upgrade answered with anything but 101 gives the\n"
-        "              subscriber up at once (counted in ws_refused)\n\n"
+        "              subscriber up at once (counted in ws_refused). Megaphone's streams are\n"
+        "              acknowledged as web/megaphone.js does, at most once a second while\n"
+        "              batches come: a frame {\"rid\":R,\"stream_ack\":N,\"streaming\":true}\n"
+        "              (its answer counted in ws_control; counted in ws_acks). SSE streams\n"
+        "              are not (an EventSource has no way to): the server keeps up to\n"
+        "              --max-queue of their messages\n\n"
         "Modes:\n"
         "  hold        open C subscribers and keep a long-poll held for --duration seconds\n"
         "  fanout      C subscribers on one channel; --publishes P one after another, each once\n"
@@ -913,7 +918,9 @@ struct conn {
     std::size_t rid_pos = 0; // megaphone: where the rid's digits sit in `out`
     u64 rid = 0;
     u64 seq = 0;
-    u64 last_id = 0; // megaphone streams: the last event id (SSE) or batch id (ws) received
+    u64 last_id = 0;  // megaphone streams: the last event id (SSE) or batch id (ws) received
+    u64 acked_id = 0; // megaphone ws: the last id sent in a stream_ack
+    i64 acked_ns = 0; // ... and when
     i64 sent_ns = 0;
     std::string out;
     std::string in;
@@ -1372,6 +1379,7 @@ private:
     void build_create(conn& c) {
         c.rid = fresh_rid();
         c.last_id = 0; // a new session's stream starts at id 1
+        c.acked_id = 0;
         std::string body = "{\"rid\":" + std::to_string(c.rid);
         if (c.kind == role::plain)
             body += ",\"wait\":0,\"hold\":0}"; // a polling session: every poll answered at once
@@ -1735,8 +1743,9 @@ private:
         if (o_.target == target_kind::megaphone) {
             if (m.find("\"type\":\"terminate\"") != std::string_view::npos)
                 return session_ended(c, m);
-            if (m.find("\"messages\"") == std::string_view::npos) {
-                ++ws_control_; // {"type":"ready",...}, {"type":"ping"}
+            if (m.find("\"messages\"") == std::string_view::npos ||
+                (json_number(m, "id") < 0 && json_number(m, "rid") >= 0)) {
+                ++ws_control_; // {"type":"ready",...}, {"type":"ping"}, a stream_ack's answer
                 return true;
             }
             // {"id":<last id>,"messages":[...]}: ids go up, batch after batch.
@@ -1747,9 +1756,26 @@ private:
                           std::to_string(c.last_id));
                 c.last_id = static_cast<u64>(id);
             }
+            count_messages(c, m, now);
+            stream_ack(c, now);
+            return true;
         }
         count_messages(c, m, now);
         return true;
+    }
+
+    /// Megaphone's WebSocket: acknowledges the batches received, at most once a second, as
+    /// web/megaphone.js does (the server then lets go of what it kept for a replay).
+    void stream_ack(conn& c, i64 now) {
+        if (c.last_id <= c.acked_id || now - c.acked_ns < 1'000'000'000 || c.rid + 1 >= rid_limit)
+            return;
+        c.acked_id = c.last_id;
+        c.acked_ns = now;
+        ++c.rid;
+        ++ws_acks_;
+        ws_send(c, 0x1,
+                "{\"rid\":" + std::to_string(c.rid) +
+                    ",\"stream_ack\":" + std::to_string(c.last_id) + ",\"streaming\":true}");
     }
 
     /// Sends a client frame (RFC 6455 §5.3: masked with a fresh key).
@@ -2503,6 +2529,7 @@ private:
             field("events", whole(events_));
             field("frames", whole(frames_));
             field("ws_control", whole(ws_control_));
+            field("ws_acks", whole(ws_acks_));
             field("pings", whole(pings_));
             field("ws_closes", whole(ws_closes_));
             field("ws_refused", whole(ws_refused_));
@@ -2646,7 +2673,7 @@ private:
     u64 expected_ = 0, received_ = 0, received_window_ = 0, sent_ = 0, publish_answers_ = 0;
     u64 channel_rr_ = 0, late_ = 0, issued_ = 0, requests_window_ = 0, error_total_ = 0;
     u64 last_progress_count_ = 0;
-    u64 stream_opens_ = 0, events_ = 0, frames_ = 0, ws_control_ = 0, pings_ = 0;
+    u64 stream_opens_ = 0, events_ = 0, frames_ = 0, ws_control_ = 0, ws_acks_ = 0, pings_ = 0;
     u64 ws_closes_ = 0, ws_refused_ = 0;
     std::string ws_key_, ws_accept_; // ws: the handshake's key and the answer it must get
     double setup_s_ = 0;
