@@ -506,8 +506,11 @@ private:
         }
         if (ec)
             return lost();
-        if (std::exchange(read_due_, false))
+        if (std::exchange(read_due_, false)) {
             read_available(); // (TLS) what arrived during the write
+            if (done_)
+                return; // (the client went meanwhile)
+        }
         if (closing_) {
             // Our close frame is out. The client answered with its own already, or did the
             // closing: the TCP connection ends; else its answer is awaited (or the timeout).
