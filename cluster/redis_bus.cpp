@@ -159,7 +159,7 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
         std::string epoch;
         std::uint64_t offset;
         std::string payload;
-        bool checked = false; // a history read was made for it
+        bool checked = false; // a history read was answered since it came
     };
     /// A session's subscription from a cursor, waiting for its read.
     struct session_read {
@@ -397,9 +397,10 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
                 continue;
             }
             if (st.known && (m.epoch != st.epoch || m.offset != st.last + 1) && !m.checked) {
-                // Once per message: the history tells what came between (or that the stream
-                // changed). A message that still does not follow after that starts from itself:
-                // the history did not reach back, or its stream is newer than the one read.
+                // Once per message and answered read: the history tells what came between (or
+                // that the stream changed). A message that still does not follow after that
+                // starts from itself: the history did not reach back, or its stream is newer
+                // than the one read. (A read that failed told nothing: on_read clears `checked`.)
                 m.checked = true;
                 ++catch_ups;
                 read(channel, nullptr);
@@ -487,6 +488,10 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
                 finish(st, session, recovery{false, {st.epoch, st.last}, {}});
             // A catch-up that failed (the command connection not back yet after a reconnect,
             // say) is tried again until it succeeds: nothing else may come to trigger it.
+            // The waiting messages' gaps are still unknown: none of them may be delivered from
+            // itself (that would skip what the history holds) until a read is answered.
+            for (live& m : st.waiting)
+                m.checked = false;
             if (st.known || !st.waiting.empty() || !st.sessions.empty())
                 retry_later(channel, st);
             return;

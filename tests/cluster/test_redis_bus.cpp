@@ -281,8 +281,18 @@ TEST_CASE("cluster: Redis stopped: publishes get 503, held polls stay held, Redi
     // Every acknowledged publish arrives once, in order (the ones published while the node's
     // subscription was coming back are caught up from the history). The bound is generous: the
     // reconnect backoff reaches seconds, and the TSan build on a loaded machine is slow.
-    REQUIRE(sub->until([&](const auto& g) { return on_channel(g, "live").size() >= acked.size(); },
-                       30s));
+    const bool all = sub->until(
+        [&](const auto& g) { return on_channel(g, "live").size() >= acked.size(); }, 30s);
+    if (!all) { // what came, against what was acknowledged
+        std::string seen;
+        for (const auto& m : on_channel(sub->messages(), "live"))
+            seen += m.at("data").dump() + "@" + m.at("offset").dump() + " ";
+        std::string want;
+        for (const int a : acked)
+            want += std::to_string(a) + " ";
+        INFO("acknowledged: " << want << "\nreceived: " << seen);
+        REQUIRE(all);
+    }
     const auto got = on_channel(sub->messages(), "live");
     REQUIRE(got.size() == acked.size());
     for (std::size_t i = 0; i < got.size(); ++i) {
