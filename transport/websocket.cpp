@@ -127,7 +127,11 @@ public:
     void deliver(std::uint32_t seq, response r) override {
         // From any thread; always posted, so that a session's answer never runs inside the
         // handler that made it.
+        if (seq == stream_seq)
+            stream_posts_.fetch_add(1, std::memory_order_relaxed);
         net::post(executor(), [self = shared_from_this(), seq, r = std::move(r)]() mutable {
+            if (seq == stream_seq)
+                self->stream_posts_.fetch_sub(1, std::memory_order_relaxed);
             self->on_deliver(seq, std::move(r));
         });
     }
@@ -135,18 +139,23 @@ public:
     void write(std::uint32_t seq, packet body, bool last, std::int64_t pushed_at_ns) override {
         if (seq != stream_seq)
             return;
-        if (!last && executor().running_in_this_thread()) {
+        if (!last && opened_ && stream_posts_.load(std::memory_order_relaxed) == 0 &&
+            executor().running_in_this_thread()) {
             // A piece from the session's own thread (a moved connection runs there): queued
-            // and written now, without a handler posted per frame. Safe inside any handler of
-            // this connection: it only adds a frame and starts a write if none is in flight.
+            // and written now, without a handler posted per frame. Only once the opening is in
+            // the queue and nothing of the stream waits in a posted handler (the order of the
+            // pieces is the order of the ids). Safe inside any handler of this connection: it
+            // only adds a frame and starts a write if none is in flight.
             if (!closing_) {
                 enqueue(opcode::text, std::move(body), true, pushed_at_ns);
                 do_write();
             }
             return;
         }
+        stream_posts_.fetch_add(1, std::memory_order_relaxed);
         net::post(executor(), [self = shared_from_this(), body = std::move(body), last,
                                pushed_at_ns]() mutable {
+            self->stream_posts_.fetch_sub(1, std::memory_order_relaxed);
             if (self->closing_)
                 return;
             if (last) {
@@ -449,6 +458,7 @@ private:
         }
         // The session took the stream: ready first, then the replay and what was queued (the
         // opening may carry none: the session still hears on_written after it).
+        opened_ = true;
         heartbeat_every_ = r.heartbeat_every;
         const bool empty = r.body.size() == 0;
         enqueue(opcode::text, transport_.ready(), empty, 0);
@@ -669,6 +679,8 @@ private:
     bool done_ = false;     // the socket is closed
     bool received_ = false; // something came since the last tick
     bool read_due_ = false; // (TLS) readable during a write: read once it is done
+    bool opened_ = false;   // the stream's opening is queued: later pieces may go inline
+    std::atomic<std::uint32_t> stream_posts_{0}; // the stream's handlers posted, not yet run
     bool counted_ = false;
 };
 
