@@ -139,8 +139,8 @@ public:
     void write(std::uint32_t seq, packet body, bool last, std::int64_t pushed_at_ns) override {
         if (seq != stream_seq)
             return;
-        if (!last && opened_ && stream_posts_.load(std::memory_order_relaxed) == 0 &&
-            executor().running_in_this_thread()) {
+        if (!last && executor().running_in_this_thread() && opened_ &&
+            stream_posts_.load(std::memory_order_relaxed) == 0) {
             // A piece from the session's own thread (a moved connection runs there): queued
             // and written now, without a handler posted per frame. Only once the opening is in
             // the queue and nothing of the stream waits in a posted handler (the order of the
