@@ -159,9 +159,21 @@ std::vector<option_spec> make_table() {
         "one",
         65535, [](auto& o) -> auto& { return o.tls_port; }));
     t.push_back(whole_option<unsigned>(
-        "threads", "N",
-        "I/O threads, one session shard each; 0: one per core (one on 2 cores or fewer)", 36,
+        "threads", "N", "I/O threads, one session shard each; 0: one per core", 36,
         [](auto& o) -> auto& { return o.threads; }));
+    t.push_back(
+        {"placement", "POLICY", kind::text,
+         "which thread takes a new connection: fill (the first thread until it is busy "
+         "and a core is spare, then all) or spread (round robin)",
+         [](const o_t& o) {
+             return std::string(o.placement.policy == placement_policy::fill ? "fill" : "spread");
+         },
+         [](o_t& o, std::string_view as, std::string_view v) {
+             if (v != "fill" && v != "spread")
+                 fail(as, "takes fill or spread, not '" + std::string(v) + "'");
+             o.placement.policy = v == "fill" ? placement_policy::fill : placement_policy::spread;
+         },
+         nullptr});
     t.push_back(seconds_option(
         "wait", "longest a request is held, seconds (caps the client's)",
         [](auto& o) -> auto& { return o.engine.max_wait; }));

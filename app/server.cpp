@@ -19,6 +19,7 @@
 #include <future>
 #include <mutex>
 #include <numeric>
+#include <pthread.h>
 #include <stdexcept>
 
 namespace megaphone {
@@ -111,6 +112,7 @@ struct server::shard {
     net::steady_timer wakeup;
     time_point scheduled = time_point::max();
     std::thread thread;
+    std::atomic<int> cpu_clock{-1}; // the thread's CPU clock id, for placement_ (-1: not yet)
 };
 
 namespace {
@@ -196,10 +198,10 @@ server::server(server_options options)
     options_.websocket.origins = options_.http.cors_origins;
     websocket_ = std::make_unique<websocket_transport>(options_.websocket);
     websocket_->use_handler(*this);
-    // 0: one per core, but one on a machine of two cores or fewer, where the second thread
-    // was measured to cost more than it gives (docs/PERFORMANCE.md, "Every core").
-    const unsigned cores = std::thread::hardware_concurrency();
-    unsigned n = options_.threads ? options_.threads : cores <= 2 ? 1 : cores;
+    // 0: one per core. Placement `fill` (app/placement.hpp) keeps the work on the first thread
+    // until it is busy and a core is spare, so that a second thread costs nothing where it
+    // would only share a core (docs/PERFORMANCE.md, "Every core").
+    unsigned n = options_.threads ? options_.threads : std::thread::hardware_concurrency();
     n = std::max(1u, n);
     if (n > 64)
         throw std::invalid_argument("server: at most 64 threads");
@@ -268,9 +270,18 @@ void server::start() {
         };
     }
     const auto address = net::ip::make_address(options_.address);
-    auto pick = [this]() -> net::io_context& {
-        return shards_[next_shard_.fetch_add(1, std::memory_order_relaxed) % shards_.size()]->ioc;
-    };
+    // Placement runs on the listeners' thread (shard 0's, and this one before it runs).
+    placement_ = std::make_unique<thread_placement>(
+        static_cast<unsigned>(shards_.size()), options_.placement,
+        [this] {
+            std::vector<int> clocks;
+            clocks.reserve(shards_.size());
+            for (auto& sh : shards_)
+                clocks.push_back(sh->cpu_clock.load(std::memory_order_acquire));
+            return thread_placement::read_system(clocks);
+        },
+        [] { return std::chrono::steady_clock::now().time_since_epoch(); });
+    auto pick = [this]() -> net::io_context& { return shards_[placement_->pick()]->ioc; };
     if (!options_.tls_cert.empty()) {
         // Loaded before anything listens: a bad certificate or key fails start() with the
         // reason, and no HTTP listener is left behind.
@@ -334,6 +345,9 @@ void server::start() {
         shard* raw = sh.get();
         sh->thread = std::thread([raw] {
             tls_shard = raw;
+            clockid_t id{};
+            if (::pthread_getcpuclockid(::pthread_self(), &id) == 0)
+                raw->cpu_clock.store(static_cast<int>(id), std::memory_order_release);
             current_metrics = &raw->stats;
             raw->ioc.run();
         });

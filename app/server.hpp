@@ -13,6 +13,7 @@
 #include "app/engine.hpp"
 #include "app/log.hpp"
 #include "app/metrics.hpp"
+#include "app/placement.hpp"
 #include "app/rate_limiter.hpp"
 #include "cluster/bus.hpp"
 #include "cluster/router.hpp"
@@ -65,10 +66,12 @@ struct server_options {
     /// that thread, once (http_connection::move_to), so that its next requests need no hop
     /// between threads; false: connections stay where they were accepted.
     bool move_connections = true;
-    /// I/O threads, each with its own engine. 0: one per core, or one on a machine of two
-    /// cores or fewer (measured there: a second thread costs more CPU per message than it
-    /// gives, docs/PERFORMANCE.md "Every core").
+    /// I/O threads, each with its own engine. 0: one per core (with `placement` fill, the
+    /// others only take work while the first is busy and a core is spare).
     unsigned threads = 0;
+    /// Which thread takes a new connection (app/placement.hpp): `fill` keeps them on the first
+    /// thread until it is busy and a core is spare; `spread` is round robin.
+    placement_options placement;
     /// Files served for GET; none when empty.
     std::filesystem::path static_dir;
     /// The longest stop() waits for outstanding answers to be written before it closes
@@ -266,7 +269,7 @@ private:
     std::shared_ptr<http_listener> internal_listener_; // the internal door
     http_options internal_http_;                       // its options: http, internal
     unsigned short internal_port_ = 0;
-    std::atomic<unsigned> next_shard_{0};
+    std::unique_ptr<thread_placement> placement_; // which thread takes a new connection
     struct string_hash {
         using is_transparent = void;
         std::size_t operator()(std::string_view s) const noexcept {

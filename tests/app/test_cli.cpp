@@ -110,6 +110,8 @@ TEST_CASE("cli: a configuration value of the wrong type or range is refused, nam
     CHECK_THAT(config_error({{"cors-origin", {"*", 1}}}), Catch::Contains("\"cors-origin\""));
     CHECK_THAT(config_error({{"log-level", "loud"}}), Catch::Contains("\"log-level\""));
     CHECK_THAT(config_error({{"threads", true}}), Catch::Contains("\"threads\""));
+    CHECK_THAT(config_error({{"placement", "evenly"}}),
+               Catch::Contains("\"placement\"") && Catch::Contains("fill or spread"));
 
     const auto bad = write_config("test-cli-bad.json", {{"max-queue", 0}});
     CHECK_THROWS_WITH(parse_arguments({"--config", bad}), Catch::Contains("max-queue"));

@@ -206,6 +206,7 @@ server_options bosh_options() {
     o.address = "127.0.0.1";
     o.port = 0;
     o.threads = 2;
+    o.placement.policy = megaphone::placement_policy::spread;
     o.drain = 20ms;
     o.http.read_timeout = 10s;
     o.http.write_timeout = 10s;

@@ -2,7 +2,8 @@
 // (server_options::move_connections, http_connection::move_to), once: its next requests are
 // served there without a hop, pipelined bytes included; one that carries sessions of both
 // threads (a proxy's) moves at most once. Sessions say their thread in their sid
-// (engine::shard_of); the server's two threads take accepted connections in turn.
+// (engine::shard_of); the server's two threads take accepted connections in turn (placement
+// `spread`, as in every test server), or all on the first while it is not busy (`fill`).
 #include "support/http_client.hpp"
 #include "support/test_server.hpp"
 
@@ -118,6 +119,22 @@ TEST_CASE("thread moves: --no-thread-moves keeps every connection where it was a
             CHECK(data_of(c.post_json("/comet", request_body(s.sid, ++s.rid))) ==
                   std::vector<json>{attempt});
         }
+    }
+    CHECK(moved(ts) == 0);
+}
+
+TEST_CASE("thread moves: under fill placement, a quiet server's connections and sessions all "
+          "stay on the first thread, and nothing moves") {
+    server_options o = test_options();
+    o.placement.policy = placement_policy::fill;
+    test_server ts{o};
+    for (int i = 0; i < 20; ++i) {
+        http_client c{ts.port()};
+        const std::string channel = "fill-" + std::to_string(i);
+        auto s = create_session(c, 1, {{"messages", json::array({{{"subscribe", channel}}})}});
+        CHECK(engine::shard_of(s.sid).value() == 0);
+        publish(ts, channel, i);
+        CHECK(data_of(c.post_json("/comet", request_body(s.sid, ++s.rid))) == std::vector<json>{i});
     }
     CHECK(moved(ts) == 0);
 }

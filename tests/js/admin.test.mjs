@@ -29,7 +29,7 @@ const streams = []; // SSE requests (node:http), ended after the tests
 before(async () => {
     mkdirSync(OUT, { recursive: true });
     server = await startServer('megaphone-demo', [
-        '--static-dir', 'web', '--wait', '5', '--hold', '1', '--inactivity', '20', '--threads', '2',
+        '--static-dir', 'web', '--wait', '5', '--hold', '1', '--inactivity', '20', '--threads', '2', '--placement', 'spread',
         '--admin-token', TOKEN,
     ]);
     browser = await launchChromium();

@@ -22,7 +22,7 @@ let pageErrors = [];
 before(async () => {
     mkdirSync(SHOTS, { recursive: true });
     server = await startServer('megaphone-demo', [
-        '--static-dir', 'web', '--wait', '5', '--hold', '1', '--inactivity', '20', '--threads', '2',
+        '--static-dir', 'web', '--wait', '5', '--hold', '1', '--inactivity', '20', '--threads', '2', '--placement', 'spread',
     ]);
     // launch() gives the browser a fresh temporary profile (user-data-dir), removed on close;
     // each test uses its own contexts (separate cookies and connections, like separate users).

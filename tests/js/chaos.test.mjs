@@ -71,7 +71,7 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 test(`chaos: ${SESSIONS} sessions, ${SESSIONS * (UP + DOWN)} messages, ${KILL_RATE * 100}% of connections killed`, async (t) => {
     const started = Date.now();
-    const server = await startServer('megaphone-chaos-server', ['--wait', '5', '--threads', '2', '--heartbeat', '1']);
+    const server = await startServer('megaphone-chaos-server', ['--wait', '5', '--threads', '2', '--placement', 'spread', '--heartbeat', '1']);
     const proxy = await startChaosProxy({ port: server.port, seed: SEED, killRate: KILL_RATE });
     const clients = [];
     let fetches = 0;

@@ -20,7 +20,7 @@ before(async () => {
     // default is nowhere; the test after the /publish ones checks that).
     server = await startServer('megaphone', [
         '--static-dir', 'web', '--wait', String(WAIT), '--hold', '1',
-        '--inactivity', String(INACTIVITY), '--polling', String(POLLING), '--threads', '2',
+        '--inactivity', String(INACTIVITY), '--polling', String(POLLING), '--threads', '2', '--placement', 'spread',
         '--client-publish', '*',
     ]);
     endpoint = `${server.url}/comet`;

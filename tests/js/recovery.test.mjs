@@ -10,7 +10,7 @@ import { connect } from '../../web/megaphone.js';
 import { startServer } from './server.mjs';
 import { waitFor, nextEvent, loggingFetch } from './helpers.mjs';
 
-const ARGS = ['--wait', '1', '--inactivity', '2', '--threads', '2'];
+const ARGS = ['--wait', '1', '--inactivity', '2', '--threads', '2', '--placement', 'spread'];
 const clients = [];
 const servers = [];
 

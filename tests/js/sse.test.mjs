@@ -16,7 +16,7 @@ const sources = [];
 
 before(async () => {
     server = await startServer('megaphone', [
-        '--wait', '10', '--inactivity', '20', '--threads', '2', '--heartbeat', String(HEARTBEAT),
+        '--wait', '10', '--inactivity', '20', '--threads', '2', '--placement', 'spread', '--heartbeat', String(HEARTBEAT),
         '--client-publish', '*',
     ]);
 });

@@ -17,7 +17,7 @@ let browser;
 before(async () => {
     const chromium = await stropheBrowser(STROPHE);
     server = await startServer('megaphone-xmpp', [
-        '--static-dir', 'web', '--wait', '10', '--inactivity', '30', '--threads', '2',
+        '--static-dir', 'web', '--wait', '10', '--inactivity', '30', '--threads', '2', '--placement', 'spread',
     ]);
     browser = await chromium.launch(CHROMIUM_LAUNCH);
 });

@@ -35,7 +35,7 @@ before(async () => {
     const file = join(dir, 'secret');
     writeFileSync(file, SECRET, { mode: 0o600 });
     server = await startServer('megaphone', [
-        '--wait', '1', '--hold', '1', '--inactivity', '2', '--threads', '2',
+        '--wait', '1', '--hold', '1', '--inactivity', '2', '--threads', '2', '--placement', 'spread',
         '--token-secret-file', file, '--require-token',
     ]);
     endpoint = `${server.url}/comet`;

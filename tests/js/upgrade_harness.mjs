@@ -18,7 +18,7 @@ export function upgradeHarness(defaults) {
     const h = { server: null, clients: [], proxies: [] };
     before(async () => {
         h.server = await startServer('megaphone', [
-            '--wait', '10', '--inactivity', '20', '--threads', '2', '--heartbeat', String(HEARTBEAT),
+            '--wait', '10', '--inactivity', '20', '--threads', '2', '--placement', 'spread', '--heartbeat', String(HEARTBEAT),
             '--client-publish', '*',
         ]);
     });

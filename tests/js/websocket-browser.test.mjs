@@ -17,7 +17,7 @@ let browser;
 
 before(async () => {
     server = await startServer('megaphone', [
-        '--static-dir', 'web', '--wait', '10', '--inactivity', '20', '--threads', '2',
+        '--static-dir', 'web', '--wait', '10', '--inactivity', '20', '--threads', '2', '--placement', 'spread',
     ]);
     browser = await launchChromium();
 });

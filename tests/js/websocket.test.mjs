@@ -15,7 +15,7 @@ const sockets = [];
 
 before(async () => {
     server = await startServer('megaphone', [
-        '--wait', '10', '--inactivity', '20', '--threads', '2', '--heartbeat', '1',
+        '--wait', '10', '--inactivity', '20', '--threads', '2', '--placement', 'spread', '--heartbeat', '1',
         '--client-publish', '*',
     ]);
 });

@@ -122,14 +122,15 @@ private:
     recording rec_;
 };
 
-/// Options for a test server: loopback, a free port, two threads, short timeouts. Tests change
-/// what they exercise.
+/// Options for a test server: loopback, a free port, two threads with connections spread over
+/// both (every path crosses threads), short timeouts. Tests change what they exercise.
 inline server_options test_options() {
     using namespace std::chrono_literals;
     server_options o;
     o.address = "127.0.0.1";
     o.port = 0;
     o.threads = 2;
+    o.placement.policy = placement_policy::spread;
     o.drain = 20ms;
     o.http.read_timeout = 10s;
     o.http.write_timeout = 10s;
