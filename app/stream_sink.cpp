@@ -14,8 +14,13 @@ stream_sink::attach_result stream_sink::attach(const stream_transport& transport
     const std::uint64_t have = last_id.value_or(0);
     // The client must not be ahead of the stream, and what follows its position must still be
     // here (or queued): otherwise a message would be lost or come twice.
-    if (have >= next_id_ || have < floor_)
+    if (have >= next_id_ || have < dropped_)
         return attach_result::unservable;
+    // Behind what the client has since acknowledged (or a later stream of it started from): a
+    // request older than that, such as a probe it gave up that a proxy delivered late. It
+    // must neither end the session nor take the attached stream's place.
+    if (have < floor_)
+        return attach_result::stale;
     // Everything up to its position arrived: acknowledged.
     const std::uint64_t oldest = next_id_ - sent_.size();
     if (have >= oldest)
@@ -68,7 +73,8 @@ void stream_sink::record(const std::vector<packet>& packets) {
     if (sent_.size() > keep_) {
         sent_.erase(sent_.begin(),
                     sent_.begin() + static_cast<std::ptrdiff_t>(sent_.size() - keep_));
-        floor_ = std::max(floor_, next_id_ - sent_.size() - 1);
+        dropped_ = std::max(dropped_, next_id_ - sent_.size() - 1);
+        floor_ = std::max(floor_, dropped_);
     }
 }
 

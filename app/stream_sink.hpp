@@ -46,7 +46,9 @@ public:
     enum class attach_result : std::uint8_t {
         attached,   ///< the stream replaced the attached one (ended at once: the newest wins)
         unservable, ///< the position cannot be served exactly: nothing changed
-        stale,      ///< its client gave it up before it arrived (fence): nothing changed
+        stale,      ///< its client gave it up before it arrived (its fence is older than a
+                    ///< rewind, or its position older than what the client acknowledged
+                    ///< since): nothing changed
     };
     /// The stream `ex` of `transport`, from the client's position `last_id` (none: it has
     /// nothing of the stream yet), opened after the client's request `fence` (none: no fence).
@@ -92,6 +94,7 @@ private:
     std::uint64_t next_id_ = 1; // the id of the next packet written
     std::uint64_t floor_ = 0;   // the oldest position served exactly: the client has every id
                                 // up to it, or what it lacks of them is queued (rewound)
+    std::uint64_t dropped_ = 0; // ids up to it left the window unacknowledged (over keep_)
     std::vector<packet> sent_;  // written, not acknowledged: ids [next_id_ - size, next_id_)
     request_id fence_ = 0;      // see fence()
     request_id rewound_by_ = 0; // the rid of the latest request that rewound
