@@ -47,8 +47,11 @@ void thread_placement::sample() {
         };
         const double first = share(counters.thread_cpu[0], last_.thread_cpu[0]);
         const double idle = share(counters.machine_idle, last_.machine_idle);
+        double others = 0; // what the other threads got: a core they use is no longer idle
+        for (unsigned i = 1; i < threads_; ++i)
+            others += share(counters.thread_cpu[i], last_.thread_cpu[i]);
         const bool was = spreading_;
-        spreading_ = was ? first >= options_.calm && idle >= options_.spare_keep
+        spreading_ = was ? first >= options_.calm && idle + others >= options_.spare_keep
                          : first >= options_.busy && idle >= options_.spare_core;
         if (spreading_ && !was)
             ++spreads_;

@@ -9,6 +9,9 @@
 // speed. `spread` is plain round robin from the first connection on (what tests use, to cross
 // threads on every path).
 //
+// Spreading goes on while the first thread stays over `calm` and the other threads, with what
+// is still idle, have at least `spare_keep` of a core: the core they took counts as spare.
+//
 // The load is sampled at most every `interval`, on the listener's thread, when a connection
 // is placed: each thread's CPU time (its clock from pthread_getcpuclockid) and the machine's
 // idle time (/proc/stat), as deltas over the time since the previous sample. A sample older
@@ -37,7 +40,8 @@ struct placement_options {
     double busy = 0.75;      // the first thread's share of a core that makes it busy
     double calm = 0.5;       // spreading stops when it is back under this
     double spare_core = 0.5; // idle cores the machine needs to have for spreading to start
-    double spare_keep = 0.2; // spreading stops when the machine has fewer idle cores left
+    double spare_keep = 0.5; // spreading stops when idle cores plus the other threads' use
+                             // fall under this (they found no spare core)
 };
 
 class thread_placement {

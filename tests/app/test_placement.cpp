@@ -92,8 +92,9 @@ TEST_CASE("placement: fill spreads while the first thread is busy and a core is 
     CHECK(picks(p, 2) == std::vector<unsigned>{0, 1});
     CHECK(m.reads == reads);
 
-    // Still spreading while the first thread stays over `calm` and some core is idle.
-    m.pass(100ms, 0.6, 0.5, 0.3);
+    // Still spreading while the first thread stays over `calm` and the second thread uses the
+    // spare core (nothing idle is left: the second thread took it).
+    m.pass(100ms, 0.6, 0.9, 0.0);
     CHECK(picks(p, 2) == std::vector<unsigned>{0, 1});
     // The first thread calms down: back to it alone.
     m.pass(150ms, 0.3, 0.8, 0.9);
@@ -104,9 +105,9 @@ TEST_CASE("placement: fill spreads while the first thread is busy and a core is 
     m.pass(150ms, 0.95, 0.1, 0.9);
     CHECK(picks(p, 2) == std::vector<unsigned>{0, 1});
     CHECK(p.spreads() == 2);
-    // The machine runs out of idle cores (say, a load generator takes the other): back to the
-    // first thread, though it is still busy.
-    m.pass(150ms, 0.95, 0.9, 0.1);
+    // Another process takes the other core (say, a load generator): the second thread gets
+    // little of it and nothing is idle: back to the first thread, though it is still busy.
+    m.pass(150ms, 0.95, 0.2, 0.1);
     CHECK(picks(p, 3) == std::vector<unsigned>{0, 0, 0});
 }
 
