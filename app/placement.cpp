@@ -33,11 +33,11 @@ unsigned thread_placement::pick() {
 void thread_placement::sample() {
     const auto now = now_();
     const auto window = now - last_time_;
-    if (have_last_ && window < options_.interval)
+    const bool have_last = last_.thread_cpu.size() == threads_; // a sample to compare with
+    if (have_last && window < options_.interval)
         return;
     auto counters = read_();
-    if (!have_last_ || window > options_.stale || counters.thread_cpu.size() != threads_ ||
-        last_.thread_cpu.size() != threads_) {
+    if (!have_last || window > options_.stale || counters.thread_cpu.size() != threads_) {
         // A new window: judged at the next sample, on the first thread meanwhile.
         spreading_ = false;
     } else {
@@ -58,7 +58,6 @@ void thread_placement::sample() {
     }
     last_ = std::move(counters);
     last_time_ = now;
-    have_last_ = true;
 }
 
 namespace {

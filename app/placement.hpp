@@ -59,7 +59,7 @@ public:
     /// Whether new connections are spread over every thread now (the first thread is busy
     /// and a core is spare).
     bool spreading() const noexcept { return spreading_; }
-    /// How often spreading started (a metric).
+    /// How often spreading started (for tests and diagnostics).
     std::uint64_t spreads() const noexcept { return spreads_; }
 
     /// Reads this thread's CPU clock and the machine's idle time: the probe of a server.
@@ -74,8 +74,7 @@ private:
     probe read_;
     clock now_;
     std::chrono::nanoseconds last_time_{};
-    load_counters last_{};
-    bool have_last_ = false;
+    load_counters last_{}; // the previous sample (empty before the first)
     bool spreading_ = false;
     std::uint64_t spreads_ = 0;
     unsigned next_ = 0;
