@@ -11,6 +11,12 @@
 // One epoll loop per thread (--threads), all accepting from one listening socket; a publish
 // reaches the other threads through a mailbox and an eventfd. Stops on SIGTERM/SIGINT, or after
 // --max-seconds (default 3600) by itself.
+//
+// For the million (bench/million --floor): --reuse-port lets many processes share the port, and
+// --group N --index I makes process I of N relay each publish to the others (a datagram to each
+// one's abstract Unix socket "megaphone-floor-PORT-J"), as nchan's workers share one. --window K
+// paces a process's answers: at most K answered connections whose client has not sent its next
+// request yet; the rest wait in order and go as those come back (0, the default: no pacing).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -18,20 +24,24 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <csignal>
+#include <cstddef>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -45,11 +55,28 @@ namespace {
 
 std::atomic<std::int64_t> held_total{0};
 std::atomic<std::uint64_t> message_seq{0};
+std::uint64_t conn_seq = 0; // (per process; with --window, --threads 1 is what the bench runs)
+
+// The group of processes (--group, --index) and the pacing window (--window).
+unsigned group_count = 1, group_index = 0, listen_port = 0;
+int group_fd = -1;
+std::size_t window = 0;
+
+sockaddr_un group_address(unsigned index, socklen_t& len) {
+    sockaddr_un a{};
+    a.sun_family = AF_UNIX;
+    const int n = std::snprintf(a.sun_path + 1, sizeof a.sun_path - 1, "megaphone-floor-%u-%u",
+                                listen_port, index);
+    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + static_cast<unsigned>(n));
+    return a;
+}
 
 struct conn {
     int fd = -1;
+    std::uint64_t id = 0;
     std::string in, out;
     std::string channel; // of the held GET, empty when none is held
+    bool unread = false; // --window: answered, its next request not in yet
 };
 
 struct worker {
@@ -58,6 +85,9 @@ struct worker {
     std::unordered_map<std::string, std::vector<int>> held; // channel → fds with a held GET
     std::mutex mx;
     std::vector<std::pair<std::string, std::string>> inbox; // (channel, body) to deliver
+    // --window: answers waiting for a slot, (fd, conn id, bytes), and the slots taken.
+    std::deque<std::tuple<int, std::uint64_t, std::shared_ptr<const std::string>>> paced;
+    std::size_t in_flight = 0;
 
     void post(std::string channel, std::string body) {
         {
@@ -116,11 +146,36 @@ void unhold(worker& w, conn& c) {
     --held_total;
 }
 
+void send_answer(worker& w, conn& c, const std::string& bytes) {
+    if (window) {
+        c.unread = true;
+        ++w.in_flight;
+    }
+    send_bytes(w, c, bytes);
+}
+
+/// --window: a slot is free again (the client sent its next request, or left): the next
+/// waiting answers go.
+void came_back(worker& w, conn& c) {
+    if (!c.unread)
+        return;
+    c.unread = false;
+    --w.in_flight;
+    while (w.in_flight < window && !w.paced.empty()) {
+        auto [fd, id, bytes] = std::move(w.paced.front());
+        w.paced.pop_front();
+        auto it = w.conns.find(fd);
+        if (it != w.conns.end() && it->second->id == id)
+            send_answer(w, *it->second, *bytes);
+    }
+}
+
 void close_conn(worker& w, int fd) {
     auto it = w.conns.find(fd);
     if (it == w.conns.end())
         return;
     unhold(w, *it->second);
+    came_back(w, *it->second);
     ::close(fd);
     w.conns.erase(it);
 }
@@ -131,11 +186,10 @@ void deliver(worker& w, const std::string& channel, const std::string& body) {
         return;
     const std::uint64_t id = ++message_seq;
     // The same bytes for every subscriber of the channel: built once.
-    std::string r =
+    const auto r = std::make_shared<const std::string>(
         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: " +
-        std::to_string(body.size()) +
-        "\r\nLast-Modified: Thu, 01 Jan 1970 00:00:01 GMT\r\nEtag: " + std::to_string(id) +
-        "\r\n\r\n" + body;
+        std::to_string(body.size()) + "\r\nLast-Modified: Thu, 01 Jan 1970 00:00:01 GMT\r\nEtag: " +
+        std::to_string(id) + "\r\n\r\n" + body);
     std::vector<int> fds;
     fds.swap(it->second);
     for (int fd : fds) {
@@ -144,7 +198,24 @@ void deliver(worker& w, const std::string& channel, const std::string& body) {
             continue;
         c->second->channel.clear();
         --held_total;
-        send_bytes(w, *c->second, r);
+        if (window && w.in_flight >= window)
+            w.paced.emplace_back(fd, c->second->id, r);
+        else
+            send_answer(w, *c->second, *r);
+    }
+}
+
+/// A publish from this process reaches the others of its group.
+void relay(const std::string& channel, const std::string& body) {
+    if (group_fd < 0)
+        return;
+    const std::string msg = channel + "\n" + body;
+    for (unsigned j = 0; j < group_count; ++j) {
+        if (j == group_index)
+            continue;
+        socklen_t len = 0;
+        const sockaddr_un a = group_address(j, len);
+        ::sendto(group_fd, msg.data(), msg.size(), 0, reinterpret_cast<const sockaddr*>(&a), len);
     }
 }
 
@@ -203,6 +274,7 @@ bool handle_input(worker& w, conn& c) {
             for (auto& other : workers)
                 if (other.get() != &w)
                     other->post(channel, body);
+            relay(channel, body);
             deliver(w, channel, body);
             answer(w, c, n > 0 ? 201 : 202, n > 0 ? "Created" : "Accepted",
                    "{\"subscribers\":" + std::to_string(n) + "}");
@@ -237,7 +309,27 @@ void run(worker& w, const std::atomic<bool>& stop) {
                     }
                     auto c = std::make_unique<conn>();
                     c->fd = cfd;
+                    c->id = ++conn_seq;
                     w.conns.emplace(cfd, std::move(c));
+                }
+                continue;
+            }
+            if (fd == group_fd) {
+                // Publishes relayed by the other processes of the group.
+                char msg[70000];
+                for (;;) {
+                    const ssize_t r = ::recv(group_fd, msg, sizeof msg, 0);
+                    if (r <= 0)
+                        break;
+                    const std::string_view m(msg, static_cast<std::size_t>(r));
+                    const std::size_t nl = m.find('\n');
+                    if (nl == std::string_view::npos)
+                        continue;
+                    const std::string channel(m.substr(0, nl)), body(m.substr(nl + 1));
+                    for (auto& other : workers)
+                        if (other.get() != &w)
+                            other->post(channel, body);
+                    deliver(w, channel, body);
                 }
                 continue;
             }
@@ -273,6 +365,7 @@ void run(worker& w, const std::atomic<bool>& stop) {
                 for (;;) {
                     const ssize_t r = ::recv(fd, buf, sizeof buf, 0);
                     if (r > 0) {
+                        came_back(w, c);
                         c.in.append(buf, static_cast<std::size_t>(r));
                         if (static_cast<std::size_t>(r) < sizeof buf)
                             break;
@@ -296,6 +389,7 @@ void run(worker& w, const std::atomic<bool>& stop) {
 int main(int argc, char** argv) {
     unsigned port = 0, threads = 1;
     double max_seconds = 3600;
+    bool reuse_port = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view a = argv[i];
         if (a == "--port")
@@ -304,11 +398,25 @@ int main(int argc, char** argv) {
             threads = static_cast<unsigned>(std::max(1ul, std::strtoul(argv[i + 1], nullptr, 10)));
         else if (a == "--max-seconds")
             max_seconds = std::strtod(argv[i + 1], nullptr);
+        else if (a == "--reuse-port")
+            reuse_port = std::string_view(argv[i + 1]) == "1";
+        else if (a == "--group")
+            group_count =
+                static_cast<unsigned>(std::max(1ul, std::strtoul(argv[i + 1], nullptr, 10)));
+        else if (a == "--index")
+            group_index = static_cast<unsigned>(std::strtoul(argv[i + 1], nullptr, 10));
+        else if (a == "--window")
+            window = std::strtoul(argv[i + 1], nullptr, 10);
         else {
             std::fprintf(stderr, "usage: megaphone-floor-server [--port N] [--threads T] "
-                                 "[--max-seconds S]\n");
+                                 "[--max-seconds S] [--reuse-port 0|1] [--group N --index I] "
+                                 "[--window K]\n");
             return 2;
         }
+    }
+    if (group_index >= group_count) {
+        std::fprintf(stderr, "megaphone-floor-server: --index must be below --group\n");
+        return 2;
     }
     std::signal(SIGPIPE, SIG_IGN);
     rlimit rl{};
@@ -321,6 +429,8 @@ int main(int argc, char** argv) {
         die("socket");
     const int one = 1;
     ::setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port)
+        ::setsockopt(lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -331,6 +441,14 @@ int main(int argc, char** argv) {
         die("listen");
     socklen_t len = sizeof addr;
     ::getsockname(lfd, reinterpret_cast<sockaddr*>(&addr), &len);
+    listen_port = ntohs(addr.sin_port);
+    if (group_count > 1) {
+        group_fd = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+        socklen_t glen = 0;
+        const sockaddr_un ga = group_address(group_index, glen);
+        if (group_fd < 0 || ::bind(group_fd, reinterpret_cast<const sockaddr*>(&ga), glen) != 0)
+            die("group socket");
+    }
 
     for (unsigned i = 0; i < threads; ++i) {
         auto w = std::make_unique<worker>();
@@ -348,6 +466,12 @@ int main(int argc, char** argv) {
         wev.events = EPOLLIN;
         wev.data.fd = w->wake;
         ::epoll_ctl(w->ep, EPOLL_CTL_ADD, w->wake, &wev);
+        if (group_fd >= 0 && i == 0) {
+            epoll_event gev{};
+            gev.events = EPOLLIN;
+            gev.data.fd = group_fd;
+            ::epoll_ctl(w->ep, EPOLL_CTL_ADD, group_fd, &gev);
+        }
         workers.push_back(std::move(w));
     }
 
