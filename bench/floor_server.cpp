@@ -17,6 +17,8 @@
 // one's abstract Unix socket "megaphone-floor-PORT-J"), as nchan's workers share one. --window K
 // paces a process's answers: at most K answered connections whose client has not sent its next
 // request yet; the rest wait in order and go as those come back (0, the default: no pacing).
+// --speculate 1 peeks once after each answer sent, as Asio's speculative read of the next
+// request does (usually EAGAIN), to weigh what those reads cost.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -61,6 +63,7 @@ std::uint64_t conn_seq = 0; // (per process; with --window, --threads 1 is what 
 unsigned group_count = 1, group_index = 0, listen_port = 0;
 int group_fd = -1;
 std::size_t window = 0;
+bool speculate = false; // --speculate 1: a recv (peek) after each answer sent, as Asio does
 
 sockaddr_un group_address(unsigned index, socklen_t& len) {
     sockaddr_un a{};
@@ -113,8 +116,16 @@ void want_output(worker& w, conn& c, bool on) {
 void send_bytes(worker& w, conn& c, std::string_view bytes) {
     if (c.out.empty()) {
         const ssize_t n = ::send(c.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
-        if (n == static_cast<ssize_t>(bytes.size()))
+        if (n == static_cast<ssize_t>(bytes.size())) {
+            if (speculate) {
+                // Asio's next read is tried at once, before the client can have answered:
+                // usually EAGAIN. What it read (a pipelined request) waits for the next event.
+                char probe[512];
+                const ssize_t r = ::recv(c.fd, probe, sizeof probe, MSG_PEEK);
+                (void)r;
+            }
             return;
+        }
         const std::size_t sent = n > 0 ? static_cast<std::size_t>(n) : 0;
         if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
             return; // gone: EPOLLRDHUP/EPOLLERR closes it
@@ -407,10 +418,12 @@ int main(int argc, char** argv) {
             group_index = static_cast<unsigned>(std::strtoul(argv[i + 1], nullptr, 10));
         else if (a == "--window")
             window = std::strtoul(argv[i + 1], nullptr, 10);
+        else if (a == "--speculate")
+            speculate = std::string_view(argv[i + 1]) == "1";
         else {
             std::fprintf(stderr, "usage: megaphone-floor-server [--port N] [--threads T] "
                                  "[--max-seconds S] [--reuse-port 0|1] [--group N --index I] "
-                                 "[--window K]\n");
+                                 "[--window K] [--speculate 0|1]\n");
             return 2;
         }
     }
