@@ -57,7 +57,7 @@ namespace {
 
 std::atomic<std::int64_t> held_total{0};
 std::atomic<std::uint64_t> message_seq{0};
-std::uint64_t conn_seq = 0; // (per process; with --window, --threads 1 is what the bench runs)
+std::atomic<std::uint64_t> conn_seq{0}; // tells a reused fd's new connection from the old
 
 // The group of processes (--group, --index) and the pacing window (--window).
 unsigned group_count = 1, group_index = 0, listen_port = 0;
@@ -119,7 +119,7 @@ void send_bytes(worker& w, conn& c, std::string_view bytes) {
         if (n == static_cast<ssize_t>(bytes.size())) {
             if (speculate) {
                 // Asio's next read is tried at once, before the client can have answered:
-                // usually EAGAIN. What it read (a pipelined request) waits for the next event.
+                // usually EAGAIN. A peek: a pipelined request stays for the next event.
                 char probe[512];
                 const ssize_t r = ::recv(c.fd, probe, sizeof probe, MSG_PEEK);
                 (void)r;
@@ -216,6 +216,14 @@ void deliver(worker& w, const std::string& channel, const std::string& body) {
     }
 }
 
+/// A publish reaches this process's other threads (by their mailboxes) and this one's holders.
+void deliver_everywhere(worker& w, const std::string& channel, const std::string& body) {
+    for (auto& other : workers)
+        if (other.get() != &w)
+            other->post(channel, body);
+    deliver(w, channel, body);
+}
+
 /// A publish from this process reaches the others of its group.
 void relay(const std::string& channel, const std::string& body) {
     if (group_fd < 0)
@@ -282,11 +290,8 @@ bool handle_input(worker& w, conn& c) {
         } else if (method == "POST" && target.rfind("/pub/", 0) == 0) {
             const std::string channel = target.substr(5);
             const std::int64_t n = held_total.load();
-            for (auto& other : workers)
-                if (other.get() != &w)
-                    other->post(channel, body);
             relay(channel, body);
-            deliver(w, channel, body);
+            deliver_everywhere(w, channel, body);
             answer(w, c, n > 0 ? 201 : 202, n > 0 ? "Created" : "Accepted",
                    "{\"subscribers\":" + std::to_string(n) + "}");
         } else if (method == "GET" && target.rfind("/pub/", 0) == 0) {
@@ -336,11 +341,8 @@ void run(worker& w, const std::atomic<bool>& stop) {
                     const std::size_t nl = m.find('\n');
                     if (nl == std::string_view::npos)
                         continue;
-                    const std::string channel(m.substr(0, nl)), body(m.substr(nl + 1));
-                    for (auto& other : workers)
-                        if (other.get() != &w)
-                            other->post(channel, body);
-                    deliver(w, channel, body);
+                    deliver_everywhere(w, std::string(m.substr(0, nl)),
+                                       std::string(m.substr(nl + 1)));
                 }
                 continue;
             }
