@@ -168,14 +168,7 @@ void engine::create(client_request&& req, application& app, const session_codec&
     const std::string sid = make_sid();
     auto s = std::make_unique<session>(*this, app, codec, sid, settings, req.rid);
     session& ref = *s;
-    ref.claims_ = std::move(token.claims);
-    if (!verdict.user.empty()) {
-        if (!ref.claims_) {
-            ref.claims_ = std::make_unique<auth::token_claims>();
-            ref.app_user_ = true;
-        }
-        ref.claims_->subject = std::move(verdict.user);
-    }
+    ref.identify(std::move(token.claims), std::move(verdict.user));
     sessions_.emplace(ref.id(), std::move(s));
     if (log_enabled(log_level::debug))
         logger().debug("session open sid={} transport={} shard={}", ref.id(), transport_name(ref),

@@ -37,6 +37,16 @@ struct session::bosh_state {
     bool answering_pause = false;                   // pause answers are not kept (§14.3)
 };
 
+struct session::rare_parts {
+    std::unique_ptr<bosh_state> bosh;    // BOSH sessions only
+    std::unique_ptr<stream_sink> stream; // from the session's first stream on
+    // Who the client is: a token's claims, or (app_user_) only a subject the application gave
+    // at creation (application::authorize), whose patterns are not used.
+    std::unique_ptr<auth::token_claims> claims;
+    std::optional<publish_bucket> publishes; // from the session's first publish on
+    std::vector<early_request> early;        // requests that came before their turn
+};
+
 session::session(engine& owner, application& app, const session_codec& codec, std::string_view sid,
                  const session_settings& settings, request_id first_rid)
     : engine_{owner}
@@ -58,24 +68,55 @@ session::session(engine& owner, application& app, const session_codec& codec, st
 
 session::~session() = default;
 
+session::rare_parts& session::rare() {
+    if (!rare_)
+        rare_ = std::make_unique<rare_parts>();
+    return *rare_;
+}
+
+void session::identify(std::unique_ptr<auth::token_claims> claims, std::string user) {
+    if (claims)
+        rare().claims = std::move(claims);
+    if (user.empty())
+        return;
+    std::unique_ptr<auth::token_claims>& held = rare().claims;
+    if (!held) {
+        held = std::make_unique<auth::token_claims>();
+        app_user_ = true;
+    }
+    held->subject = std::move(user);
+}
+
+session::bosh_state* session::bosh() const noexcept {
+    return rare_ ? rare_->bosh.get() : nullptr;
+}
+
+stream_sink* session::sink() const noexcept {
+    return rare_ ? rare_->stream.get() : nullptr;
+}
+
+auth::token_claims* session::claims() const noexcept {
+    return rare_ ? rare_->claims.get() : nullptr;
+}
+
 broker& session::broker() noexcept {
     return engine_.broker();
 }
 
 std::string_view session::user() const noexcept {
-    return claims_ ? std::string_view(claims_->subject) : std::string_view{};
+    return claims() ? std::string_view(claims()->subject) : std::string_view{};
 }
 
 bool session::token_allows_subscribe(std::string_view channel) const noexcept {
-    if (claims_ && !app_user_)
-        return claims_->channels.allows(channel);
+    if (claims() && !app_user_)
+        return claims()->channels.allows(channel);
     const session_rules& rules = rules_or_defaults(engine_.config().rules);
     return rules.private_prefix.empty() || !channel.starts_with(rules.private_prefix);
 }
 
 bool session::token_allows_publish(std::string_view channel) const noexcept {
-    if (claims_ && !app_user_)
-        return claims_->publish.allows(channel);
+    if (claims() && !app_user_)
+        return claims()->publish.allows(channel);
     return rules_or_defaults(engine_.config().rules).client_publish.allows(channel);
 }
 
@@ -85,9 +126,10 @@ bool session::take_publish_token() {
         return true;
     const time_point now = engine_.clock().now();
     const double burst = rules.publish_burst;
-    if (!publishes_)
-        publishes_ = std::make_unique<publish_bucket>(publish_bucket{burst, now});
-    publish_bucket& b = *publishes_;
+    std::optional<publish_bucket>& bucket = rare().publishes;
+    if (!bucket)
+        bucket = publish_bucket{burst, now};
+    publish_bucket& b = *bucket;
     const double elapsed = std::chrono::duration<double>(now - b.last).count();
     b.tokens = std::min(burst, b.tokens + elapsed * rules.publish_rate);
     b.last = now;
@@ -104,12 +146,12 @@ bool session::token_checks_pass(const client_request& req, const exchange& ex) {
     if (!req.token.empty()) {
         // A refresh: a valid token of the same user (or a first one) replaces the claims.
         auto outcome = check_token(rules, req.token, false);
-        if (!outcome.refused && (!claims_ || outcome.claims->subject == claims_->subject)) {
-            claims_ = std::move(outcome.claims);
+        if (!outcome.refused && (!claims() || outcome.claims->subject == claims()->subject)) {
+            rare().claims = std::move(outcome.claims);
             app_user_ = false;
             return true;
         }
-    } else if (!claims_ || !claims_->expires || rules.now() < *claims_->expires + rules.leeway) {
+    } else if (!claims() || !claims()->expires || rules.now() < *claims()->expires + rules.leeway) {
         return true;
     }
     count_refusal(refusal::unauthorized);
@@ -119,14 +161,14 @@ bool session::token_checks_pass(const client_request& req, const exchange& ex) {
 
 std::string_view session::host() const noexcept {
     // Both arms string_view: a std::string arm would make the result point into a temporary.
-    return bosh_ ? std::string_view(bosh_->host) : std::string_view();
+    return bosh() ? std::string_view(bosh()->host) : std::string_view();
 }
 std::string_view session::lang() const noexcept {
-    return bosh_ ? std::string_view(bosh_->lang) : std::string_view();
+    return bosh() ? std::string_view(bosh()->lang) : std::string_view();
 }
 
 void session::reply(const exchange& ex, packet body, unsigned status) const {
-    ex.reply({status, codec_.kind(), std::move(body), bosh_ ? bosh_->content_type : packet{}});
+    ex.reply({status, codec_.kind(), std::move(body), bosh() ? bosh()->content_type : packet{}});
 }
 
 //--------------------------------------------------------------------------------------------------
@@ -193,7 +235,7 @@ void session::end(close_reason why) {
 
 void session::open(client_request&& creation, exchange ex) {
     if (creation.bosh)
-        bosh_ = std::make_unique<bosh_state>(creation.bosh);
+        rare().bosh = std::make_unique<bosh_state>(creation.bosh);
     created_ = engine_.clock().now();
     peer_ = creation.peer;
     fsm_.start(); // arms the die timer
@@ -230,7 +272,8 @@ void session::on_request(client_request&& req, exchange ex) {
             count_refusal(refusal::rid_out_of_window);
             return fail(protocol_error::item_not_found, ex);
         }
-        for (early_request& e : early_)
+        std::vector<early_request>& early = rare().early;
+        for (early_request& e : early)
             if (e.request.rid == rid) {
                 // A second copy of a waiting early request: the newest carries the answer.
                 reply(e.ex, codec_.replaced(rid));
@@ -239,11 +282,11 @@ void session::on_request(client_request&& req, exchange ex) {
             }
         // One more than `requests` is allowed when it is a terminate or a pause (§11).
         const bool pause = req.bosh && req.bosh->pause;
-        if (outstanding_.size() + early_.size() >= requests() && !req.terminate && !pause) {
+        if (outstanding_.size() + early.size() >= requests() && !req.terminate && !pause) {
             count_refusal(refusal::too_many_requests);
             return fail(protocol_error::policy_violation, ex);
         }
-        early_.push_back({std::move(req), std::move(ex)});
+        early.push_back({std::move(req), std::move(ex)});
         return;
     }
 
@@ -278,7 +321,7 @@ void session::on_request(client_request&& req, exchange ex) {
 
 void session::process(client_request&& req, exchange ex) {
     next_rid_ = req.rid + 1;
-    if (req.bosh && bosh_ && !bosh_checks_pass(req, ex))
+    if (req.bosh && bosh() && !bosh_checks_pass(req, ex))
         return;
     if (!token_checks_pass(req, ex))
         return;
@@ -310,10 +353,10 @@ void session::process(client_request&& req, exchange ex) {
         end(close_reason::client_terminate);
         return reply(ex, codec_.terminated(req.rid));
     }
-    if (req.bosh && req.bosh->pause && bosh_)
+    if (req.bosh && req.bosh->pause && bosh())
         return pause(req, std::move(ex));
     // A BOSH client whose ack shows a lost answer is told at once (§9.2): it re-sends that rid.
-    if (req.bosh && req.ack && bosh_) {
+    if (req.bosh && req.ack && bosh()) {
         for (const cached_answer& c : cache_)
             if (c.rid == *req.ack + 1 && c.rid < req.rid &&
                 engine_.clock().now() - c.at >= engine_.config().report_after) {
@@ -329,23 +372,23 @@ void session::process(client_request&& req, exchange ex) {
 bool session::expects_stream(const client_request& req) const noexcept {
     // Asked for, or sent before the attached stream opened (the rid fence): either way what is
     // queued is the stream's, and the answer must carry nothing newer than what it wrote.
-    return req.streaming || (stream_ && req.rid <= stream_->fence());
+    return req.streaming || (sink() && req.rid <= sink()->fence());
 }
 
 bool session::rewind_stream(const client_request& req, const exchange& ex) {
-    if (bosh_)
+    if (bosh())
         return true; // BOSH sessions have no streams
-    if (!stream_)
-        stream_ = std::make_unique<stream_sink>(settings_.max_queue);
+    if (!sink())
+        rare().stream = std::make_unique<stream_sink>(settings_.max_queue);
     // A request sent before the latest stream opened knows less than that stream's position.
-    if (req.rid <= stream_->fence())
+    if (req.rid <= sink()->fence())
         return true;
     // A client that keeps its stream only acknowledges what it received: the window shrinks.
     if (req.streaming) {
-        stream_->acknowledge(*req.stream_ack);
+        sink()->acknowledge(*req.stream_ack);
         return true;
     }
-    auto back = stream_->rewind(*req.stream_ack, req.rid);
+    auto back = sink()->rewind(*req.stream_ack, req.rid);
     if (!back) {
         // As for a stream's Last-Event-ID: a position the window cannot serve exactly ends the
         // session; the client starts a new one and recovers its channels from their history.
@@ -359,9 +402,9 @@ bool session::rewind_stream(const client_request& req, const exchange& ex) {
 
 bool session::bosh_checks_pass(const client_request& req, const exchange& ex) {
     // The next request restores the normal inactivity after a pause (§10).
-    bosh_->pause.reset();
+    bosh()->pause.reset();
     // Key sequencing (§15): a wrong or missing key ends the session before anything else.
-    if (bosh_->keys.accept(*req.bosh) != bosh_key_sequence::verdict::accepted) {
+    if (bosh()->keys.accept(*req.bosh) != bosh_key_sequence::verdict::accepted) {
         count_refusal(refusal::bad_key);
         fail(protocol_error::item_not_found, ex);
         return false;
@@ -373,7 +416,7 @@ void session::pause(const client_request& req, exchange ex) {
     // §10: answer every held request at once, answer the pause itself with no payload, and let
     // the session idle for up to `pause` seconds (at most maxpause).
     const auto asked = std::chrono::milliseconds(std::chrono::seconds(*req.bosh->pause));
-    bosh_->pause = std::min(asked, engine_.config().maxpause);
+    bosh()->pause = std::min(asked, engine_.config().maxpause);
     if (fsm_.state() == fsm_state::have_packet) {
         // The pause answer carries no payload (§10): queued data waits for the next request,
         // and the die timer, which runs in have_packet, restarts stretched to the pause.
@@ -389,10 +432,10 @@ void session::pause(const client_request& req, exchange ex) {
     rearm_wait_timer();
     // Nothing is queued now (have_request and have_packet exclude each other): the pause is
     // answered empty, and that answer is not kept (§14.3).
-    bosh_->answering_pause = true;
+    bosh()->answering_pause = true;
     outstanding_.push_back({req.rid, std::move(ex)});
     fsm_.process(request_arrived{req.rid, /*answer_now=*/true});
-    bosh_->answering_pause = false;
+    bosh()->answering_pause = false;
 }
 
 void session::deliver(const std::vector<message>& messages) {
@@ -421,14 +464,18 @@ void session::call_app(F&& f) {
 }
 
 void session::drain_early() {
-    // Process the waiting early requests whose turn has come, in rid order.
+    // Process the waiting early requests whose turn has come, in rid order. (rare_, once made,
+    // lives as long as the session: process() may come back here.)
+    if (!rare_ || rare_->early.empty())
+        return;
+    std::vector<early_request>& early = rare_->early;
     for (bool progressed = true; progressed && !closed_;) {
         progressed = false;
-        for (std::size_t i = 0; i < early_.size(); ++i) {
-            if (early_[i].request.rid != next_rid_)
+        for (std::size_t i = 0; i < early.size(); ++i) {
+            if (early[i].request.rid != next_rid_)
                 continue;
-            early_request e = std::move(early_[i]);
-            early_.erase(early_.begin() + static_cast<std::ptrdiff_t>(i));
+            early_request e = std::move(early[i]);
+            early.erase(early.begin() + static_cast<std::ptrdiff_t>(i));
             process(std::move(e.request), std::move(e.ex));
             progressed = true;
             break;
@@ -440,9 +487,9 @@ void session::attach_stream(const stream_transport& transport, std::optional<std
                             std::optional<request_id> fence, exchange ex) {
     if (closed_)
         return ex.reply(transport.refusal());
-    if (!stream_)
-        stream_ = std::make_unique<stream_sink>(settings_.max_queue);
-    switch (stream_->attach(transport, last_id, fence, ex)) {
+    if (!sink())
+        rare().stream = std::make_unique<stream_sink>(settings_.max_queue);
+    switch (sink()->attach(transport, last_id, fence, ex)) {
     case stream_sink::attach_result::attached:
         return fsm_.process(stream_opened{});
     case stream_sink::attach_result::stale:
@@ -459,15 +506,15 @@ void session::attach_stream(const stream_transport& transport, std::optional<std
 }
 
 void session::on_stream_written(const exchange& ex) {
-    if (stream_ && stream_->is(ex))
+    if (sink() && sink()->is(ex))
         fsm_.process(stream_written{});
 }
 
 void session::on_connection_lost(request_id rid, const exchange& ex) {
     if (rid == stream_sink_id) {
         // Only the attached stream counts: a replaced one's loss is no news.
-        if (stream_ && stream_->is(ex)) {
-            stream_->detach();
+        if (sink() && sink()->is(ex)) {
+            sink()->detach();
             fsm_.process(connection_closed{stream_sink_id});
         }
         return;
@@ -505,9 +552,9 @@ void session::fail(protocol_error e, const exchange& ex) {
     case protocol_error::rate_limited:
         break;
     }
-    response r = codec_.error_response(e, bosh_ && bosh_->legacy);
-    if (bosh_)
-        r.content_type = bosh_->content_type;
+    response r = codec_.error_response(e, bosh() && bosh()->legacy);
+    if (bosh())
+        r.content_type = bosh()->content_type;
     ex.reply(std::move(r));
 }
 
@@ -544,7 +591,7 @@ void session::respond(request_id id, std::vector<packet> packets, answer_kind ki
         if (kind == answer_kind::data) {
             if (metrics_block* mb = current_metrics)
                 mb->messages_out.add(packets.size());
-            stream_->write(std::move(packets));
+            sink()->write(std::move(packets));
         }
         return;
     }
@@ -557,7 +604,7 @@ void session::respond(request_id id, std::vector<packet> packets, answer_kind ki
 
     if (kind == answer_kind::closing) {
         // Legacy BOSH clients (no `ver`) learn of an error end by a bare HTTP code (§17.1).
-        if (bosh_ && bosh_->legacy)
+        if (bosh() && bosh()->legacy)
             if (auto status = bosh_legacy_status(condition(close_reason_)))
                 return reply(ex, packet::from(""), *status);
         return reply(ex, codec_.closing(id, close_reason_));
@@ -574,13 +621,13 @@ void session::respond(request_id id, std::vector<packet> packets, answer_kind ki
     if (id == creation_rid_) {
         const session_info info{this->id(), settings_.wait,       settings_.hold,
                                 requests(), settings_.inactivity, settings_.polling};
-        if (bosh_ && bosh_->creation) {
-            auto terms = bosh_creation::answer_to(*bosh_->creation, info);
+        if (bosh() && bosh()->creation) {
+            auto terms = bosh_creation::answer_to(*bosh()->creation, info);
             terms.maxpause =
                 std::chrono::duration_cast<std::chrono::seconds>(engine_.config().maxpause);
             terms.ack.reset(); // we do not send acks (§9.1 is optional): never promise them
             body = bosh_codec::creation_answer(terms, packets);
-            bosh_->creation.reset();
+            bosh()->creation.reset();
         } else {
             body = codec_.created(info, id, packets);
         }
@@ -589,10 +636,10 @@ void session::respond(request_id id, std::vector<packet> packets, answer_kind ki
     }
     last_answered_ = std::max(last_answered_, id);
     // Kept for a client that lost this answer and sends the rid again.
-    if (!(bosh_ && bosh_->answering_pause))
+    if (!(bosh() && bosh()->answering_pause))
         remember(id, body);
     ex.reply(
-        {200, codec_.kind(), std::move(body), bosh_ ? bosh_->content_type : packet{}, pushed_at});
+        {200, codec_.kind(), std::move(body), bosh() ? bosh()->content_type : packet{}, pushed_at});
 }
 
 void session::arm_wait_timer(request_id id) {
@@ -624,7 +671,7 @@ void session::rearm_wait_timer() {
 }
 
 void session::arm_die_timer() {
-    const auto inactivity = bosh_ && bosh_->pause ? *bosh_->pause : settings_.inactivity;
+    const auto inactivity = bosh() && bosh()->pause ? *bosh()->pause : settings_.inactivity;
     die_at_ = engine_.clock().now() + inactivity;
     if (!die_timer_.armed() || die_timer_.deadline() > die_at_)
         engine_.timers().arm(die_timer_, die_at_);
@@ -668,15 +715,17 @@ void session::session_closed(close_reason why, std::vector<packet>) {
         count_refusal(refusal::queue_overflow);
     closed_ = true;
     close_reason_ = why;
-    if (stream_)
-        stream_->end(why); // (the machine asked for it just before: respond(stream_sink_id, ..))
+    if (sink())
+        sink()->end(why); // (the machine asked for it just before: respond(stream_sink_id, ..))
     die_at_ = time_point::max();
     engine_.timers().cancel(wait_timer_);
     engine_.timers().cancel(die_timer_);
     // Requests waiting for a gap that will never fill are answered too.
-    for (early_request& e : early_)
-        reply(e.ex, codec_.closing(e.request.rid, why));
-    early_.clear();
+    if (rare_) {
+        for (early_request& e : rare_->early)
+            reply(e.ex, codec_.closing(e.request.rid, why));
+        rare_->early.clear();
+    }
     engine_.schedule_reap(this);
 }
 

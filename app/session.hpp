@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -135,6 +136,9 @@ private:
     };
 
     // Engine entry points.
+    /// Who the client is: its token's claims (may be null), and the user the application gave
+    /// (application::authorize; empty: none), which wins over the token's subject.
+    void identify(std::unique_ptr<auth::token_claims> claims, std::string user);
     void open(client_request&& creation, exchange ex);
     void on_request(client_request&& req, exchange ex);
     void on_connection_lost(request_id rid, const exchange& ex);
@@ -195,19 +199,22 @@ private:
     timer_node wait_timer_; // set no later than the earliest held request's deadline
     time_point die_at_ = time_point::max(); // when the die timer is due; max: not running
     boost::container::small_vector<outstanding, 1> outstanding_; // held, or being processed
-    std::vector<early_request> early_;
     boost::container::small_vector<cached_answer, 2> cache_;
-    std::vector<subscription> subscriptions_;
-    std::unique_ptr<bosh_state> bosh_;    // BOSH sessions only
-    std::unique_ptr<stream_sink> stream_; // from the session's first stream on
-    // Who the client is: a token's claims, or (app_user_) only a subject the application gave
-    // at creation (application::authorize), whose patterns are not used.
-    std::unique_ptr<auth::token_claims> claims_;
+    // Most sessions are on one channel: it is kept inline (no allocation of its own).
+    boost::container::small_vector<subscription, 1> subscriptions_;
     struct publish_bucket {
         double tokens;
         time_point last;
     };
-    std::unique_ptr<publish_bucket> publishes_; // from the session's first publish on
+    // What few sessions have (BOSH state, a stream sink, a token's claims, a publish bucket,
+    // requests that came before their turn) is behind one pointer, made with the first of them
+    // and kept to the session's end: a held long-poll is 48 B smaller for it (issue 6).
+    struct rare_parts;
+    std::unique_ptr<rare_parts> rare_;
+    rare_parts& rare();
+    bosh_state* bosh() const noexcept;
+    stream_sink* sink() const noexcept;
+    auth::token_claims* claims() const noexcept;
     std::any data_;
     request_id next_rid_;      // the rid processed next
     request_id creation_rid_;  // answered with the creation answer

@@ -311,7 +311,7 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
                 access_state{std::string(parser_->get().method_string()), target, clock::now()});
         keep_alive_ = false;
         preflight_ = false;
-        origin_.clear();
+        origin_ = packet{};
         awaiting_ = false;
         return do_write(handler_.refuse(target, status));
     }
@@ -319,7 +319,7 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
     if (plain_on_tls_port_) {
         keep_alive_ = false;
         preflight_ = false;
-        origin_.clear();
+        origin_ = packet{};
         awaiting_ = false;
         response r;
         r.status = 400;
@@ -345,7 +345,7 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
     keep_alive_ = in.request.keep_alive();
     preflight_ = in.request.method() == http::verb::options;
     auto origin = in.request.find(http::field::origin);
-    origin_ = origin == in.request.end() ? std::string() : std::string(origin->value());
+    origin_ = origin == in.request.end() ? packet{} : packet::from(origin->value());
     // A held request may wait long: no deadline while the answer is outstanding.
     clear_deadline();
     awaiting_ = true;
@@ -629,11 +629,11 @@ void http_connection::do_write(response r) {
         head_ += std::to_string(answer_.body.size());
         head_ += "\r\nCache-Control: no-store\r\n";
     }
-    if (!origin_.empty() && origin_allowed(options_.cors_origins, origin_)) {
+    if (!origin_.empty() && origin_allowed(options_.cors_origins, origin_.view())) {
         head_ += "Access-Control-Allow-Origin: ";
         const bool any = std::find(options_.cors_origins.begin(), options_.cors_origins.end(),
                                    "*") != options_.cors_origins.end();
-        head_ += any ? std::string_view("*") : std::string_view(origin_);
+        head_ += any ? std::string_view("*") : origin_.view();
         head_ += "\r\nVary: Origin\r\n";
         if (preflight_)
             head_ += "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"

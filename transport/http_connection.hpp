@@ -296,7 +296,7 @@ private:
     bool preflight_ = false;         // the request was a CORS preflight (OPTIONS)
     bool plain_on_tls_port_ = false; // plain HTTP came to the HTTPS port: refuse it
     bool moved_ = false;             // came here by move_to(): never moves again
-    std::string origin_;             // the request's Origin, for CORS on the answer
+    packet origin_; // the request's Origin, for CORS on the answer (8 B where a string is 32)
     // For the access log, only when options_.access_log is set.
     struct access_state {
         std::string method;
