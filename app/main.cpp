@@ -1,8 +1,10 @@
 // megaphone: the server with the built-in hub. `megaphone --help` lists every option.
+#include "app/allocator.hpp"
 #include "app/cli.hpp"
 #include "app/hub.hpp"
 
 int main(int argc, char** argv) {
+    megaphone::tune_allocator(argv); // first: it may execute the program again
     auto options = megaphone::parse_command_line(
         argc, argv,
         "megaphone: a Comet long-polling server. JSON transport and hub at POST /comet, "

@@ -1,5 +1,6 @@
 // A complete Megaphone app: a shared counter. Every browser tab that connects is greeted, can
 // send {"add": N}, and sees every change pushed to everyone at once.
+#include "app/allocator.hpp"
 #include "app/cli.hpp"
 #include "app/server.hpp"
 #include "app/session.hpp"
@@ -24,6 +25,7 @@ private:
 };
 
 int main(int argc, char** argv) {
+    megaphone::tune_allocator(argv); // first: it may execute the program again
     auto options = megaphone::parse_command_line(argc, argv, "hello: a shared counter");
     megaphone::server srv{options};
     counter_app app;

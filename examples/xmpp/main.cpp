@@ -1,5 +1,6 @@
 // megaphone-xmpp: the XMPP example server. A small XMPP service (examples/xmpp/xmpp_core.hpp)
 // over BOSH at POST /bosh, the hub on the JSON transport at POST /comet, the pages of web/.
+#include "app/allocator.hpp"
 #include "app/cli.hpp"
 #include "app/hub.hpp"
 #include "examples/xmpp/xmpp_app.hpp"
@@ -55,6 +56,7 @@ xmpp_options take_xmpp_options(int& argc, char** argv) {
 } // namespace
 
 int main(int argc, char** argv) {
+    megaphone::tune_allocator(argv); // first: it may execute the program again
     const xmpp_options xo = take_xmpp_options(argc, argv);
     auto options = megaphone::parse_command_line(
         argc, argv,
