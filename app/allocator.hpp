@@ -3,7 +3,7 @@
 // glibc's malloc keeps at most 7 freed chunks of each size per thread (its tcache). A server
 // thread frees far more than that between two bursts of requests (each answer, parser, header
 // field and packet is one chunk), and the rest go back to the shared arena: under its lock, with
-// consolidation, and out of the cache again on the next request. A larger cache takes 8-10 % off
+// consolidation, and out of the cache again on the next request. A larger cache takes 5-6 % off
 // the server's CPU per message (docs/PERFORMANCE.md, "The allocator's cache"). glibc reads the
 // cache's size only from GLIBC_TUNABLES as the process starts, so a server's main() asks
 // tune_allocator() first thing: the program executes itself again, once, with the setting added.
