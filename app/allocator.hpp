@@ -32,7 +32,8 @@ std::optional<std::string> allocator_tunables(const char* tunables, const char* 
 /// environment and open descriptors) with the tuned cache and MEGAPHONE_MALLOC=tuned. Returns
 /// when nothing is to be done, when the program is not linked with glibc or runs under a
 /// sanitizer (whose allocator replaces malloc), and when the execution fails (the default cache
-/// then stays).
+/// then stays). Under a tool that runs the program on a loader of its own (valgrind), set
+/// MEGAPHONE_MALLOC=system.
 void tune_allocator(char** argv) noexcept;
 
 } // namespace megaphone
