@@ -99,20 +99,20 @@ int main(int argc, char** argv) {
     megaphone::examples::chat_app chat;
     srv.mount("/comet", hub);
     srv.mount("/chat", chat);
-    srv.route(
-        http::verb::get, "/demo/token", [secret](megaphone::incoming& in, std::string_view rest) {
-            if (!rest.empty()) // the route is a prefix: /demo/tokens is not it
-                return in.ex.reply(json_answer(404, {{"error", "not found"}}));
-            const std::string_view target = in.request.target();
-            const auto question = target.find('?');
-            const auto nick = question == std::string_view::npos
-                                  ? std::nullopt
-                                  : query_value(target.substr(question + 1), "nick");
-            if (!nick || !valid_nick(*nick))
-                return in.ex.reply(
-                    json_answer(400, {{"error", "nick: 1 to 32 letters, digits, '-' or '_'"}}));
-            in.ex.reply(json_answer(200, {{"token", mint_token(secret, std::string{*nick})}}));
-        });
+    srv.route(http::verb::get, "/demo/token",
+              [secret](megaphone::incoming& in, std::string_view rest) {
+                  if (!rest.empty()) // the route is a prefix: /demo/tokens is not it
+                      return in.ex.reply(json_answer(404, {{"error", "not found"}}));
+                  const std::string_view target = in.request.target();
+                  const auto question = target.find('?');
+                  const auto nick = question == std::string_view::npos
+                                        ? std::nullopt
+                                        : query_value(target.substr(question + 1), "nick");
+                  if (!nick || !valid_nick(*nick))
+                      return in.ex.reply(json_answer(
+                          400, {{"error", "nick: 1 to 32 letters, digits, '-' or '_'"}}));
+                  in.ex.reply(json_answer(200, {{"token", mint_token(secret, std::string{*nick})}}));
+              });
     std::printf("megaphone-demo: chat tokens at /demo/token?nick=NAME (visitors without one "
                 "publish nowhere)\n");
     megaphone::examples::ticker ticker{srv, "ticker", std::chrono::milliseconds(100)};
