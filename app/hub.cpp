@@ -61,8 +61,10 @@ hub::hub(server& srv) {
             auto message = publish_packet(*channel, in.request.body());
             if (!message)
                 return in.ex.reply(json_answer(400, {{"error", "body is not one JSON value"}}));
-            srv.publish(*channel, std::move(*message),
-                        [ex = in.ex](const publish_result& r) { ex.reply(publish_answer(r)); });
+            // Answered in this turn on the in-process bus: the connection need not watch for
+            // its client's leaving meanwhile.
+            srv.publish_now(*channel, std::move(*message),
+                            [ex = in.ex](publish_result r) { ex.reply(publish_answer(r)); });
         },
         route_access::publisher); // the internal door, or the public one with the publish key
 }

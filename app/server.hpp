@@ -178,6 +178,9 @@ public:
     void push(std::string_view sid, packet p) override;
     void publish(std::string_view channel, packet p,
                  std::function<void(const publish_result&)> done = {}) override;
+    /// As publish(), for a caller ready for `done` inside this call (the /publish route, whose
+    /// answer then goes out in the same turn): publish() queues `done` on a shard instead.
+    void publish_now(std::string_view channel, packet p, std::function<void(publish_result)> done);
     void broadcast(packet p) override;
     void subscribe(std::string_view sid, std::string_view channel) override;
     void unsubscribe(std::string_view sid, std::string_view channel) override;
@@ -226,8 +229,8 @@ private:
     void channel_closed(unsigned shard, std::string_view channel) override;
 
     // bus_listener: a message for this process's subscribers (from the bus)
-    void deliver(std::string_view channel, const packet& stamped, std::uint64_t offset,
-                 std::function<void(std::size_t)> reached) override;
+    std::size_t deliver(std::string_view channel, const packet& stamped,
+                        std::uint64_t offset) override;
     // history_source: an engine's subscription from a cursor
     void recover(unsigned shard, std::string_view channel, const stream_position& since,
                  std::function<void(recovery)> done) override;

@@ -325,13 +325,10 @@ void harness::publish(std::string_view channel, packet p,
     });
 }
 
-void harness::deliver(std::string_view channel, const packet& stamped, std::uint64_t,
-                      std::function<void(std::size_t)> reached) {
-    pending_.push_back([ch = std::string(channel), stamped, reached](megaphone::engine& e) {
-        const auto n = e.publish(ch, stamped);
-        if (reached)
-            reached(n);
-    });
+std::size_t harness::deliver(std::string_view channel, const packet& stamped, std::uint64_t) {
+    pending_.push_back(
+        [ch = std::string(channel), stamped](megaphone::engine& e) { e.publish(ch, stamped); });
+    return engine_.subscribers(channel); // as the server counts: its subscribers now
 }
 
 void harness::recover(unsigned, std::string_view channel, const stream_position& since,

@@ -188,8 +188,8 @@ private:
 
     void step(const std::function<void(megaphone::engine&)>& f);
     // bus_listener, history_source: queued like every other step
-    void deliver(std::string_view channel, const packet& stamped, std::uint64_t offset,
-                 std::function<void(std::size_t)> reached) override;
+    std::size_t deliver(std::string_view channel, const packet& stamped,
+                        std::uint64_t offset) override;
     void recover(unsigned shard, std::string_view channel, const stream_position& since,
                  std::function<void(recovery)> done) override;
 

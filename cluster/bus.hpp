@@ -56,10 +56,11 @@ class bus_listener {
 public:
     virtual ~bus_listener() = default;
     /// A stamped message of `channel`, at `offset`. Calls come in offset order per channel
-    /// (never two at once for one channel). `reached`, when set, wants the number of sessions
-    /// it reached once delivered.
-    virtual void deliver(std::string_view channel, const packet& stamped, std::uint64_t offset,
-                         std::function<void(std::size_t)> reached) = 0;
+    /// (never two at once for one channel), maybe under the bus's lock: the listener queues the
+    /// delivery and returns. Returns how many sessions of this process the message is for (its
+    /// subscribers now).
+    virtual std::size_t deliver(std::string_view channel, const packet& stamped,
+                                std::uint64_t offset) = 0;
 };
 
 struct bus_options {
@@ -78,7 +79,8 @@ public:
 
     /// Gives `payload` the channel's next position, keeps it in the history, delivers it stamped
     /// to every subscriber on every node, and tells `done` (any thread) what became of it. Any
-    /// thread.
+    /// thread. `done` may run before publish() returns: the in-process bus calls it on the
+    /// caller's thread once the deliveries are queued, outside its lock.
     virtual void publish(std::string_view channel, packet payload,
                          std::function<void(publish_result)> done) = 0;
     /// This process has subscribers of `channel` now (its first), or has none any more. Calls

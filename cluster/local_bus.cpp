@@ -79,20 +79,13 @@ void local_bus::publish(std::string_view channel, packet payload,
     }
     schedule_check(s, channel, c);
     publish_result result{true, {c.epoch, offset}, std::size_t{0}, {}};
-    bus_listener* listener = listener_.load();
-    if (!listener) {
-        lock.unlock();
-        if (done)
-            done(std::move(result));
-        return;
-    }
-    std::function<void(std::size_t)> reached;
+    // The publisher is answered here, on its own thread, once the deliveries are queued: no
+    // hop and no wake-up for the answer.
+    if (bus_listener* listener = listener_.load())
+        result.sessions = listener->deliver(channel, stamped, offset);
+    lock.unlock();
     if (done)
-        reached = [result = std::move(result), done = std::move(done)](std::size_t n) mutable {
-            result.sessions = n;
-            done(std::move(result));
-        };
-    listener->deliver(channel, stamped, offset, std::move(reached));
+        done(std::move(result));
 }
 
 void local_bus::open(std::string_view) {}

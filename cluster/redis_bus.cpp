@@ -416,7 +416,7 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
 
     void deliver(std::string_view channel, const packet& payload, const stream& st) {
         if (listener)
-            listener->deliver(channel, stamp(payload, st.epoch, st.last), st.last, {});
+            listener->deliver(channel, stamp(payload, st.epoch, st.last), st.last);
     }
 
     //----------------------------------------------------------------------------------------
