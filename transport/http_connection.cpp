@@ -353,7 +353,13 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
     counted_ = true;
     handler_.exchange_started();
     stream_.reset();
-    handler_.handle(in);
+    {
+        struct handling {
+            bool& flag;
+            ~handling() { flag = false; }
+        } during{handling_ = true};
+        handler_.handle(in);
+    }
     if (in.taker)
         return hand_over(in);
     // A stream may have opened inside handle() already: its first write completes later.
@@ -378,6 +384,9 @@ void http_connection::on_read(beast::error_code ec, std::size_t bytes) {
         else
             do_watch();
     }
+    // Answered inside handle(), and written whole already (do_write): the exchange ends now.
+    if (std::exchange(written_early_, false))
+        on_write({}, head_.size() + answer_.body.size());
 }
 
 void http_connection::hand_over(incoming& in) {
@@ -650,11 +659,47 @@ void http_connection::do_write(response r) {
 
     std::array<net::const_buffer, 2> buffers{
         net::buffer(head_), net::buffer(answer_.body.view().data(), answer_.body.size())};
+    std::size_t sent = 0;
+    if (write_now(sent)) {
+        // Written whole, with no completion queued through the scheduler (and no extra turn of
+        // the reactor) before the next read starts. Inside handle() the exchange is finished by
+        // on_read, once it is done with the request.
+        if (handling_) {
+            written_early_ = true;
+            return;
+        }
+        return on_write({}, sent);
+    }
     set_deadline(options_.write_timeout);
+    if (sent > 0) {
+        // Part of it went: the rest is written asynchronously, and counted with it.
+        beast::buffers_suffix<std::array<net::const_buffer, 2>> rest{buffers};
+        rest.consume(sent);
+        return net::async_write(
+            socket_, rest, [self = shared_from_this(), sent](beast::error_code ec, std::size_t n) {
+                self->on_write(ec, n + sent);
+            });
+    }
     with_stream([&](auto& stream) {
         net::async_write(stream, buffers,
                          beast::bind_front_handler(&http_connection::on_write, shared_from_this()));
     });
+}
+
+bool http_connection::write_now(std::size_t& sent) {
+    sent = 0;
+    if (tls_ || answer_.stream || stream_ || buffer_.size() > 0)
+        return false; // TLS writes through its stream; a pipelined request is read on after
+    iovec iov[2] = {{head_.data(), head_.size()},
+                    {const_cast<char*>(answer_.body.view().data()), answer_.body.size()}};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = answer_.body.size() > 0 ? 2 : 1;
+    const ssize_t n = ::sendmsg(socket_.native_handle(), &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n <= 0)
+        return false; // the socket's buffer is full, or an error the asynchronous write reports
+    sent = static_cast<std::size_t>(n);
+    return sent == head_.size() + answer_.body.size();
 }
 
 void http_connection::on_write(beast::error_code ec, std::size_t bytes) {

@@ -241,6 +241,9 @@ private:
     /// it, and this connection ends.
     void hand_over(incoming& in);
     void do_write(response r);
+    /// Plain TCP: writes the answer with one non-blocking sendmsg when the socket takes it
+    /// whole; false (nothing or part written: `sent`) when the asynchronous write must go on.
+    bool write_now(std::size_t& sent);
     void on_write(beast::error_code ec, std::size_t bytes);
     // A streamed answer (response::stream): one piece written at a time, the rest waits.
     struct stream_piece {
@@ -296,6 +299,8 @@ private:
     bool preflight_ = false;         // the request was a CORS preflight (OPTIONS)
     bool plain_on_tls_port_ = false; // plain HTTP came to the HTTPS port: refuse it
     bool moved_ = false;             // came here by move_to(): never moves again
+    bool handling_ = false;          // inside handler_.handle(): on_read finishes the exchange
+    bool written_early_ = false;     // ... whose answer was written whole meanwhile
     packet origin_; // the request's Origin, for CORS on the answer (8 B where a string is 32)
     // For the access log, only when options_.access_log is set.
     struct access_state {

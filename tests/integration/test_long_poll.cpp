@@ -20,7 +20,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <memory>
+#include <optional>
 #include <regex>
 #include <string>
 #include <thread>
@@ -154,6 +156,91 @@ TEST_CASE("long poll: a held request is answered by a publish") {
     CHECK(published.position.offset == 1); // the channel's first message
     CHECK(r.body == R"({"rid":501,"messages":[{"epoch":")" + published.position.epoch +
                         R"(","offset":1,"channel":"ch","data":{"n":42}}]})");
+}
+
+TEST_CASE("server: an application's publish is answered later on its thread, never inside the "
+          "call") {
+    // The in-process bus knows the answer at once (the /publish route writes it in the same
+    // turn); an application's `done` still runs after its call returns, as documented
+    // (app/application.hpp), so that it may hold a lock across publish() that `done` takes.
+    test_server ts;
+    http_client poll{ts.port()};
+    const auto s = create_session(poll, 100, {{"messages", subscribe("news")}});
+    REQUIRE(ts.app().wait_messages(s.sid, 1));
+
+    std::atomic<bool> inside{false};
+    std::promise<void> told;
+    struct seen {
+        bool during_call = true;
+        bool same_thread = false;
+        megaphone::publish_result result;
+    } got;
+    ts.srv().with_session(s.sid, [&](megaphone::session&) {
+        const auto here = std::this_thread::get_id();
+        inside = true;
+        ts.srv().publish("news", megaphone::packet::from(R"({"channel":"news","data":1})"),
+                         [&, here](const megaphone::publish_result& r) {
+                             got.during_call = inside.load();
+                             got.same_thread = std::this_thread::get_id() == here;
+                             got.result = r;
+                             told.set_value();
+                         });
+        inside = false;
+    });
+    REQUIRE(told.get_future().wait_for(5s) == std::future_status::ready);
+    CHECK_FALSE(got.during_call);
+    CHECK(got.same_thread);
+    CHECK(got.result.ok);
+    CHECK(got.result.position.offset == 1);
+    CHECK(got.result.sessions == std::size_t{1});
+}
+
+TEST_CASE("server: an answer larger than the socket takes at once is written whole, and logged "
+          "with its size") {
+    // Plain HTTP answers are written with one non-blocking sendmsg first; what the socket does
+    // not take goes on asynchronously, and the access log counts both parts.
+    const std::string log_path = std::string(MEGAPHONE_BINARY_DIR) + "/test-big-answer.log";
+    std::filesystem::remove(log_path);
+    auto options = test_options();
+    options.log.access_log = log_path;
+    const std::size_t size = 24u << 20; // more than loopback's socket buffers hold
+    std::string body(size, '\0');
+    for (std::size_t i = 0; i < size; ++i)
+        body[i] = static_cast<char>('a' + (i * 7 + i / 4096) % 26);
+    std::size_t head_and_body = 0;
+    {
+        std::optional<megaphone::server> srv;
+        srv.emplace(options);
+        srv->route(http::verb::get, "/big/", [&body](megaphone::incoming& in, std::string_view) {
+            in.ex.reply({200, megaphone::content_kind::text, megaphone::packet::from(body)});
+        });
+        srv->start();
+        {
+            http_client c{srv->port()};
+            const http_reply r = c.get("/big/1");
+            REQUIRE(r.status == 200);
+            CHECK(r.body.size() == size);
+            CHECK(r.body == body);
+            // The same connection serves on.
+            const http_reply again = c.get("/big/2");
+            CHECK(again.body.size() == size);
+            // The head as written: the status line, the fields in order, an empty line.
+            std::string head = "HTTP/1.1 200 OK\r\n";
+            for (const auto& field : r.headers)
+                head +=
+                    std::string(field.name_string()) + ": " + std::string(field.value()) + "\r\n";
+            head_and_body = head.size() + 2 + size;
+        }
+        srv->stop();
+        srv->wait();
+    }
+    std::ifstream in{log_path};
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);)
+        lines.push_back(line);
+    REQUIRE(lines.size() == 2);
+    for (const auto& line : lines)
+        CHECK_THAT(line, Catch::Contains(" bytes=" + std::to_string(head_and_body) + " "));
 }
 
 TEST_CASE("long poll: published messages are stamped with the channel's epoch and offsets 1, 2, "
