@@ -106,8 +106,9 @@ public:
     /// Pushes to one session; a no-op if it does not exist or has closed.
     virtual void push(std::string_view sid, packet p) = 0;
     /// Pushes to every session subscribed to `channel`, on every node, stamped with the
-    /// channel's next position (cluster/bus.hpp); `done` (optional, on some server thread) gets
-    /// the position, or !ok when the bus could not take the message (nobody got it).
+    /// channel's next position (cluster/bus.hpp); `done` (optional, on some server thread,
+    /// always after this call returns) gets the position, or !ok when the bus could not take
+    /// the message (nobody got it).
     virtual void publish(std::string_view channel, packet p,
                          std::function<void(const publish_result&)> done = {}) = 0;
     /// Pushes to every session.
