@@ -25,7 +25,7 @@ response publish_answer(const publish_result& r) {
     if (!r.ok)
         return json_answer(503, {{"error", r.error.empty() ? "publish failed" : r.error}});
     const std::string_view epoch = r.position.epoch;
-    return {200, content_kind::json, packet::make(epoch.size() + 80, [&](packet::writer& out) {
+    return {200, content_kind::json, packet::make(epoch.size() + 80, 0, [&](packet::writer& out) {
                 out << "{\"epoch\":\"" << epoch << "\",\"offset\":" << r.position.offset;
                 if (r.sessions)
                     out << ",\"sessions\":" << std::uint64_t{*r.sessions};

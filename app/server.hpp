@@ -253,7 +253,7 @@ private:
     shard* current_shard() const noexcept;
 
     server_options options_;
-    steady_clock_source clock_;
+    coarse_clock_source clock_;
     std::unique_ptr<net::ssl::context> tls_context_; // before shards_: outlives connections
     std::atomic<std::size_t> session_total_{0};      // every shard's sessions (max_sessions)
     std::vector<std::unique_ptr<shard>> shards_;

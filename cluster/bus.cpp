@@ -21,13 +21,14 @@ packet stamp(const packet& payload, std::string_view epoch, std::uint64_t offset
            (text[next] == ' ' || text[next] == '\n' || text[next] == '\r' || text[next] == '\t'))
         ++next;
     const bool empty_object = next < text.size() && text[next] == '}';
-    // {"epoch":"E","offset":K, + the rest after "{"
-    return packet::make(text.size() + epoch.size() + 42, [&](packet::writer& out) {
-        out << "{\"epoch\":\"" << epoch << "\",\"offset\":" << offset;
-        if (!empty_object)
-            out << ',';
-        out << text.substr(at + 1);
-    });
+    // {"epoch":"E","offset":K, + the rest after "{"; pushed when its payload was
+    return packet::make(text.size() + epoch.size() + 42, payload.born_ns(),
+                        [&](packet::writer& out) {
+                            out << "{\"epoch\":\"" << epoch << "\",\"offset\":" << offset;
+                            if (!empty_object)
+                                out << ',';
+                            out << text.substr(at + 1);
+                        });
 }
 
 void fill_random(std::span<unsigned char> out) {

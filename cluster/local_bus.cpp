@@ -1,10 +1,12 @@
 #include "cluster/local_bus.hpp"
 
+#include "fsm/clock.hpp"
+
 namespace megaphone {
 
 local_bus::local_bus(bus_options options, std::function<time_point()> now)
     : options_{options}
-    , now_{now ? std::move(now) : [] { return std::chrono::steady_clock::now(); }} {}
+    , now_{now ? std::move(now) : [] { return coarse_now(); }} {}
 
 local_bus::~local_bus() = default;
 

@@ -27,7 +27,7 @@ namespace megaphone {
 
 class local_bus final : public bus {
 public:
-    /// `now` tells the time for the history's ttl (steady clock by default; tests pass theirs).
+    /// `now` tells the time for the history's ttl (coarse_now() by default; tests pass theirs).
     explicit local_bus(bus_options options = {},
                        std::function<std::chrono::steady_clock::time_point()> now = {});
     ~local_bus() override;

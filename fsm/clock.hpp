@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <ctime>
 
 namespace megaphone {
 
@@ -18,6 +19,31 @@ public:
 class steady_clock_source final : public clock_source {
 public:
     time_point now() const noexcept override { return std::chrono::steady_clock::now(); }
+};
+
+/// CLOCK_MONOTONIC_COARSE (the time of the kernel's last tick), moved up by its resolution (one
+/// tick: 4 ms here): never earlier than steady_clock::now() when the ticks are on time, so a
+/// deadline taken from it does not fire early, and at most one tick later. Several times cheaper
+/// than steady_clock::now(), which reads the TSC behind a fence: a dozen reads a message were 2-3
+/// % of the server's CPU. For timeouts, ages and rates; never for latencies.
+inline time_point coarse_now() noexcept {
+    static const duration resolution = [] {
+        timespec r{};
+        ::clock_getres(CLOCK_MONOTONIC_COARSE, &r);
+        return std::chrono::duration_cast<duration>(std::chrono::seconds(r.tv_sec) +
+                                                    std::chrono::nanoseconds(r.tv_nsec));
+    }();
+    timespec t{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return time_point{std::chrono::duration_cast<duration>(std::chrono::seconds(t.tv_sec) +
+                                                           std::chrono::nanoseconds(t.tv_nsec)) +
+                      resolution};
+}
+
+/// The server's clock for sessions: coarse_now().
+class coarse_clock_source final : public clock_source {
+public:
+    time_point now() const noexcept override { return coarse_now(); }
 };
 
 /// A clock that moves only when told to: for tests and for the app testing kit.

@@ -9,22 +9,25 @@
 
 namespace megaphone {
 
-packet packet::allocate(std::size_t capacity) {
+std::int64_t packet::now_ns() noexcept {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(
+               std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
+
+packet packet::allocate(std::size_t capacity, std::int64_t born_ns) {
     if (capacity > std::numeric_limits<std::uint32_t>::max())
         throw std::length_error("packet larger than 4 GiB");
     void* memory = std::malloc(sizeof(rep) + capacity);
     if (!memory)
         throw std::bad_alloc();
-    const auto born = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          std::chrono::steady_clock::now().time_since_epoch())
-                          .count();
     packet p;
-    p.rep_ = new (memory) rep{{1}, static_cast<std::uint32_t>(capacity), born};
+    p.rep_ = new (memory) rep{{1}, static_cast<std::uint32_t>(capacity), born_ns};
     return p;
 }
 
 packet packet::from(std::string_view bytes) {
-    packet p = allocate(bytes.size());
+    packet p = allocate(bytes.size(), now_ns());
     if (!bytes.empty())
         std::memcpy(p.bytes(), bytes.data(), bytes.size());
     return p;

@@ -53,7 +53,13 @@ public:
     /// allocation and no intermediate string.
     template <class Fill>
     static packet make(std::size_t capacity, Fill&& fill) {
-        packet p = allocate(capacity);
+        return make(capacity, now_ns(), std::forward<Fill>(fill));
+    }
+    /// As make(), with its push time given instead of read from the clock: a message made from
+    /// another keeps that one's (stamp()), an answer's body, which nobody times, takes 0.
+    template <class Fill>
+    static packet make(std::size_t capacity, std::int64_t born_ns, Fill&& fill) {
+        packet p = allocate(capacity, born_ns);
         char* begin = p.bytes();
         writer w{begin};
         fill(w);
@@ -83,7 +89,7 @@ public:
     explicit operator bool() const noexcept { return rep_ != nullptr; }
 
     /// When the packet was made (steady clock, ns): a pushed message's push time, for the push
-    /// latency histogram. 0 for an empty handle.
+    /// latency histogram. 0 for an empty handle, and for a body made with a push time of 0.
     std::int64_t born_ns() const noexcept { return rep_ ? rep_->born_ns : 0; }
 
     /// True when both handles share one allocation (not a byte comparison).
@@ -101,7 +107,9 @@ private:
     const char* data() const noexcept { return reinterpret_cast<const char*>(rep_ + 1); }
     char* bytes() noexcept { return reinterpret_cast<char*>(rep_ + 1); }
     /// A packet with room for `capacity` bytes, its size set to `capacity`.
-    static packet allocate(std::size_t capacity);
+    static packet allocate(std::size_t capacity, std::int64_t born_ns);
+    /// The steady clock in ns (born_ns).
+    static std::int64_t now_ns() noexcept;
     void retain() noexcept {
         if (rep_)
             rep_->refs.fetch_add(1, std::memory_order_relaxed);

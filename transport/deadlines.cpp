@@ -1,5 +1,7 @@
 #include "transport/deadlines.hpp"
 
+#include "fsm/clock.hpp"
+
 #include <algorithm>
 
 namespace megaphone {
@@ -43,7 +45,7 @@ void deadline_service::arm(deadline& d, clock::duration after, deadline::expiry 
     list& l = lists_[i];
     d.service_ = this;
     d.expire_ = expire;
-    d.at_ = clock::now() + after;
+    d.at_ = coarse_now() + after;
     d.list_ = static_cast<std::uint8_t>(i);
     // Sorted by due time: behind the last one due no later (the tail, for a list of one length).
     deadline* before = l.tail;
@@ -83,7 +85,7 @@ void deadline_service::on_tick(const boost::system::error_code& ec) {
     ticking_ = false;
     if (ec || stopped_)
         return;
-    const auto now = clock::now();
+    const auto now = coarse_now();
     // Due ones in due order over all lists. An expiry may arm or cancel other deadlines (never
     // into the past): the heads are looked at afresh each time.
     for (;;) {

@@ -383,8 +383,9 @@ packet json_codec::created(const session_info& info, request_id rid,
 }
 
 packet json_codec::data(request_id rid, std::span<const packet> packets) const {
-    // {"rid":N,"messages":[...]}: at most 29 bytes around the messages array.
-    return packet::make(29 + messages_size(packets), [&](packet::writer& out) {
+    // {"rid":N,"messages":[...]}: at most 29 bytes around the messages array. An answer's body:
+    // no push time of its own (the messages have theirs).
+    return packet::make(29 + messages_size(packets), 0, [&](packet::writer& out) {
         out << "{\"rid\":" << std::uint64_t{rid} << ',';
         append_messages(out, packets);
         out << '}';

@@ -108,3 +108,12 @@ TEST_CASE("stamps: the answer of POST /publish/{channel} is read only when compl
         CHECK_FALSE(read_publish_answer(json::parse(text)).has_value());
     }
 }
+
+TEST_CASE(
+    "stamps: a stamped message keeps its payload's push time (the latency histogram's start)") {
+    const packet payload = packet::from(R"({"channel":"ch","data":1})");
+    const packet stamped_message = megaphone::stamp(payload, megaphone::new_epoch(), 1);
+    REQUIRE_FALSE(stamped_message.same_as(payload)); // a new packet, with the stamp's bytes
+    CHECK(payload.born_ns() != 0);
+    CHECK(stamped_message.born_ns() == payload.born_ns());
+}

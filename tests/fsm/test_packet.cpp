@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -179,4 +180,29 @@ TEST_CASE("packet: copies on two threads keep the count exact", "[packet]") {
     CHECK(ok1);
     CHECK(ok2);
     CHECK(shared.view() == "across threads");
+}
+
+TEST_CASE("packet: from() and make() take the push time when made; a given one is kept",
+          "[packet]") {
+    const auto steady_ns = [] {
+        return std::chrono::duration_cast<std::chrono::nanoseconds>(
+                   std::chrono::steady_clock::now().time_since_epoch())
+            .count();
+    };
+    const std::int64_t before = steady_ns();
+    const packet copied = packet::from("a");
+    const packet written = packet::make(1, [](packet::writer& out) { out << 'b'; });
+    const std::int64_t after = steady_ns();
+    CHECK(copied.born_ns() >= before);
+    CHECK(copied.born_ns() <= after);
+    CHECK(written.born_ns() >= before);
+    CHECK(written.born_ns() <= after);
+
+    // A message made from another keeps its push time; an answer's body has none.
+    const packet kept = packet::make(1, copied.born_ns(), [](packet::writer& out) { out << 'c'; });
+    CHECK(kept.born_ns() == copied.born_ns());
+    CHECK(kept.view() == "c");
+    const packet untimed = packet::make(1, 0, [](packet::writer& out) { out << 'd'; });
+    CHECK(untimed.born_ns() == 0);
+    CHECK(untimed.view() == "d");
 }
