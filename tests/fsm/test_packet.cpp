@@ -182,7 +182,7 @@ TEST_CASE("packet: copies on two threads keep the count exact", "[packet]") {
     CHECK(shared.view() == "across threads");
 }
 
-TEST_CASE("packet: from() and make() take the push time when made; a given one is kept",
+TEST_CASE("packet: from() and make() take the push time when made, and a given one is kept",
           "[packet]") {
     const auto steady_ns = [] {
         return std::chrono::duration_cast<std::chrono::nanoseconds>(
