@@ -197,10 +197,30 @@ void http_connection::on_handshake(beast::error_code ec, std::size_t used) {
 }
 
 void http_connection::do_read() {
-    if (buffer_.size() > 0)
+    if (buffer_.size() > 0) {
+        if (carry_ != carry::none) {
+            // The watch read this request already (still_there()): it is not needed any more.
+            beast::error_code ignored;
+            socket_.cancel(ignored);
+            watch_live_ = false;
+            carry_ = carry::none;
+        }
         return read_request(); // a pipelined request is already (partly) in
+    }
     // Idle: no request in flight. The first byte of the next one starts its read_timeout.
     set_deadline(options_.idle_timeout, refusal::idle_timeout);
+    switch (std::exchange(carry_, carry::none)) {
+    case carry::pending:
+        carry_ = carry::waiting; // the held request's watch, still pending, wakes the read
+        return;
+    case carry::fired:
+        return read_now(); // it completed while the answer was written: bytes or a close
+    default:
+        return read_async();
+    }
+}
+
+void http_connection::read_async() {
     // 512 bytes hold a typical long-poll request whole and stay in the allocator's small-chunk
     // caches (a 1 KiB block would make glibc consolidate its fast bins on every request); a
     // longer request is read on into a grown buffer.
@@ -209,6 +229,29 @@ void http_connection::do_read() {
             buffer_.prepare(512),
             beast::bind_front_handler(&http_connection::on_first_bytes, shared_from_this()));
     });
+}
+
+void http_connection::read_now() {
+    const auto space = buffer_.prepare(512);
+    const auto got = ::recv(socket_.native_handle(), space.data(), space.size(), MSG_DONTWAIT);
+    if (got > 0) {
+        buffer_.commit(static_cast<std::size_t>(got));
+        return read_request();
+    }
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return read_async(); // (readable, then not: wait as usual)
+    do_close();              // the client closed, or the connection failed
+}
+
+void http_connection::on_carried_watch(beast::error_code ec) {
+    const carry c = std::exchange(carry_, carry::none);
+    if (ec == net::error::operation_aborted)
+        return; // the socket was closed (a deadline, the server's stop): nothing pending now
+    if (c == carry::pending) {
+        carry_ = carry::fired; // the answer is still being written: do_read goes on from here
+        return;
+    }
+    read_now();
 }
 
 void http_connection::on_first_bytes(beast::error_code ec, std::size_t bytes) {
@@ -528,6 +571,7 @@ void http_connection::do_watch() {
     // The wait lasts as long as the request is held: it gets its own small allocation rather
     // than a block from Asio's per-thread recycling cache, which hands out the larger block of
     // the last write.
+    watch_live_ = true;
     socket_.async_receive(net::buffer(&probe_, 1), tcp::socket::message_peek,
                           net::bind_allocator(std::allocator<void>{},
                                               beast::bind_front_handler(&http_connection::on_watch,
@@ -535,6 +579,11 @@ void http_connection::do_watch() {
 }
 
 void http_connection::on_watch(std::uint32_t seq, beast::error_code ec, std::size_t) {
+    if (watch_live_ && seq == seq_) {
+        watch_live_ = false; // this is the pending watch's completion (not a cancelled one's)
+        if (carry_ != carry::none)
+            return on_carried_watch(ec);
+    }
     if (seq != seq_ || !awaiting_ || ec == net::error::operation_aborted)
         return;
     if (tls_ && stream_ && stream_->writing) {
@@ -609,9 +658,16 @@ void http_connection::on_deliver(std::uint32_t seq, response r) {
     }
     awaiting_ = false;
     on_lost_ = nullptr;
-    // Stop watching: the pending wait is aborted and its handler returns early.
-    beast::error_code ignored;
-    socket_.cancel(ignored);
+    if (!tls_ && watch_live_) {
+        // Plain HTTP: the watch goes on, and wakes the next read (carry_). Its client's next
+        // request is all it can see now.
+        carry_ = carry::pending;
+    } else {
+        // Stop watching: the pending wait is aborted and its handler returns early.
+        beast::error_code ignored;
+        socket_.cancel(ignored);
+        watch_live_ = false;
+    }
     do_write(std::move(r));
 }
 

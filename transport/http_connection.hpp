@@ -232,6 +232,13 @@ private:
     void on_continue(beast::error_code ec, std::size_t bytes);
     void on_read(beast::error_code ec, std::size_t bytes);
     void do_watch();
+    /// The carried watch (carry_) completed.
+    void on_carried_watch(beast::error_code ec);
+    /// Reads what the socket has now into buffer_ (plain HTTP) and parses it; asynchronously
+    /// when it has nothing yet.
+    void read_now();
+    /// Waits for the next request's first bytes (do_read's asynchronous read).
+    void read_async();
     void on_watch(std::uint32_t seq, beast::error_code ec, std::size_t peeked = 0);
     /// While a request is held: reads what arrived without blocking; false when the client is
     /// gone (EOF, close_notify, reset, a pipelined flood), true when it is still there.
@@ -301,6 +308,16 @@ private:
     bool moved_ = false;             // came here by move_to(): never moves again
     bool handling_ = false;          // inside handler_.handle(): on_read finishes the exchange
     bool written_early_ = false;     // ... whose answer was written whole meanwhile
+    bool watch_live_ = false;        // a watch (do_watch) is pending, not cancelled, for seq_
+    // After a held request's answer (plain HTTP), its watch goes on as the next read's wake-up:
+    // no cancel, no aborted handler, no read tried before the client can have sent anything.
+    enum class carry : std::uint8_t {
+        none,
+        pending, // the answer is being written; the watch is pending
+        waiting, // idle (do_read ran): the watch's completion reads the next request
+        fired,   // the watch completed before the answer was out: do_read reads at once
+    };
+    carry carry_ = carry::none;
     packet origin_; // the request's Origin, for CORS on the answer (8 B where a string is 32)
     // For the access log, only when options_.access_log is set.
     struct access_state {

@@ -17,11 +17,13 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <regex>
 #include <string>
@@ -241,6 +243,71 @@ TEST_CASE("server: an answer larger than the socket takes at once is written who
     REQUIRE(lines.size() == 2);
     for (const auto& line : lines)
         CHECK_THAT(line, Catch::Contains(" bytes=" + std::to_string(head_and_body) + " "));
+}
+
+TEST_CASE("server: after a held request's answer the connection reads its next request, one "
+          "sent during a long write too, and closes when idle") {
+    // A held request's readiness watch goes on after its answer and wakes the next read: it must
+    // read the next request whether it came during the answer's write or after, and the idle
+    // timeout still applies.
+    auto options = test_options();
+    options.http.idle_timeout = 300ms;
+    const std::string big(24u << 20, 'x'); // more than loopback's socket buffers hold
+    std::mutex m;
+    std::condition_variable cv;
+    std::optional<megaphone::exchange> held;
+    std::optional<megaphone::server> srv;
+    srv.emplace(options);
+    srv->route(http::verb::get, "/hold/", [&](megaphone::incoming& in, std::string_view) {
+        std::lock_guard lock{m};
+        held = in.ex; // not answered here: the connection holds it and watches
+        cv.notify_all();
+    });
+    srv->route(http::verb::get, "/release/", [&](megaphone::incoming& in, std::string_view what) {
+        std::optional<megaphone::exchange> ex;
+        {
+            std::lock_guard lock{m};
+            ex.swap(held);
+        }
+        if (ex)
+            ex->reply({200, megaphone::content_kind::text,
+                       megaphone::packet::from(what == "big" ? std::string_view{big} : what)});
+        in.ex.reply({ex ? 200u : 404u, megaphone::content_kind::text, megaphone::packet::from("")});
+    });
+    srv->route(http::verb::get, "/echo/", [](megaphone::incoming& in, std::string_view what) {
+        in.ex.reply({200, megaphone::content_kind::text, megaphone::packet::from(what)});
+    });
+    srv->start();
+    {
+        http_client c{srv->port()}, other{srv->port()};
+        const auto hold = [&](std::string_view target) {
+            c.send(http::verb::get, target);
+            std::unique_lock lock{m};
+            REQUIRE(cv.wait_for(lock, 10s, [&] { return held.has_value(); }));
+        };
+
+        // The next request comes while the large answer is still being written.
+        hold("/hold/1");
+        REQUIRE(other.get("/release/big").status == 200);
+        c.send(http::verb::get, "/echo/during");
+        const http_reply first = c.receive();
+        CHECK(first.body.size() == big.size());
+        CHECK(c.receive().body == "during");
+
+        // The next request comes after the answer.
+        hold("/hold/2");
+        REQUIRE(other.get("/release/small").status == 200);
+        CHECK(c.receive().body == "small");
+        CHECK(c.get("/echo/after").body == "after");
+
+        // Nothing comes after the answer: the idle timeout closes the connection.
+        hold("/hold/3");
+        REQUIRE(other.get("/release/last").status == 200);
+        CHECK(c.receive().body == "last");
+        CHECK(c.closed_by_server_within(5s));
+    }
+    srv->stop();
+    srv->wait();
 }
 
 TEST_CASE("long poll: published messages are stamped with the channel's epoch and offsets 1, 2, "
