@@ -5,8 +5,10 @@
 // forward, appending keeps each list sorted, so arming and cancelling are a few pointer moves:
 // no allocation, no lock, no handler posted. While any deadline is armed, the service's one
 // timer ticks every 1/8 of the shortest timeout (between 5 ms and 1 s) and expires the heads
-// that are due: a deadline fires at most one tick late. Due times are read from coarse_now()
-// (fsm/clock.hpp: a read per request armed, so the cheap clock), which adds at most 4 ms here.
+// that are due: a deadline fires at most one tick late. Due times are taken from coarse_now()
+// (fsm/clock.hpp: a read per request armed, so the cheap clock) plus one more kernel tick, and
+// compared with the steady clock: never early, and at most two kernel ticks (8 ms here) later
+// still.
 //
 // Threading: a deadline is armed, cancelled and expired on its io_context's thread only (one
 // thread per io_context, as the server runs them).

@@ -1,6 +1,7 @@
 // deadline_service (transport/deadlines.hpp): connection timeouts as intrusive lists with one
 // ticking timer. Short real timeouts (tens of ms) on a private io_context; every wait is
-// bounded by run_for and the assertions are on order and membership, never on elapsed time.
+// bounded by run_for and the assertions are on order and membership, and on elapsed time only as
+// a lower bound (a deadline never fires before its time, which a slow machine cannot break).
 #include "transport/deadlines.hpp"
 
 #include <catch2/catch.hpp>
@@ -64,6 +65,37 @@ TEST_CASE("deadlines: due ones expire in due order, across lengths, cancelled on
     for (int i = 0; i < 5; ++i)
         if (t[i])
             CHECK_FALSE(t[i]->armed());
+}
+
+TEST_CASE("deadlines: none fires before its time has passed on the steady clock") {
+    // Due times come from the coarse clock (fsm/clock.hpp), a tick ahead of the steady clock;
+    // what is due is judged by the kernel's last tick, never ahead: an expiry is never early.
+    net::io_context ioc;
+    auto& svc = deadline_service::of(ioc);
+    struct stamped : deadline {
+        std::chrono::steady_clock::time_point armed, fired;
+        static void expire(deadline& d) {
+            static_cast<stamped&>(d).fired = std::chrono::steady_clock::now();
+        }
+    };
+    std::vector<std::unique_ptr<stamped>> d;
+    for (int round = 0; round < 40; ++round) {
+        // Armed at different phases of the kernel's tick and of the service's 5 ms tick.
+        for (const auto after : {20ms, 21ms, 23ms}) {
+            d.push_back(std::make_unique<stamped>());
+            d.back()->armed = std::chrono::steady_clock::now();
+            svc.arm(*d.back(), after, &stamped::expire);
+        }
+        ioc.restart();
+        ioc.run_for(1ms + std::chrono::milliseconds(round % 7));
+    }
+    run_until(ioc, [&] { return svc.armed() == 0; });
+    REQUIRE(svc.armed() == 0);
+    for (std::size_t i = 0; i < d.size(); ++i) {
+        INFO(i);
+        const auto after = std::vector{20ms, 21ms, 23ms}[i % 3];
+        CHECK(d[i]->fired - d[i]->armed >= after);
+    }
 }
 
 TEST_CASE("deadlines: re-arming moves a deadline, an expiry may arm again") {
