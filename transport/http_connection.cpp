@@ -231,14 +231,26 @@ void http_connection::read_async() {
     });
 }
 
-void http_connection::read_now() {
-    const auto space = buffer_.prepare(512);
+std::size_t http_connection::receive_now(net::mutable_buffer space, beast::error_code& ec) {
     const auto got = ::recv(socket_.native_handle(), space.data(), space.size(), MSG_DONTWAIT);
-    if (got > 0) {
-        buffer_.commit(static_cast<std::size_t>(got));
+    if (got > 0)
+        return static_cast<std::size_t>(got);
+    if (got == 0)
+        ec = net::error::eof;
+    else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+        ec = net::error::would_block;
+    else
+        ec = beast::error_code(errno, beast::system_category());
+    return 0;
+}
+
+void http_connection::read_now() {
+    beast::error_code ec;
+    if (const std::size_t n = receive_now(buffer_.prepare(512), ec); n > 0) {
+        buffer_.commit(n);
         return read_request();
     }
-    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+    if (ec == net::error::would_block)
         return read_async(); // (readable, then not: wait as usual)
     do_close();              // the client closed, or the connection failed
 }
@@ -617,15 +629,7 @@ bool http_connection::still_there() {
     if (tls_) {
         n = tls_->stream.read_some(space, ec);
     } else {
-        const auto got = ::recv(socket_.native_handle(), space.data(), space.size(), MSG_DONTWAIT);
-        if (got > 0)
-            n = static_cast<std::size_t>(got);
-        else if (got == 0)
-            ec = net::error::eof;
-        else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
-            ec = net::error::would_block;
-        else
-            ec = beast::error_code(errno, beast::system_category());
+        n = receive_now(space, ec);
     }
     buffer_.commit(n);
     if (buffer_.size() > options_.max_header + options_.max_body)

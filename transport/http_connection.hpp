@@ -239,6 +239,9 @@ private:
     void read_now();
     /// Waits for the next request's first bytes (do_read's asynchronous read).
     void read_async();
+    /// One non-blocking recv into `space` (plain HTTP): the bytes read, or 0 with `ec` set to
+    /// eof, would_block or the error.
+    std::size_t receive_now(net::mutable_buffer space, beast::error_code& ec);
     void on_watch(std::uint32_t seq, beast::error_code ec, std::size_t peeked = 0);
     /// While a request is held: reads what arrived without blocking; false when the client is
     /// gone (EOF, close_notify, reset, a pipelined flood), true when it is still there.
