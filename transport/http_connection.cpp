@@ -576,21 +576,22 @@ bool http_connection::move_to(net::io_context& target,
 
 void http_connection::do_watch() {
     // Wait for readability without reading: a close (EOF) is noticed at once, and no buffer is
-    // held while the request waits. A one-byte MSG_PEEK receive rather than async_wait: Asio
-    // re-arms epoll (an epoll_ctl call) for every non-speculative wait, while a receive is tried
-    // at once (one recv, usually EAGAIN) and then just queues behind the registration made at
-    // accept.
+    // held while the request waits. A wait costs one system call to start (Asio re-arms epoll
+    // for a wait, with epoll_ctl) and none when it completes; a one-byte MSG_PEEK receive cost
+    // two (tried at once, usually EAGAIN, and performed again when the bytes came). The watch
+    // goes on after the answer (carry_) and wakes the next read: the next request is then read
+    // once, by read_now().
     // The wait lasts as long as the request is held: it gets its own small allocation rather
     // than a block from Asio's per-thread recycling cache, which hands out the larger block of
     // the last write.
     watch_live_ = true;
-    socket_.async_receive(net::buffer(&probe_, 1), tcp::socket::message_peek,
-                          net::bind_allocator(std::allocator<void>{},
-                                              beast::bind_front_handler(&http_connection::on_watch,
-                                                                        shared_from_this(), seq_)));
+    socket_.async_wait(tcp::socket::wait_read,
+                       net::bind_allocator(std::allocator<void>{},
+                                           beast::bind_front_handler(&http_connection::on_watch,
+                                                                     shared_from_this(), seq_)));
 }
 
-void http_connection::on_watch(std::uint32_t seq, beast::error_code ec, std::size_t) {
+void http_connection::on_watch(std::uint32_t seq, beast::error_code ec) {
     if (watch_live_ && seq == seq_) {
         watch_live_ = false; // this is the pending watch's completion (not a cancelled one's)
         if (carry_ != carry::none)

@@ -242,7 +242,7 @@ private:
     /// One non-blocking recv into `space` (plain HTTP): the bytes read, or 0 with `ec` set to
     /// eof, would_block or the error.
     std::size_t receive_now(net::mutable_buffer space, beast::error_code& ec);
-    void on_watch(std::uint32_t seq, beast::error_code ec, std::size_t peeked = 0);
+    void on_watch(std::uint32_t seq, beast::error_code ec);
     /// While a request is held: reads what arrived without blocking; false when the client is
     /// gone (EOF, close_notify, reset, a pipelined flood), true when it is still there.
     bool still_there();
@@ -303,7 +303,6 @@ private:
     response answer_;  // the answer being written
     std::uint32_t seq_ = 0;
     bool awaiting_ = false; // an exchange is outstanding
-    char probe_ = 0;        // a held request's readiness watch peeks one byte into it
     bool counted_ = false;  // exchange_started() was called, exchange_finished() not yet
     bool keep_alive_ = true;
     bool preflight_ = false;         // the request was a CORS preflight (OPTIONS)
