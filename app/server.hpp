@@ -17,6 +17,7 @@
 #include "app/rate_limiter.hpp"
 #include "cluster/bus.hpp"
 #include "cluster/router.hpp"
+#include "fsm/string_map.hpp"
 #include "transport/http_connection.hpp"
 #include "transport/sse.hpp"
 #include "transport/static_files.hpp"
@@ -273,12 +274,6 @@ private:
     http_options internal_http_;                       // its options: http, internal
     unsigned short internal_port_ = 0;
     std::unique_ptr<thread_placement> placement_; // which thread takes a new connection
-    struct string_hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
     /// Channel name -> bit i set when shard i has subscribers (a publish goes to those only),
     /// and how many sessions subscribe on all shards (a publish's answer, given at once).
     struct channel_entry {
@@ -286,7 +281,7 @@ private:
         std::atomic<std::int64_t> members{0}; // kept by the engines (channel_observer)
     };
     std::shared_mutex channel_shards_mutex_;
-    std::unordered_map<std::string, channel_entry, string_hash, std::equal_to<>> channel_shards_;
+    string_map<channel_entry> channel_shards_;
     std::unique_ptr<bus> bus_;
     std::unique_ptr<request_router> router_; // after shards_: goes before their io_contexts
     std::atomic<bool> stopping_{false};

@@ -13,6 +13,7 @@
 #pragma once
 
 #include "cluster/bus.hpp"
+#include "fsm/string_map.hpp"
 
 #include <array>
 #include <atomic>
@@ -60,15 +61,9 @@ private:
         std::deque<entry> history;
         bool check_scheduled = false;
     };
-    struct string_hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
     struct stripe {
         std::mutex mutex;
-        std::unordered_map<std::string, channel_state, string_hash, std::equal_to<>> channels;
+        string_map<channel_state> channels;
         /// When each channel's history is next checked for expiry (one check per channel,
         /// earliest first; see expire()).
         std::priority_queue<std::pair<time_point, std::string>,

@@ -1,5 +1,7 @@
 #include "cluster/redis_bus.hpp"
 
+#include "fsm/string_map.hpp"
+
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <openssl/sha.h>
@@ -198,13 +200,7 @@ struct redis_bus::impl : std::enable_shared_from_this<impl> {
     std::atomic<bool> started{false};
     bus_listener* listener = nullptr;
     bool stopped = false;
-    struct string_hash {
-        using is_transparent = void;
-        std::size_t operator()(std::string_view s) const noexcept {
-            return std::hash<std::string_view>{}(s);
-        }
-    };
-    std::unordered_map<std::string, stream, string_hash, std::equal_to<>> streams;
+    string_map<stream> streams;
 
     std::atomic<std::uint64_t> messages{0}, catch_ups{0}, caught_up{0}, recoveries{0},
         recovered_messages{0}, publish_failures{0};
