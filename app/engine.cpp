@@ -112,7 +112,7 @@ session* engine::find(std::string_view sid) noexcept {
 
 std::size_t engine::subscribers(std::string_view name) const noexcept {
     auto it = channels_.find(name);
-    return it == channels_.end() ? 0 : it->second->members.size();
+    return it == channels_.end() ? 0 : it->second.members.size();
 }
 
 //--------------------------------------------------------------------------------------------------
@@ -246,7 +246,7 @@ std::size_t engine::publish(std::string_view name, const packet& p) {
         return 0;
     // Members that close meanwhile stay in the list until the reap at the end of this call.
     std::size_t reached = 0;
-    for (session* s : it->second->members)
+    for (session* s : it->second.members)
         if (!s->closed()) {
             s->push(p);
             ++reached;
@@ -306,16 +306,17 @@ void engine::expire_timers() {
 void engine::join(session& s, std::string_view name, bool recovering) {
     auto it = channels_.find(name);
     if (it == channels_.end()) {
-        auto ch = std::make_unique<channel>();
-        ch->name = std::string(name);
-        it = channels_.emplace(ch->name, std::move(ch)).first;
+        it = channels_.try_emplace(std::string(name)).first;
+        it->second.key = &it->first;
         if (observer_)
-            it->second->members_everywhere = observer_->channel_opened(shard_, it->first);
+            it->second.members_everywhere = observer_->channel_opened(shard_, it->first);
     }
-    channel& ch = *it->second;
+    channel& ch = it->second;
     if (recovering) {
         s.subscriptions_.push_back({&ch, session::subscription::recovering});
-        ch.recovering.push_back(&s);
+        if (!ch.recovering)
+            ch.recovering = std::make_unique<std::vector<session*>>();
+        ch.recovering->push_back(&s);
         return;
     }
     s.subscriptions_.push_back({&ch, static_cast<std::uint32_t>(ch.members.size())});
@@ -330,7 +331,9 @@ void engine::leave(session& s, std::size_t subscription_index) {
                            static_cast<std::ptrdiff_t>(subscription_index));
     channel& ch = *sub.ch;
     if (sub.index == session::subscription::recovering) {
-        std::erase(ch.recovering, &s);
+        std::erase(*ch.recovering, &s);
+        if (ch.recovering->empty())
+            ch.recovering.reset();
     } else {
         // Swap-remove, and tell the moved member where it now stands.
         session* moved = ch.members.back();
@@ -343,10 +346,10 @@ void engine::leave(session& s, std::size_t subscription_index) {
                 if (other.ch == &ch)
                     other.index = sub.index;
     }
-    if (ch.members.empty() && ch.recovering.empty()) {
+    if (ch.members.empty() && !ch.recovering) {
         if (observer_)
-            observer_->channel_closed(shard_, ch.name);
-        channels_.erase(ch.name);
+            observer_->channel_closed(shard_, ch.name());
+        channels_.erase(channels_.find(ch.name()));
     }
 }
 
@@ -386,14 +389,17 @@ void engine::recovered(std::string_view sid, std::string_view name, recovery r) 
     session* s = find(sid);
     if (!s)
         return;
-    auto sub = std::find_if(s->subscriptions_.begin(), s->subscriptions_.end(),
-                            [name](const session::subscription& x) { return x.ch->name == name; });
+    auto sub =
+        std::find_if(s->subscriptions_.begin(), s->subscriptions_.end(),
+                     [name](const session::subscription& x) { return x.ch->name() == name; });
     if (sub == s->subscriptions_.end() || sub->index != session::subscription::recovering)
         return; // left the channel meanwhile (and maybe joined again: a later answer is its)
     // Live from now on: the channel's next publish into this engine comes after the recovery's
     // position.
     channel& ch = *sub->ch;
-    std::erase(ch.recovering, s);
+    std::erase(*ch.recovering, s);
+    if (ch.recovering->empty())
+        ch.recovering.reset();
     sub->index = static_cast<std::uint32_t>(ch.members.size());
     ch.members.push_back(s);
     if (ch.members_everywhere)

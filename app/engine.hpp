@@ -10,10 +10,13 @@
 #include "app/application.hpp"
 #include "app/session.hpp"
 #include "fsm/clock.hpp"
+#include "fsm/string_map.hpp"
 #include "fsm/timer_queue.hpp"
 #include "transport/exchange.hpp"
 #include "transport/protocol.hpp"
 #include "transport/stream.hpp"
+
+#include <boost/container/small_vector.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -86,14 +89,18 @@ public:
 };
 
 struct channel {
-    std::string name;
-    std::vector<session*> members;
+    /// Its name: the engine's key for it (stays put while the channel lives).
+    std::string_view name() const noexcept { return *key; }
+    const std::string* key = nullptr;
+    /// Inline while there is one: a delivery to a channel of one subscriber reads the session's
+    /// address from the table's own node.
+    boost::container::small_vector<session*, 1> members;
     /// The observer's count of the channel's members on every shard (channel_observer); null:
     /// none.
     std::atomic<std::int64_t>* members_everywhere = nullptr;
     /// Subscribed from a cursor, waiting for the history: publishes pass them by (the
-    /// recovery brings those messages).
-    std::vector<session*> recovering;
+    /// recovery brings those messages). Null while there are none (most of the time).
+    std::unique_ptr<std::vector<session*>> recovering;
 };
 
 class engine {
@@ -198,7 +205,9 @@ private:
     unsigned shard_;
     timer_queue timers_;
     std::unordered_map<std::string_view, std::unique_ptr<session>> sessions_;
-    std::unordered_map<std::string_view, std::unique_ptr<channel>> channels_;
+    /// By name, each channel in its table node (a lookup reads the node, not a node and then the
+    /// channel).
+    string_map<channel> channels_;
     std::vector<session*> reap_;
     /// Sessions ended by queue overflow, remembered (at most 1,024, for `inactivity`) so that
     /// their client's next request is told policy-violation rather than item-not-found.

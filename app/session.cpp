@@ -210,13 +210,13 @@ void session::recovered(std::string_view channel, recovery r) {
 
 void session::unsubscribe(std::string_view channel) {
     for (std::size_t i = 0; i < subscriptions_.size(); ++i)
-        if (subscriptions_[i].ch->name == channel)
+        if (subscriptions_[i].ch->name() == channel)
             return engine_.leave(*this, i);
 }
 
 bool session::subscribed(std::string_view channel) const noexcept {
     return std::any_of(subscriptions_.begin(), subscriptions_.end(),
-                       [channel](const subscription& s) { return s.ch->name == channel; });
+                       [channel](const subscription& s) { return s.ch->name() == channel; });
 }
 
 void session::close(close_reason why) {
