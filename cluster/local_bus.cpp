@@ -2,6 +2,8 @@
 
 #include "fsm/clock.hpp"
 
+#include <algorithm>
+
 namespace megaphone {
 
 local_bus::local_bus(bus_options options, std::function<time_point()> now)
@@ -20,6 +22,29 @@ void local_bus::stop() {
     listener_ = nullptr;
     for (stripe& s : stripes_)
         std::lock_guard lock{s.mutex};
+}
+
+void local_bus::history_ring::pop_front() noexcept {
+    items_[head_].stamped = packet{};
+    head_ = wrap(head_ + 1);
+    --size_;
+}
+
+void local_bus::history_ring::push_back(entry e, std::size_t limit) {
+    while (size_ >= limit)
+        pop_front();
+    if (size_ == items_.size()) {
+        // Full below the limit: the next larger array, oldest first (packets move, no copies).
+        std::vector<entry> grown;
+        grown.reserve(std::min(limit, std::max<std::size_t>(2, items_.size() * 2)));
+        for (std::size_t i = 0; i < size_; ++i)
+            grown.push_back(std::move(items_[wrap(head_ + i)]));
+        grown.resize(grown.capacity());
+        items_ = std::move(grown);
+        head_ = 0;
+    }
+    items_[wrap(head_ + size_)] = std::move(e);
+    ++size_;
 }
 
 local_bus::stripe& local_bus::stripe_of(std::string_view channel) noexcept {
@@ -75,9 +100,7 @@ void local_bus::publish(std::string_view channel, packet payload,
     c.last = now;
     packet stamped = stamp(payload, c.epoch, offset);
     if (options_.history_size > 0) {
-        c.history.push_back({offset, now, stamped});
-        while (c.history.size() > options_.history_size)
-            c.history.pop_front();
+        c.history.push_back({offset, now, stamped}, options_.history_size);
     }
     schedule_check(s, channel, c);
     publish_result result{true, {c.epoch, offset}, std::size_t{0}, {}};
@@ -111,9 +134,9 @@ void local_bus::recover(std::string_view channel, const stream_position& since,
             r.recovered = true;
         } else if (!c.history.empty() && c.history.front().offset <= since.offset + 1) {
             r.recovered = true;
-            for (const entry& e : c.history)
-                if (e.offset > since.offset)
-                    r.messages.push_back(e.stamped);
+            for (std::size_t i = 0; i < c.history.size(); ++i)
+                if (c.history[i].offset > since.offset)
+                    r.messages.push_back(c.history[i].stamped);
         }
     }
     done(std::move(r));

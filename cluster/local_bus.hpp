@@ -17,12 +17,12 @@
 
 #include <array>
 #include <atomic>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <queue>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 namespace megaphone {
 
@@ -54,11 +54,32 @@ private:
         time_point at;
         packet stamped;
     };
+    /// A channel's history, oldest first, in one array: it grows up to the history's size and
+    /// then wraps, a publish taking the oldest entry's place. A deque touched two blocks a
+    /// publish (its back and its front) and took 576 B for a channel's first message.
+    class history_ring {
+    public:
+        bool empty() const noexcept { return size_ == 0; }
+        std::size_t size() const noexcept { return size_; }
+        /// The i-th oldest entry (i < size()).
+        const entry& operator[](std::size_t i) const noexcept { return items_[wrap(head_ + i)]; }
+        const entry& front() const noexcept { return items_[head_]; }
+        void pop_front() noexcept;
+        /// Appends `e`, dropping the oldest entries beyond `limit` (≥ 1).
+        void push_back(entry e, std::size_t limit);
+
+    private:
+        std::size_t wrap(std::size_t i) const noexcept {
+            return i < items_.size() ? i : i - items_.size();
+        }
+        std::vector<entry> items_; // its size: the capacity; head_..head_+size_ hold entries
+        std::size_t head_ = 0, size_ = 0;
+    };
     struct channel_state {
         std::string epoch;
         std::uint64_t offset = 0;
         time_point last{}; // of its latest publish, or of its creation
-        std::deque<entry> history;
+        history_ring history;
         bool check_scheduled = false;
     };
     struct stripe {

@@ -297,3 +297,46 @@ TEST_CASE("recovery: publishes racing a recovery leave no gap") {
         }
     CHECK(last == static_cast<std::uint64_t>(published));
 }
+
+TEST_CASE("recovery: the history keeps a channel's last N messages in order while it grows, "
+          "wraps and expires from the middle of its array") {
+    test_hub app;
+    harness h{app, {}, megaphone::bus_options{5, 60s}};
+    auto& first = h.connect({}, {{{"subscribe", "news"}}});
+    std::string epoch;
+    // What a session recovering from `since` gets: the offsets and the data, in order.
+    auto recovered_from = [&](std::uint64_t since) {
+        auto& c = h.connect({{"recover", {{"news", cursor(epoch, since)}}}});
+        h.settle();
+        auto got = receive(h, c);
+        REQUIRE_FALSE(got.empty());
+        REQUIRE(got[0].at("recovered") == true);
+        std::vector<int> offsets;
+        for (std::size_t i = 1; i < got.size(); ++i) {
+            CHECK(got[i].at("data") == json{{"n", got[i].at("offset")}});
+            offsets.push_back(got[i].at("offset"));
+        }
+        return offsets;
+    };
+    // 1, 2, 3: growing (not full yet), everything kept.
+    publish_n(h, "news", 1, 3);
+    epoch = receive(h, first).at(0).at("epoch");
+    CHECK(recovered_from(0) == std::vector<int>{1, 2, 3});
+    // 4 to 13: full at 5, then wrapping twice; the last five, oldest first.
+    publish_n(h, "news", 4, 10);
+    CHECK(recovered_from(8) == std::vector<int>{9, 10, 11, 12, 13});
+    CHECK(recovered_from(11) == std::vector<int>{12, 13});
+    auto& gone = h.connect({{"recover", {{"news", cursor(epoch, 7)}}}});
+    h.settle();
+    CHECK(receive(h, gone).at(0).at("recovered") == false); // 8 is no longer kept
+
+    // 9 to 13 expire; 14 and 15, published within the ttl, stay. The oldest now sits in the
+    // middle of the array, and the next publishes wrap around it.
+    h.advance(40s);
+    publish_n(h, "news", 14, 2);
+    h.advance(25s);
+    publish_n(h, "news", 16, 1); // 9 to 13 are older than 60 s now
+    CHECK(recovered_from(13) == std::vector<int>{14, 15, 16});
+    publish_n(h, "news", 17, 4);
+    CHECK(recovered_from(15) == std::vector<int>{16, 17, 18, 19, 20});
+}
