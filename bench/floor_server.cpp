@@ -48,6 +48,8 @@
 #include <utility>
 #include <vector>
 
+#include "floor_process.hpp"
+
 namespace {
 
 [[noreturn]] void die(const char* what) {
@@ -400,18 +402,13 @@ void run(worker& w, const std::atomic<bool>& stop) {
 } // namespace
 
 int main(int argc, char** argv) {
-    unsigned port = 0, threads = 1;
-    double max_seconds = 3600;
+    megaphone::bench::floor_options o;
     bool reuse_port = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string_view a = argv[i];
-        if (a == "--port")
-            port = static_cast<unsigned>(std::strtoul(argv[i + 1], nullptr, 10));
-        else if (a == "--threads")
-            threads = static_cast<unsigned>(std::max(1ul, std::strtoul(argv[i + 1], nullptr, 10)));
-        else if (a == "--max-seconds")
-            max_seconds = std::strtod(argv[i + 1], nullptr);
-        else if (a == "--reuse-port")
+        if (o.take(a, argv[i + 1]))
+            continue;
+        if (a == "--reuse-port")
             reuse_port = std::string_view(argv[i + 1]) == "1";
         else if (a == "--group")
             group_count =
@@ -433,12 +430,7 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "megaphone-floor-server: --index must be below --group\n");
         return 2;
     }
-    std::signal(SIGPIPE, SIG_IGN);
-    rlimit rl{};
-    if (::getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        ::setrlimit(RLIMIT_NOFILE, &rl);
-    }
+    megaphone::bench::prepare_process();
     const int lfd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (lfd < 0)
         die("socket");
@@ -448,7 +440,7 @@ int main(int argc, char** argv) {
         ::setsockopt(lfd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<std::uint16_t>(port));
+    addr.sin_port = htons(static_cast<std::uint16_t>(o.port));
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
         die("bind");
@@ -465,7 +457,7 @@ int main(int argc, char** argv) {
             die("group socket");
     }
 
-    for (unsigned i = 0; i < threads; ++i) {
+    for (unsigned i = 0; i < o.threads; ++i) {
         auto w = std::make_unique<worker>();
         w->ep = ::epoll_create1(0);
         w->wake = ::eventfd(0, EFD_NONBLOCK);
@@ -490,21 +482,14 @@ int main(int argc, char** argv) {
         workers.push_back(std::move(w));
     }
 
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGALRM);
-    pthread_sigmask(SIG_BLOCK, &set, nullptr); // the worker threads inherit the mask
+    const sigset_t set = megaphone::bench::block_stop_signals(); // (the threads inherit it)
     std::atomic<bool> stop{false};
     std::vector<std::thread> pool;
     for (auto& w : workers)
         pool.emplace_back([&w, &stop] { run(*w, stop); });
     std::printf("listening on http://127.0.0.1:%u\n", ntohs(addr.sin_port));
     std::fflush(stdout);
-    ::alarm(static_cast<unsigned>(std::max(1.0, max_seconds)));
-    int sig = 0;
-    sigwait(&set, &sig);
+    megaphone::bench::wait_for_stop(set, o.max_seconds);
     stop = true;
     for (auto& t : pool)
         t.join();
