@@ -303,6 +303,15 @@ void engine::expire_timers() {
 //--------------------------------------------------------------------------------------------------
 // Channels and reaping
 
+namespace {
+/// Takes `s` off the channel's recovering list, and the list away once it is empty.
+void stop_recovering(channel& ch, session& s) {
+    std::erase(*ch.recovering, &s);
+    if (ch.recovering->empty())
+        ch.recovering.reset();
+}
+} // namespace
+
 void engine::join(session& s, std::string_view name, bool recovering) {
     auto it = channels_.find(name);
     if (it == channels_.end()) {
@@ -331,9 +340,7 @@ void engine::leave(session& s, std::size_t subscription_index) {
                            static_cast<std::ptrdiff_t>(subscription_index));
     channel& ch = *sub.ch;
     if (sub.index == session::subscription::recovering) {
-        std::erase(*ch.recovering, &s);
-        if (ch.recovering->empty())
-            ch.recovering.reset();
+        stop_recovering(ch, s);
     } else {
         // Swap-remove, and tell the moved member where it now stands.
         session* moved = ch.members.back();
@@ -397,9 +404,7 @@ void engine::recovered(std::string_view sid, std::string_view name, recovery r) 
     // Live from now on: the channel's next publish into this engine comes after the recovery's
     // position.
     channel& ch = *sub->ch;
-    std::erase(*ch.recovering, s);
-    if (ch.recovering->empty())
-        ch.recovering.reset();
+    stop_recovering(ch, *s);
     sub->index = static_cast<std::uint32_t>(ch.members.size());
     ch.members.push_back(s);
     if (ch.members_everywhere)

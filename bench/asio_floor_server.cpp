@@ -22,12 +22,9 @@
 
 #include "floor_process.hpp"
 
-#include <sys/resource.h>
 #include <sys/socket.h>
 
-#include <algorithm>
 #include <atomic>
-#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>

@@ -35,11 +35,9 @@ void local_bus::history_ring::push_back(entry e, std::size_t limit) {
         pop_front();
     if (size_ == items_.size()) {
         // Full below the limit: the next larger array, oldest first (packets move, no copies).
-        std::vector<entry> grown;
-        grown.reserve(std::min(limit, std::max<std::size_t>(2, items_.size() * 2)));
+        std::vector<entry> grown(std::min(limit, std::max<std::size_t>(2, items_.size() * 2)));
         for (std::size_t i = 0; i < size_; ++i)
-            grown.push_back(std::move(items_[wrap(head_ + i)]));
-        grown.resize(grown.capacity());
+            grown[i] = std::move(items_[wrap(head_ + i)]);
         items_ = std::move(grown);
         head_ = 0;
     }
